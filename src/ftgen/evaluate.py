@@ -1,0 +1,82 @@
+"""Evaluate rule: one (model, eval dataset, prompt format, shots) cell -> predictions + scores.
+
+Classification compares the summed log-likelihood of each label's full verbalisation (no
+hard-coded token ids, any tokenizer); generation decodes greedily in batches and cuts at the
+first blank line. Demonstrations come from the eval dataset's few-shot pool, never its test split.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from .artifacts import atomic_file, manifest, read_json, write_json
+from .data import load_examples
+from .generation import greedy_generate, loglikelihoods
+from .metrics import score
+from .modeling import default_device, load_model, load_tokenizer, resolve_bf16, set_threads
+from .prompts import continuation, encode_example, encode_pair
+
+
+def evaluate_cell(model_dir: str, base_dir: str, examples: str, params: dict, out_predictions: str,
+                  out_scores: str, cell: dict, threads: int | None = None, log=print) -> dict:
+    """`cell` names this evaluation (model tag, dataset, format, shots); it is stored in scores.json."""
+    set_threads(threads)
+    device = default_device()
+    bf16 = resolve_bf16(params.get("bf16", "auto"), device)
+    pp, fmt, shots = params["prompt"], params["format"], params["shots"]
+    tok = load_tokenizer(model_dir)  # fine-tuned folders carry the tokenizer they were trained with
+    model = load_model(model_dir, device=device, base_dir=base_dir)
+    test = load_examples(examples, "test")
+    if params.get("limit"):
+        test = test[: params["limit"]]
+    demos = load_examples(examples, "fewshot")[:shots]
+    if len(demos) < shots:
+        raise ValueError(f"{examples}: {shots} shots requested, few-shot pool has {len(demos)}")
+    start = time.time()
+    budget = pp["max_length"]
+    if pp["type"] == "classification":
+        labels = pp["labels"]
+        label_room = max(len(tok(continuation(pp, lab), add_special_tokens=False)["input_ids"]) for lab in labels) + 1
+        requests, truncated = [], 0
+        for ex in test:
+            enc = encode_example(tok, pp, fmt, ex, demos, None, budget=budget - label_room)
+            truncated += enc.truncated
+            for label in labels:
+                ctx, cont = encode_pair(tok, pp, enc.prompt_text, continuation(pp, label))
+                requests.append((ctx[-(budget - len(cont)):], cont))
+        lls = loglikelihoods(model, tok.pad_token_id, requests, params["batch_size"], bf16)
+        predictions, details = [], []
+        for i in range(len(test)):
+            row = lls[i * len(labels):(i + 1) * len(labels)]
+            predictions.append(labels[max(range(len(labels)), key=row.__getitem__)])
+            details.append({"loglik": dict(zip(labels, row))})
+    else:
+        encoded = [encode_example(tok, pp, fmt, ex, demos, None, budget=budget - pp["max_new_tokens"]) for ex in test]
+        truncated = sum(e.truncated for e in encoded)
+        predictions = greedy_generate(model, tok, [e.prompt_ids for e in encoded], pp["max_new_tokens"],
+                                      params["batch_size"], bf16)
+        details = [{} for _ in test]
+    wall = time.time() - start
+    refs = [ex["references"] for ex in test]
+    corpus, per = score(params["metrics"], predictions, refs, pp.get("labels"))
+    with atomic_file(out_predictions) as fh:
+        for ex, pred, s, d in zip(test, predictions, per, details):
+            fh.write(json.dumps({"id": ex["id"], "prediction": pred, "references": ex["references"],
+                                 "scores": s, **d}) + "\n")
+    model_manifest = read_json(f"{model_dir}/manifest.json")
+    result = {
+        "cell": cell,
+        "scores": corpus,
+        "n": len(test),
+        "truncated_prompts": truncated,
+        "wall_time_s": round(wall, 2),
+        "bf16": bf16,
+        "demonstrations": [d["id"] for d in demos],
+        "manifest": manifest("eval", params, inputs={"examples": examples},
+                             input_sha256={"model_manifest": model_manifest.get("config_hash", "")}),
+    }
+    write_json(out_scores, result)
+    log(f"{corpus} on {len(test)} examples in {wall:.1f}s")
+    return result
+

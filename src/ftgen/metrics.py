@@ -1,0 +1,95 @@
+"""Metrics: ROUGE-L (rouge-score), BLEU (sacrebleu), accuracy, macro-F1, EM / token F1.
+
+`per_example` gives each prediction its own score (kept in predictions.jsonl for bootstrap
+confidence intervals); `corpus` gives the dataset-level figure reported in scores.json.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections import Counter
+from functools import lru_cache
+
+
+@lru_cache(maxsize=1)
+def _rouge():
+    from rouge_score import rouge_scorer
+
+    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+
+
+def rouge_l(prediction: str, references: list[str]) -> float:
+    return max(_rouge().score(ref, prediction)["rougeL"].fmeasure for ref in references)
+
+
+def _normalise(text: str) -> str:
+    text = text.lower()
+    text = "".join(ch for ch in text if ch not in set(string.punctuation))
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+def exact_match(prediction: str, references: list[str]) -> float:
+    return float(any(_normalise(prediction) == _normalise(r) for r in references))
+
+
+def token_f1(prediction: str, references: list[str]) -> float:
+    best = 0.0
+    pred = _normalise(prediction).split()
+    for ref in references:
+        gold = _normalise(ref).split()
+        common = sum((Counter(pred) & Counter(gold)).values())
+        if common:
+            p, r = common / len(pred), common / len(gold)
+            best = max(best, 2 * p * r / (p + r))
+    return best
+
+
+def bleu_corpus(predictions: list[str], references: list[list[str]]) -> float:
+    import sacrebleu
+
+    width = max(len(r) for r in references)
+    streams = [[refs[i] if i < len(refs) else refs[0] for refs in references] for i in range(width)]
+    return sacrebleu.corpus_bleu(predictions, streams).score
+
+
+def bleu_sentence(prediction: str, references: list[str]) -> float:
+    import sacrebleu
+
+    return sacrebleu.sentence_bleu(prediction, references).score
+
+
+def macro_f1(predictions: list[str], golds: list[str], labels: list[str]) -> float:
+    f1s = []
+    for label in labels:
+        tp = sum(p == label and g == label for p, g in zip(predictions, golds))
+        fp = sum(p == label and g != label for p, g in zip(predictions, golds))
+        fn = sum(p != label and g == label for p, g in zip(predictions, golds))
+        f1s.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+    return sum(f1s) / len(f1s)
+
+
+PER_EXAMPLE = {
+    "accuracy": lambda pred, refs: float(pred == refs[0]),
+    "rougeL": rouge_l,
+    "bleu": bleu_sentence,
+    "exact_match": exact_match,
+    "token_f1": token_f1,
+}
+
+
+def score(metrics: list[str], predictions: list[str], references: list[list[str]],
+          labels: list[str] | None = None) -> tuple[dict[str, float], list[dict[str, float]]]:
+    """Corpus-level scores (0-100 scale for every metric) and per-example scores."""
+    per = [{m: PER_EXAMPLE[m](p, r) * (1 if m == "bleu" else 100)
+            for m in metrics if m in PER_EXAMPLE} for p, r in zip(predictions, references)]
+    corpus = {}
+    for m in metrics:
+        if m == "bleu":
+            corpus[m] = bleu_corpus(predictions, references)
+        elif m == "macro_f1":
+            corpus[m] = 100 * macro_f1(predictions, [r[0] for r in references], labels or [])
+        else:
+            corpus[m] = sum(row[m] for row in per) / max(1, len(per))
+    return corpus, per

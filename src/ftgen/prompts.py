@@ -1,0 +1,79 @@
+"""Prompts: task template + example (+ demonstrations) -> (prompt, continuation) -> token ids.
+
+One code path serves training, classification scoring and generation, so the text a model is
+trained on is exactly the text it is evaluated on. Demonstrations are rendered as
+`prompt + " " + target + "\\n\\n"` before the example (Yang et al.'s few-shot/FTICL format).
+With `chat_template`, the whole body is one user turn and the answer is the assistant turn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Encoded:
+    prompt_ids: list[int]
+    target_ids: list[int]
+    truncated: bool
+    prompt_text: str
+
+
+def render_body(pp: dict, fmt: int, inputs: dict) -> str:
+    return pp["prompts"][str(fmt)].format(**inputs)
+
+
+def target_of(pp: dict, example: dict) -> str:
+    return example["label"] if pp["type"] == "classification" else example["references"][0]
+
+
+def with_demos(pp: dict, fmt: int, body: str, demos: list[dict]) -> str:
+    shots = "".join(f"{render_body(pp, fmt, d['inputs'])} {target_of(pp, d)}\n\n" for d in demos)
+    return shots + body
+
+
+def wrap(tok, pp: dict, body: str) -> str:
+    """The full prompt string up to where the answer starts."""
+    if pp["chat_template"]:
+        return tok.apply_chat_template([{"role": "user", "content": body}], tokenize=False,
+                                       add_generation_prompt=True)
+    return body
+
+
+def continuation(pp: dict, answer: str) -> str:
+    return answer if pp["chat_template"] else " " + answer
+
+
+def encode_pair(tok, pp: dict, prompt: str, cont: str) -> tuple[list[int], list[int]]:
+    """lm-eval's split: encode(prompt + cont) cut at len(encode(prompt)), so merges match."""
+    special = not pp["chat_template"]  # a chat template already carries its special tokens
+    whole = tok(prompt + cont, add_special_tokens=special)["input_ids"]
+    ctx = tok(prompt, add_special_tokens=special)["input_ids"]
+    return whole[: len(ctx)], whole[len(ctx):]
+
+
+def encode_example(tok, pp: dict, fmt: int, example: dict, demos: list[dict], answer: str | None,
+                   budget: int) -> Encoded:
+    """Encode prompt (+ answer) within `budget` tokens, shortening the input, never the answer.
+
+    The longest input field of the example is cut (in tokens) until everything fits; if the
+    demonstrations alone overflow, the prompt is cut from the left as a last resort.
+    """
+    inputs = dict(example["inputs"])
+    truncated = False
+    for _ in range(8):
+        prompt = wrap(tok, pp, with_demos(pp, fmt, render_body(pp, fmt, inputs), demos))
+        p_ids, t_ids = encode_pair(tok, pp, prompt, continuation(pp, answer)) if answer is not None else (
+            tok(prompt, add_special_tokens=not pp["chat_template"])["input_ids"], [])
+        overflow = len(p_ids) + len(t_ids) - budget
+        if overflow <= 0:
+            return Encoded(p_ids, t_ids, truncated, prompt)
+        field = max(inputs, key=lambda f: len(inputs[f]))
+        field_ids = tok(inputs[field], add_special_tokens=False)["input_ids"]
+        if len(field_ids) <= 1:
+            break
+        keep = max(1, len(field_ids) - overflow - 2)
+        inputs[field] = tok.decode(field_ids[:keep], skip_special_tokens=True)
+        truncated = True
+    room = max(1, budget - len(t_ids))
+    return Encoded(p_ids[-room:], t_ids[: budget - 1], True, prompt)

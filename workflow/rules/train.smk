@@ -1,0 +1,34 @@
+# Fine-tuning: one job per (model, training dataset, variant, prompt format, size, seed).
+# Checkpoints go to a folder that is not a declared output, so a rerun resumes a killed job.
+
+
+rule finetune:
+    input:
+        model=f"{R}/models/{{model}}",
+        tokenized=f"{R}/tokenized/{{model}}/{{dataset}}/{{variant}}.f{{format}}",
+    output:
+        directory(
+            f"{R}/finetuned/{{model}}/{{dataset}}.{{variant}}.f{{format}}.n{{size}}.s{{seed}}"
+        ),
+    params:
+        recipe=lambda wc: as_json(
+            STUDY.recipe(
+                FineTune(wc.dataset, wc.variant, int(wc.format), int(wc.size), int(wc.seed))
+            )
+        ),
+        checkpoints=lambda wc: f"{R}/checkpoints/{wc.model}/{wc.dataset}.{wc.variant}.f{wc.format}.n{wc.size}.s{wc.seed}",
+    log:
+        f"{LOGS}/finetune/{{model}}/{{dataset}}.{{variant}}.f{{format}}.n{{size}}.s{{seed}}.log",
+    benchmark:
+        f"{BENCH}/finetune/{{model}}/{{dataset}}.{{variant}}.f{{format}}.n{{size}}.s{{seed}}.tsv"
+    threads: res("finetune", "threads")
+    resources:
+        mem_mb=res("finetune", "mem_mb"),
+        runtime=res("finetune", "runtime"),
+        gpu=res("finetune", "gpu"),
+    conda:
+        ML_ENV
+    shell:
+        "python -m ftgen finetune --model {input.model:q} --tokenized {input.tokenized:q} "
+        "--params {params.recipe:q} --out {output:q} --checkpoints {params.checkpoints:q} "
+        "--threads {threads} > {log:q} 2>&1"
