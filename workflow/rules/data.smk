@@ -8,17 +8,17 @@ rule prepare_dataset:
         examples=f"{R}/data/{{dataset}}/examples.parquet",
         card=f"{R}/data/{{dataset}}/card.json",
         manifest=f"{R}/data/{{dataset}}/manifest.json",
-    params:
-        spec=lambda wc: as_json(STUDY.dataset_params(wc.dataset)),
     log:
         f"{LOGS}/prepare_dataset/{{dataset}}.log",
     benchmark:
         f"{BENCH}/prepare_dataset/{{dataset}}.tsv"
+    conda:
+        DATA_ENV
     resources:
         mem_mb=res("prepare", "mem_mb"),
         runtime=res("prepare", "runtime"),
-    conda:
-        DATA_ENV
+    params:
+        spec=lambda wc: as_json(STUDY.dataset_params(wc.dataset)),
     shell:
         "python -m ftgen prepare-data --params {params.spec:q} --asset '{input.asset}' "
         "--out {output.examples:q} --card {output.card:q} --manifest {output.manifest:q} > {log:q} 2>&1"
@@ -30,19 +30,19 @@ rule tokenize:
         examples=f"{R}/data/{{dataset}}/examples.parquet",
     output:
         directory(f"{R}/tokenized/{{model}}/{{dataset}}/{{variant}}.f{{format}}"),
-    params:
-        spec=lambda wc: as_json(
-            STUDY.tokenize_params(wc.dataset, wc.variant, int(wc.format))
-        ),
     log:
         f"{LOGS}/tokenize/{{model}}/{{dataset}}/{{variant}}.f{{format}}.log",
     benchmark:
         f"{BENCH}/tokenize/{{model}}/{{dataset}}/{{variant}}.f{{format}}.tsv"
+    conda:
+        ML_ENV
     resources:
         mem_mb=res("tokenize", "mem_mb"),
         runtime=res("tokenize", "runtime"),
-    conda:
-        ML_ENV
+    params:
+        spec=lambda wc: as_json(
+            STUDY.tokenize_params(wc.dataset, wc.variant, int(wc.format))
+        ),
     shell:
         "python -m ftgen tokenize --model {input.model:q} --examples {input.examples:q} "
         "--params {params.spec:q} --out {output:q} > {log:q} 2>&1"

@@ -10,6 +10,17 @@ rule evaluate:
     output:
         predictions=f"{R}/eval/{{model}}/{{tag}}/{{dataset}}/f{{format}}.k{{shots}}/predictions.jsonl",
         scores=f"{R}/eval/{{model}}/{{tag}}/{{dataset}}/f{{format}}.k{{shots}}/scores.json",
+    log:
+        f"{LOGS}/evaluate/{{model}}/{{tag}}/{{dataset}}/f{{format}}.k{{shots}}.log",
+    benchmark:
+        f"{BENCH}/evaluate/{{model}}/{{tag}}/{{dataset}}/f{{format}}.k{{shots}}.tsv"
+    conda:
+        ML_ENV
+    threads: res("evaluate", "threads")
+    resources:
+        mem_mb=res("evaluate", "mem_mb"),
+        runtime=res("evaluate", "runtime"),
+        gpu=res("evaluate", "gpu"),
     params:
         spec=lambda wc: as_json(
             STUDY.eval_params(wc.dataset, int(wc.format), int(wc.shots))
@@ -23,17 +34,6 @@ rule evaluate:
                 "shots": int(wc.shots),
             }
         ),
-    log:
-        f"{LOGS}/evaluate/{{model}}/{{tag}}/{{dataset}}/f{{format}}.k{{shots}}.log",
-    benchmark:
-        f"{BENCH}/evaluate/{{model}}/{{tag}}/{{dataset}}/f{{format}}.k{{shots}}.tsv"
-    threads: res("evaluate", "threads")
-    resources:
-        mem_mb=res("evaluate", "mem_mb"),
-        runtime=res("evaluate", "runtime"),
-        gpu=res("evaluate", "gpu"),
-    conda:
-        ML_ENV
     shell:
         "python -m ftgen evaluate --model {input.model:q} --base {input.base:q} "
         "--examples {input.examples:q} --params {params.spec:q} --cell {params.cell:q} "

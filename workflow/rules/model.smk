@@ -6,17 +6,17 @@ rule prepare_model:
         asset=asset_of_model,
     output:
         directory(f"{R}/models/{{model}}"),
-    params:
-        spec=lambda wc: as_json(STUDY.model_params(wc.model)),
     log:
         f"{LOGS}/prepare_model/{{model}}.log",
     benchmark:
         f"{BENCH}/prepare_model/{{model}}.tsv"
+    conda:
+        ML_ENV
     resources:
         mem_mb=res("prepare", "mem_mb"),
         runtime=res("prepare", "runtime"),
-    conda:
-        ML_ENV
+    params:
+        spec=lambda wc: as_json(STUDY.model_params(wc.model)),
     shell:
         "python -m ftgen prepare-model --params {params.spec:q} --asset '{input.asset}' "
         "--out {output:q} > {log:q} 2>&1"

@@ -13,14 +13,14 @@ rule aggregate:
         ),
         md=f"{R}/tables/transfer.md",
         manifest=f"{R}/tables/transfer.manifest.json",
-    params:
-        spec=as_json(STUDY.aggregate_params()),
     log:
         f"{LOGS}/aggregate.log",
-    resources:
-        mem_mb=res("aggregate", "mem_mb"),
     conda:
         DATA_ENV
+    resources:
+        mem_mb=res("aggregate", "mem_mb"),
+    params:
+        spec=as_json(STUDY.aggregate_params()),
     shell:
         "python -m ftgen aggregate --params {params.spec:q} --parquet {output.parquet:q} "
         "--csv {output.csv:q} --md {output.md:q} --manifest {output.manifest:q} {input:q} > {log:q} 2>&1"
@@ -42,13 +42,13 @@ rule plots:
             category="Plots",
         ),
         bars_pdf=plot_files()["bars_pdf"],
-    params:
-        format=STUDY.finetune_cfg.get("format", 0),
-        shots=min(STUDY.eval_cfg["shots"]),
     log:
         f"{LOGS}/plots.log",
     conda:
         PLOT_ENV
+    params:
+        format=STUDY.finetune_cfg.get("format", 0),
+        shots=min(STUDY.eval_cfg["shots"]),
     shell:
         "python -m ftgen plot --table {input:q} --format {params.format} --shots {params.shots} "
         "--heatmap {output.heatmap_png:q} {output.heatmap_pdf:q} "

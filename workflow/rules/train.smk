@@ -10,24 +10,26 @@ rule finetune:
         directory(
             f"{R}/finetuned/{{model}}/{{dataset}}.{{variant}}.f{{format}}.n{{size}}.s{{seed}}"
         ),
-    params:
-        recipe=lambda wc: as_json(
-            STUDY.recipe(
-                FineTune(wc.dataset, wc.variant, int(wc.format), int(wc.size), int(wc.seed))
-            )
-        ),
-        checkpoints=lambda wc: f"{R}/checkpoints/{wc.model}/{wc.dataset}.{wc.variant}.f{wc.format}.n{wc.size}.s{wc.seed}",
     log:
         f"{LOGS}/finetune/{{model}}/{{dataset}}.{{variant}}.f{{format}}.n{{size}}.s{{seed}}.log",
     benchmark:
         f"{BENCH}/finetune/{{model}}/{{dataset}}.{{variant}}.f{{format}}.n{{size}}.s{{seed}}.tsv"
+    conda:
+        ML_ENV
     threads: res("finetune", "threads")
     resources:
         mem_mb=res("finetune", "mem_mb"),
         runtime=res("finetune", "runtime"),
         gpu=res("finetune", "gpu"),
-    conda:
-        ML_ENV
+    params:
+        recipe=lambda wc: as_json(
+            STUDY.recipe(
+                FineTune(
+                    wc.dataset, wc.variant, int(wc.format), int(wc.size), int(wc.seed)
+                )
+            )
+        ),
+        checkpoints=lambda wc: f"{R}/checkpoints/{wc.model}/{wc.dataset}.{wc.variant}.f{wc.format}.n{wc.size}.s{wc.seed}",
     shell:
         "python -m ftgen finetune --model {input.model:q} --tokenized {input.tokenized:q} "
         "--params {params.recipe:q} --out {output:q} --checkpoints {params.checkpoints:q} "

@@ -1,0 +1,77 @@
+"""Wall time of a study, by rule, from Snakemake `benchmark:` files (+ the end-to-end time).
+
+    python benchmarks/default_study_time.py --run        # clean run of the default study, timed
+    python benchmarks/default_study_time.py              # summarise the last run's benchmark files
+    python benchmarks/default_study_time.py --study smoke
+
+Writes benchmarks/out/<study>_time.{json,md}. Figures on these shared machines vary +-40 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def summarise(study: str) -> dict:
+    bench = REPO / "results" / study / "benchmarks"
+    per_rule: dict[str, dict] = defaultdict(lambda: {"jobs": 0, "total_s": 0.0, "max_s": 0.0, "peak_rss_mb": 0.0})
+    for tsv in bench.rglob("*.tsv"):
+        rule = tsv.relative_to(bench).parts[0]
+        with open(tsv) as fh:
+            row = next(csv.DictReader(fh, delimiter="\t"))
+        s, rss = float(row["s"]), float(row["max_rss"]) if row["max_rss"] not in ("", "NA", "-") else 0.0
+        entry = per_rule[rule]
+        entry["jobs"] += 1
+        entry["total_s"] += s
+        entry["max_s"] = max(entry["max_s"], s)
+        if rss > entry["peak_rss_mb"]:
+            entry["peak_rss_mb"], entry["peak_job"] = rss, str(tsv.relative_to(bench))
+    return dict(per_rule)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--study", default="default")
+    ap.add_argument("--run", action="store_true", help="delete results/<study> and run it, timed")
+    ap.add_argument("--cores", default="2")
+    args = ap.parse_args()
+    out = {"study": args.study}
+    if args.run:
+        shutil.rmtree(REPO / "results" / args.study, ignore_errors=True)
+        cmd = [str(Path(sys.executable).parent / "snakemake"), "--cores", args.cores]
+        if args.study != "default":
+            cmd += ["--configfile", f"config/studies/{args.study}.yaml"]
+        start = time.time()
+        subprocess.run(cmd, cwd=REPO, check=True)
+        out["wall_time_s"] = round(time.time() - start, 1)
+        out["command"] = " ".join(cmd[1:])
+    rules = summarise(args.study)
+    out["rules"] = rules
+    out["peak_rss_mb"] = max((r["peak_rss_mb"] for r in rules.values()), default=0)
+    lines = [f"# Study `{args.study}`: time by rule (Snakemake benchmark files)", ""]
+    if "wall_time_s" in out:
+        lines.append(f"End-to-end wall time: **{out['wall_time_s'] / 60:.1f} min** (`snakemake {out['command']}`)\n")
+    lines += ["| rule | jobs | total s | max s | peak RSS MB |", "|---|---|---|---|---|"]
+    for rule, r in sorted(rules.items(), key=lambda kv: -kv[1]["total_s"]):
+        lines.append(f"| {rule} | {r['jobs']} | {r['total_s']:.0f} | {r['max_s']:.0f} | {r['peak_rss_mb']:.0f} |")
+    md = "\n".join(lines) + "\n"
+    dest = REPO / "benchmarks" / "out"
+    dest.mkdir(exist_ok=True)
+    (dest / f"{args.study}_time.json").write_text(json.dumps(out, indent=2) + "\n")
+    (dest / f"{args.study}_time.md").write_text(md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+import csv
+import io
+import json
+import tarfile
+import zipfile
+from pathlib import Path
+
+import polars as pl
+import pytest
+from conftest import sentiment_rows, write_jsonl
+
+from ftgen.assets import member_path
+from ftgen.data import DataError, assign_splits, load_examples, prepare_dataset
+
+
+def run_prepare(params, tmp_path, asset=None):
+    out = tmp_path / "out"
+    return prepare_dataset(params, asset, str(out / "examples.parquet"), str(out / "card.json"),
+                           str(out / "manifest.json")), out
+
+
+def test_jsonl_normalises_and_splits_by_group(sentiment_params, tmp_path):
+    card, out = run_prepare(sentiment_params, tmp_path)
+    df = pl.read_parquet(out / "examples.parquet")
+    assert card["counts"] == {"test": 8, "dev": 4, "fewshot": 4, "train": 20}
+    assert set(df.columns) == {"id", "group", "split", "label", "references", "inputs"}
+    groups = df.group_by("group").agg(pl.col("split").n_unique())
+    assert groups["split"].max() == 1, "a group crossed splits"
+    assert set(card["label_distribution"]["train"]) <= {"negative", "positive"}
+    assert card["input_sha256"] and (out / "manifest.json").exists()
+    row = load_examples(out / "examples.parquet", "test")[0]
+    assert row["references"] == [row["label"]] and set(row["inputs"]) == {"text"}
+
+
+def test_splits_are_deterministic_and_nested(sentiment_params, tmp_path):
+    _, out1 = run_prepare(sentiment_params, tmp_path / "a")
+    _, out2 = run_prepare(sentiment_params, tmp_path / "b")
+    assert pl.read_parquet(out1 / "examples.parquet").equals(pl.read_parquet(out2 / "examples.parquet"))
+    rows = [{"id": str(i), "group": str(i // 3), "inputs": {}, "references": [], "label": None} for i in range(60)]
+    small = assign_splits(rows, {"seed": 1, "test": 6, "dev": 0, "fewshot": 0, "train": 12}, "x")
+    big = assign_splits(rows, {"seed": 1, "test": 6, "dev": 0, "fewshot": 0, "train": 30}, "x")
+    train = lambda rs: [r["id"] for r in rs if r["split"] == "train"]  # noqa: E731
+    assert train(big)[:12] == train(small)
+
+
+def test_missing_field_names_file_and_line(sentiment_params, tmp_path):
+    rows = sentiment_rows()
+    del rows[6]["text"]
+    write_jsonl(Path(sentiment_params["source"]["path"]), rows)
+    with pytest.raises(DataError, match=r"sent\.jsonl:7: field 'text' missing"):
+        run_prepare(sentiment_params, tmp_path)
+    assert not (tmp_path / "out" / "examples.parquet").exists()
+
+
+def test_label_outside_label_set(sentiment_params, tmp_path):
+    rows = sentiment_rows()
+    rows[2]["label"] = "mixed"
+    write_jsonl(Path(sentiment_params["source"]["path"]), rows)
+    with pytest.raises(DataError, match=r"sent\.jsonl:3: label 'mixed' not in the label set"):
+        run_prepare(sentiment_params, tmp_path)
+
+
+def test_empty_split_is_an_error(sentiment_params, tmp_path):
+    sentiment_params["split"] = {"seed": 0, "test": 30, "dev": 10, "fewshot": 4, "train": 20}
+    with pytest.raises(DataError, match="split 'fewshot' is empty"):
+        run_prepare(sentiment_params, tmp_path)
+    assert not (tmp_path / "out" / "examples.parquet").exists()
+
+
+def test_csv_and_parquet_adapters(sentiment_params, tmp_path):
+    rows = sentiment_rows()
+    with open(tmp_path / "s.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    pl.DataFrame(rows).write_parquet(tmp_path / "s.parquet")
+    results = []
+    for adapter, name in (("csv", "s.csv"), ("parquet", "s.parquet")):
+        params = {**sentiment_params, "source": {**sentiment_params["source"], "adapter": adapter, "path": str(tmp_path / name)}}
+        card, out = run_prepare(params, tmp_path / adapter)
+        results.append(pl.read_parquet(out / "examples.parquet"))
+    assert results[0].equals(results[1])
+    rows[4].pop("label")
+    with open(tmp_path / "bad.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["id", "doc", "text", "label"])
+        w.writeheader()
+        w.writerows(rows)
+    params = {**sentiment_params, "source": {**sentiment_params["source"], "adapter": "csv", "path": str(tmp_path / "bad.csv")}}
+    with pytest.raises(DataError, match=r"bad\.csv:6: label missing"):
+        run_prepare(params, tmp_path / "bad")
+
+
+def test_hf_adapter_on_local_datasets(sentiment_params, tmp_path):
+    """The HPC path (datasets.load_dataset) on folders saved with `datasets` here."""
+    import datasets
+
+    rows = sentiment_rows()
+    dd = datasets.DatasetDict({"train": datasets.Dataset.from_list(rows)})
+    dd.save_to_disk(str(tmp_path / "saved"))
+    (tmp_path / "pq" / "data").mkdir(parents=True)
+    datasets.Dataset.from_list(rows).to_parquet(str(tmp_path / "pq" / "data" / "train-00000-of-00001.parquet"))
+    frames = []
+    for name in ("saved", "pq"):
+        src = {**sentiment_params["source"], "adapter": "hf", "name": str(tmp_path / name), "split": "train"}
+        src.pop("path")
+        _, out = run_prepare({**sentiment_params, "source": src}, tmp_path / f"o_{name}")
+        frames.append(pl.read_parquet(out / "examples.parquet"))
+    assert frames[0].equals(frames[1]) and frames[0].height == 36
+
+
+def _tar_gz(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_vader_adapter_reads_nested_archive(tmp_path):
+    truth = "1_1\t2.5\tI loved it.\r\n1_2\t0.1\tIt exists.\r\n2_1\t-3\tDreadful.\r\n3_1\t1.0\tFine.\r\n4_1\t-1\tMeh.\r\n"
+    inner = _tar_gz({"hutto_ICWSM_2014/tweets_GroundTruth.txt": truth.encode()})
+    sdist = tmp_path / "vaderSentiment-3.3.2.tar.gz"
+    sdist.write_bytes(_tar_gz({"vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz": inner}))
+    params = {"name": "v", "task": "sentiment", "task_type": "classification", "inputs": ["text"],
+              "labels": ["negative", "positive"], "source": {"adapter": "vader", "asset": "vadersentiment", "domain": "tweets"},
+              "split": {"seed": 0, "test": 1, "dev": 0, "fewshot": 1, "train": 2}}
+    card, out = run_prepare(params, tmp_path, asset=str(sdist))
+    df = pl.read_parquet(out / "examples.parquet")
+    assert df.height == 4  # the neutral-band row (0.1) is dropped
+    assert dict(zip(df["id"], df["label"]))["2_1"] == "negative"
+
+
+def test_bigbench_adapter_regex_and_label_map(tmp_path):
+    task = {"examples": [
+        {"input": f"Page{i % 3}: fact {i}.\nClaim: claim {i}.", "target_scores": {"True": int(i % 2 == 0), "False": int(i % 2 == 1)}}
+        for i in range(12)
+    ] + [{"input": "no colon here", "target_scores": {"True": 1}}]}
+    sdist = tmp_path / "bigbench-1.0.0.tar.gz"
+    sdist.write_bytes(_tar_gz({"bigbench-1.0.0/bigbench/benchmark_tasks/toy/task.json": json.dumps(task).encode()}))
+    params = {"name": "toy", "task": "nli", "task_type": "classification", "inputs": ["premise", "hypothesis"],
+              "labels": ["entailment", "neutral", "contradiction"],
+              "source": {"adapter": "bigbench", "asset": "bigbench", "task": "toy",
+                         "input_regex": r"^(?P<title>[^:\n]+): (?P<premise>.*)\nClaim: (?P<hypothesis>.*)$",
+                         "label_map": {"True": "entailment", "False": "contradiction"}, "group": "title"},
+              "split": {"seed": 0, "test": 2, "dev": 0, "fewshot": 1, "train": 4}}
+    with pytest.raises(DataError, match=r"toy/task\.json: examples\[12\]: input does not match"):
+        run_prepare(params, tmp_path, asset=str(sdist))
+    task["examples"].pop()
+    sdist.write_bytes(_tar_gz({"bigbench-1.0.0/bigbench/benchmark_tasks/toy/task.json": json.dumps(task).encode()}))
+    (tmp_path / "bigbench-1.0.0.tar.gz.d").exists() and __import__("shutil").rmtree(tmp_path / "bigbench-1.0.0.tar.gz.d")
+    card, out = run_prepare(params, tmp_path, asset=str(sdist))
+    df = pl.read_parquet(out / "examples.parquet")
+    assert set(df["label"]) == {"entailment", "contradiction"}
+    assert df.group_by("group").agg(pl.col("split").n_unique())["split"].max() == 1
+
+
+def test_member_path_reads_wheels(tmp_path):
+    whl = tmp_path / "pkg-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(whl, "w") as zf:
+        zf.writestr("pkg/model.gguf", b"GGUF-bytes")
+    assert member_path(whl, "pkg/model.gguf").read_bytes() == b"GGUF-bytes"

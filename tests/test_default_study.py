@@ -1,0 +1,26 @@
+"""The default study end to end on CPU (slow: ~10-15 min; `pytest -m slow`, run by .ci/run)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def test_default_study_completes_with_tables_and_plots():
+    snakemake = str(Path(sys.executable).parent / "snakemake")
+    proc = subprocess.run([snakemake, "--cores", "2"], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    results = REPO / "results" / "default"
+    table = pl.read_csv(results / "tables" / "transfer.csv")
+    assert set(table["relation"]) == {"in-domain", "cross-domain", "cross-task"}
+    assert table["base"].null_count() == 0 and table["finetuned"].null_count() == 0
+    for name in ("delta_heatmap.png", "delta_heatmap.pdf", "delta_by_relation.png", "delta_by_relation.pdf"):
+        assert (results / "plots" / name).stat().st_size > 1000
+    summary = subprocess.run([sys.executable, str(REPO / "benchmarks" / "default_study_time.py")], cwd=REPO,
+                             capture_output=True, text=True, check=True).stdout
+    print(summary)

@@ -1,0 +1,175 @@
+"""The whole DAG through the Snakemake CLI on the smoke study, in a private copy of the repo."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+from conftest import REPO
+
+from ftgen.metrics import macro_f1
+
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+COPY = ["Snakefile", "workflow", "config", "src", "tests/data", "profiles", "envs"]
+SMOKE = "config/studies/smoke.yaml"
+R = Path("results/smoke")
+
+
+def smk(wd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([SNAKEMAKE, *args], cwd=wd, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+def planned_jobs(wd: Path, *args: str) -> dict[str, int]:
+    out = smk(wd, "-n", "--quiet", "rules", *args).stdout
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", out, re.M) if m[1] != "total"}
+
+
+def write_study(wd: Path, name: str, mutate) -> str:
+    cfg = yaml.safe_load((wd / SMOKE).read_text())
+    mutate(cfg)
+    path = wd / "config" / "studies" / name
+    path.write_text(yaml.safe_dump(cfg))
+    return str(path.relative_to(wd))
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory) -> Path:
+    wd = tmp_path_factory.mktemp("repo")
+    for item in COPY:
+        src = REPO / item
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, wd / item)
+    smk(wd, "--cores", "2", "--configfile", SMOKE)
+    return wd
+
+
+def test_smoke_dag_writes_tables_and_plots(smoke_run):
+    wd = smoke_run
+    for name in ("transfer.csv", "transfer.parquet", "transfer.md", "transfer.manifest.json"):
+        assert (wd / R / "tables" / name).stat().st_size > 0
+    for name in ("delta_heatmap", "delta_by_relation"):
+        for ext in ("png", "pdf"):
+            assert (wd / R / "plots" / f"{name}.{ext}").stat().st_size > 1000
+    table = pl.read_csv(wd / R / "tables" / "transfer.csv")
+    assert set(table["relation"]) == {"in-domain", "cross-domain", "cross-task"}
+    # 3 fine-tunes x 6 eval datasets, 2 metrics each
+    assert table.height == 3 * 6 * 2
+    assert table.filter(pl.col("relation") == "in-domain")["train_dataset"].to_list() == \
+        table.filter(pl.col("relation") == "in-domain")["eval_dataset"].to_list()
+    # every artifact kind carries a manifest
+    assert (wd / R / "models" / "tiny" / "manifest.json").exists()
+    assert list((wd / R / "finetuned" / "tiny").glob("*/manifest.json"))
+    assert list((wd / R / "data").glob("*/manifest.json"))
+    # training ran and logged progress with tqdm
+    log = next((wd / R / "logs" / "finetune" / "tiny").glob("*.log")).read_text()
+    assert "it/s" in log or "s/it" in log
+
+
+def _scores_from_predictions(path: Path, metric: str, labels=None) -> float:
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    if metric == "macro_f1":
+        return 100 * macro_f1([r["prediction"] for r in rows], [r["references"][0] for r in rows], labels)
+    return sum(r["scores"][metric] for r in rows) / len(rows)
+
+
+def test_table_numbers_match_prediction_files(smoke_run):
+    wd = smoke_run
+    table = pl.read_csv(wd / R / "tables" / "transfer.csv")
+    labels = {"sentiment": ["negative", "positive"], "nli": ["entailment", "neutral", "contradiction"]}
+    checked = 0
+    for row in table.filter(pl.col("metric") != "bleu").iter_rows(named=True):
+        cell = f"{row['eval_dataset']}/f{row['format']}.k{row['shots']}/predictions.jsonl"
+        ft = _scores_from_predictions(wd / R / "eval" / "tiny" / row["model_tag"] / cell, row["metric"], labels.get(row["eval_task"]))
+        base = _scores_from_predictions(wd / R / "eval" / "tiny" / "base" / cell, row["metric"], labels.get(row["eval_task"]))
+        assert row["finetuned"] == pytest.approx(ft, abs=1e-6)
+        assert row["base"] == pytest.approx(base, abs=1e-6)
+        assert row["delta"] == pytest.approx(ft - base, abs=1e-6)
+        checked += 1
+    assert checked == 3 * 6 * 1 + 3 * 4 * 1  # accuracy/rougeL everywhere, macro_f1 on classification
+
+
+def test_rerun_is_a_no_op_and_report_builds(smoke_run):
+    wd = smoke_run
+    assert planned_jobs(wd, "--configfile", SMOKE) == {}
+    smk(wd, "--configfile", SMOKE, "--report", "report.html")
+    html = (wd / "report.html").read_text(errors="replace")
+    assert "delta_heatmap.png" in html and "transfer.csv" in html
+
+
+def test_adding_an_eval_dataset_plans_only_its_jobs(smoke_run):
+    wd = smoke_run
+    shutil.copy(wd / "tests/data/sent_film.jsonl", wd / "tests/data/sent_extra.jsonl")
+
+    def add(cfg):
+        spec = dict(cfg["datasets"]["sent_film"])
+        spec["source"] = {**spec["source"], "path": "tests/data/sent_extra.jsonl"}
+        cfg["datasets"]["sent_extra"] = spec
+
+    study = write_study(wd, "smoke_plus_dataset.yaml", add)
+    jobs = planned_jobs(wd, "--configfile", study)
+    assert jobs == {"prepare_dataset": 1, "evaluate": 4, "aggregate": 1, "plots": 1, "all": 1}
+
+
+def test_changing_one_hyperparameter_reruns_only_that_model(smoke_run):
+    wd = smoke_run
+    study = write_study(wd, "smoke_lr.yaml", lambda c: c["finetune"].update(overrides={"nli_a": {"learning_rate": 0.03}}))
+    jobs = planned_jobs(wd, "--configfile", study)
+    assert jobs == {"finetune": 1, "evaluate": 6, "aggregate": 1, "plots": 1, "all": 1}
+    out = smk(wd, "-n", "--configfile", study).stdout
+    assert "nli_a.sft.f0.n12.s0" in out and "sent_food.sft" not in out.split("rule finetune")[1].split("rule")[0]
+
+
+def test_schema_violation_stops_before_any_job(smoke_run):
+    wd = smoke_run
+    study = write_study(wd, "bad_schema.yaml", lambda c: c["finetune"]["recipe"].update(method="qlora"))
+    proc = smk(wd, "-n", "--configfile", study, check=False)
+    assert proc.returncode != 0
+    assert "bad_schema.yaml" in proc.stderr and "finetune.recipe.method" in proc.stderr
+
+
+def test_unknown_adapter_stops_before_any_job(smoke_run):
+    wd = smoke_run
+    study = write_study(wd, "bad_adapter.yaml", lambda c: c["datasets"]["nli_b"]["source"].update(adapter="xml"))
+    proc = smk(wd, "-n", "--configfile", study, check=False)
+    assert proc.returncode != 0 and "datasets.nli_b.source.adapter: unknown dataset adapter 'xml'" in proc.stderr
+
+
+def test_bad_data_row_fails_its_job_and_leaves_no_output(smoke_run):
+    wd = smoke_run
+    rows = (wd / "tests/data/nli_b.jsonl").read_text().splitlines()
+    bad = json.loads(rows[4])
+    bad["gold"] = "maybe"
+    rows[4] = json.dumps(bad)
+    (wd / "tests/data/nli_bad.jsonl").write_text("\n".join(rows) + "\n")
+
+    def point(cfg):
+        cfg["study"] = "smoke_bad"
+        cfg["datasets"]["nli_b"]["source"]["path"] = "tests/data/nli_bad.jsonl"
+
+    study = write_study(wd, "bad_data.yaml", point)
+    target = "results/smoke_bad/data/nli_b/examples.parquet"
+    proc = smk(wd, "--cores", "1", "--configfile", study, target, check=False)
+    assert proc.returncode != 0
+    log = (wd / "results/smoke_bad/logs/prepare_dataset/nli_b.log").read_text()
+    assert "tests/data/nli_bad.jsonl:5: label 'maybe' not in the label set" in log
+    assert not (wd / target).exists()
+
+
+def test_default_study_dry_run_builds_its_dag(smoke_run):
+    jobs = planned_jobs(smoke_run)  # config/config.yaml, no assets present: plans the fetches too
+    assert jobs["fetch_asset"] == 3 and jobs["finetune"] == 3 and jobs["prepare_model"] == 1
+    assert jobs["evaluate"] == 4 * 6
+
+
+def test_snakemake_lint_is_clean():
+    proc = subprocess.run([SNAKEMAKE, "--lint"], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
