@@ -1,4 +1,5 @@
 import copy
+import json
 
 import pytest
 from conftest import REPO, smoke_study
@@ -68,3 +69,14 @@ def test_param_slices_are_independent():
     assert a.dataset_params("nli_a") == b.dataset_params("nli_a")
     assert a.dataset_params("nli_b") != b.dataset_params("nli_b")
     assert a.eval_params("nli_a", 0, 0) == b.eval_params("nli_a", 0, 0)
+
+
+def test_deepspeed_config_must_exist():
+    cfg = smoke_cfg()
+    cfg["finetune"]["recipe"]["deepspeed"] = "config/deepspeed/zero9.json"
+    with pytest.raises(ConfigError, match="finetune.recipe.deepspeed: no DeepSpeed config"):
+        Study(cfg)
+    for name in ("zero2", "zero3", "zero3_offload"):
+        cfg["finetune"]["recipe"]["deepspeed"] = str(REPO / f"config/deepspeed/{name}.json")
+        json.loads((REPO / f"config/deepspeed/{name}.json").read_text())
+        Study(cfg)

@@ -130,17 +130,25 @@ def test_changing_one_hyperparameter_reruns_only_that_model(smoke_run):
 
 def test_schema_violation_stops_before_any_job(smoke_run):
     wd = smoke_run
-    study = write_study(wd, "bad_schema.yaml", lambda c: c["finetune"]["recipe"].update(method="qlora"))
-    proc = smk(wd, "-n", "--configfile", study, check=False)
+
+    def bad(cfg):
+        cfg["study"] = "bad_schema"
+        cfg["finetune"]["recipe"]["method"] = "qlora"
+
+    study = write_study(wd, "bad_schema.yaml", bad)
+    proc = smk(wd, "--cores", "1", "--configfile", study, check=False)  # a real run, not -n
+    msg = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    assert "bad_schema.yaml" in proc.stderr and "finetune.recipe.method" in proc.stderr
+    assert "bad_schema.yaml" in msg and "finetune.recipe.method" in msg
+    assert not (wd / "results" / "bad_schema").exists(), "a job ran before the config was rejected"
 
 
 def test_unknown_adapter_stops_before_any_job(smoke_run):
     wd = smoke_run
     study = write_study(wd, "bad_adapter.yaml", lambda c: c["datasets"]["nli_b"]["source"].update(adapter="xml"))
     proc = smk(wd, "-n", "--configfile", study, check=False)
-    assert proc.returncode != 0 and "datasets.nli_b.source.adapter: unknown dataset adapter 'xml'" in proc.stderr
+    assert proc.returncode != 0
+    assert "datasets.nli_b.source.adapter: unknown dataset adapter 'xml'" in proc.stdout + proc.stderr
 
 
 def test_bad_data_row_fails_its_job_and_leaves_no_output(smoke_run):
@@ -157,7 +165,7 @@ def test_bad_data_row_fails_its_job_and_leaves_no_output(smoke_run):
 
     study = write_study(wd, "bad_data.yaml", point)
     target = "results/smoke_bad/data/nli_b/examples.parquet"
-    proc = smk(wd, "--cores", "1", "--configfile", study, target, check=False)
+    proc = smk(wd, target, "--cores", "1", "--configfile", study, check=False)
     assert proc.returncode != 0
     log = (wd / "results/smoke_bad/logs/prepare_dataset/nli_b.log").read_text()
     assert "tests/data/nli_bad.jsonl:5: label 'maybe' not in the label set" in log

@@ -181,6 +181,10 @@ class Study:
         for dname in self.finetune_cfg["train_on"]:
             if dname not in self.datasets:
                 raise ConfigError(f"{src}: finetune.train_on: unknown dataset {dname!r}")
+        recipes = [self.finetune_cfg["recipe"], *self.finetune_cfg.get("overrides", {}).values()]
+        for ds_json in {r.get("deepspeed") for r in recipes} - {None}:
+            if not Path(ds_json).is_file():
+                raise ConfigError(f"{src}: finetune.recipe.deepspeed: no DeepSpeed config at {ds_json!r}")
         for dname in self.finetune_cfg.get("overrides", {}):
             if dname not in self.datasets:
                 raise ConfigError(f"{src}: finetune.overrides: unknown dataset {dname!r}")

@@ -61,7 +61,9 @@ def read_bigbench(src: dict, asset: Path, inputs: list[str]) -> Iterator[tuple[s
             label = max(scores, key=scores.get)
         targets = ex.get("target")
         refs = [targets] if isinstance(targets, str) else list(targets or [])
-        group = fields.get(src["group"]) if src.get("group") in fields else _get_path(ex, src.get("group", "")) if src.get("group") else None
+        # `group` names a regex field (e.g. the Wikipedia page) or a dotted path in the example
+        key = src.get("group")
+        group = None if key is None else fields[key] if key in fields else _get_path(ex, key)
         yield loc, {"id": str(i), "group": group, "inputs": fields, "references": refs, "label": label}
 
 

@@ -48,7 +48,9 @@ def heatmap(table: pl.DataFrame, fmt: int, shots: int, png: str, pdf: str) -> No
     for i in range(len(rows)):
         for j in range(len(col_names)):
             if np.isfinite(grid[i, j]):
-                ax.text(j, i, f"{grid[i, j]:+.1f}", ha="center", va="center", fontsize=8)
+                dark = abs(grid[i, j]) > 0.6 * lim
+                ax.text(j, i, f"{grid[i, j]:+.1f}", ha="center", va="center", fontsize=8,
+                        color="white" if dark else "black")
     ax.set_xticks(range(len(col_names)), [f"{c}\n[{t}]" for c, t in zip(col_names, col_tasks)], rotation=30, ha="right", fontsize=8)
     ax.set_yticks(range(len(rows)), rows, fontsize=8)
     for j in range(1, len(col_tasks)):
