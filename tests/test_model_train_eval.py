@@ -144,7 +144,8 @@ def test_batched_scoring_and_generation_match_unbatched(tiny_model):
     assert batched == pytest.approx(single, abs=1e-4)
     # and it is the real log-likelihood: compare with a plain forward pass
     ctx, cont = reqs[0]
-    logits = model(torch.tensor([ctx + cont])).logits.log_softmax(-1)[0]
+    with torch.no_grad():
+        logits = model(torch.tensor([ctx + cont])).logits.log_softmax(-1)[0]
     manual = sum(float(logits[len(ctx) - 1 + i, t]) for i, t in enumerate(cont))
     assert batched[0] == pytest.approx(manual, abs=1e-4)
     prompts = [tok(t)["input_ids"] for t in texts]

@@ -85,6 +85,5 @@ def aggregate(score_paths: list[str], params: dict, out_parquet: str, out_csv: s
     with atomic_file(out_md) as fh:
         fh.write(f"# Transfer table — study `{params['study']}` (primary metric per task; all metrics in transfer.csv)\n\n")
         fh.write(to_markdown(primary))
-    write_json(out_manifest, manifest("table", params, input_sha256={Path(p).parent.as_posix(): read_json(p)["manifest"]["config_hash"]
-                                                     for p in score_paths}))
+    write_json(out_manifest, manifest("table", params, inputs={Path(p).parent.as_posix(): p for p in score_paths}))
     return table

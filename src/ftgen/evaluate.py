@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 
-from .artifacts import atomic_file, manifest, read_json, write_json
+from .artifacts import atomic_file, manifest, write_json
 from .data import load_examples
 from .generation import greedy_generate, loglikelihoods
 from .metrics import score
@@ -64,7 +64,6 @@ def evaluate_cell(model_dir: str, base_dir: str, examples: str, params: dict, ou
         for ex, pred, s, d in zip(test, predictions, per, details):
             fh.write(json.dumps({"id": ex["id"], "prediction": pred, "references": ex["references"],
                                  "scores": s, **d}) + "\n")
-    model_manifest = read_json(f"{model_dir}/manifest.json")
     result = {
         "cell": cell,
         "scores": corpus,
@@ -73,8 +72,9 @@ def evaluate_cell(model_dir: str, base_dir: str, examples: str, params: dict, ou
         "wall_time_s": round(wall, 2),
         "bf16": bf16,
         "demonstrations": [d["id"] for d in demos],
-        "manifest": manifest("eval", params, inputs={"examples": examples},
-                             input_sha256={"model_manifest": model_manifest.get("config_hash", "")}),
+        # the model folder's manifest pins its weights' provenance; hashing it is cheap
+        "manifest": manifest("eval", params, inputs={"examples": examples, "model_manifest": f"{model_dir}/manifest.json"},
+                             seed=params.get("seed")),
     }
     write_json(out_scores, result)
     log(f"{corpus} on {len(test)} examples in {wall:.1f}s")

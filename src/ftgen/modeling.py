@@ -50,7 +50,7 @@ def resolve_bf16(setting: str | bool, device: str | torch.device | None = None) 
 
 
 # ----------------------------------------------------------------------------- tiny model
-def build_tiny_model(out_dir: str | Path, spec: dict, corpus: list[str] | None = None) -> None:
+def build_tiny_model(out_dir: str | Path, spec: dict, corpus: list[str] | None = None):
     """Random-init LlamaForCausalLM + byte-level BPE tokenizer, saved as a normal HF folder."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -82,6 +82,7 @@ def build_tiny_model(out_dir: str | Path, spec: dict, corpus: list[str] | None =
     model.generation_config.eos_token_id = fast.eos_token_id
     model.save_pretrained(out_dir)
     fast.save_pretrained(out_dir)
+    return model
 
 
 # ----------------------------------------------------------------------------- prepare
@@ -92,7 +93,7 @@ def prepare_model(spec: dict, out_dir: str, asset: str | None = None, log=print)
     with atomic_dir(out_dir) as tmp:
         source = spec["source"]
         if source == "tiny_random":
-            build_tiny_model(tmp, spec)
+            model = build_tiny_model(tmp, spec)
         else:
             if source == "pypi_gguf":
                 gguf = member_path(asset, spec["file"])
@@ -113,7 +114,7 @@ def prepare_model(spec: dict, out_dir: str, asset: str | None = None, log=print)
             model.generation_config.pad_token_id = tok.pad_token_id
             model.save_pretrained(tmp)
             tok.save_pretrained(tmp)
-        n_params = sum(p.numel() for p in load_model(tmp).parameters())
+        n_params = sum(p.numel() for p in model.parameters())
         write_json(Path(tmp) / "manifest.json", manifest("model", spec, inputs={"asset": asset} if asset else None,
                                                          n_params=n_params))
         log(f"model ready: {n_params:,} parameters")
