@@ -55,5 +55,5 @@ def sentiment_params(tmp_path) -> dict:
         "source": {"adapter": "jsonl", "path": str(path), "columns": {"text": "text"}, "label": "label",
                    "group": "doc", "id": "id"},
         "split": {"seed": 0, "test": 8, "dev": 4, "fewshot": 4, "train": 20},
-        "asset_sha256": None,
+        "asset": None,
     }

@@ -161,3 +161,15 @@ def test_member_path_reads_wheels(tmp_path):
     with zipfile.ZipFile(whl, "w") as zf:
         zf.writestr("pkg/model.gguf", b"GGUF-bytes")
     assert member_path(whl, "pkg/model.gguf").read_bytes() == b"GGUF-bytes"
+
+
+def test_changed_cached_archive_is_rejected(tmp_path):
+    whl = tmp_path / "pkg-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(whl, "w") as zf:
+        zf.writestr("pkg/data.jsonl", b"{}")
+    spec = {"package": "pkg", "version": "1.0", "filename": whl.name, "sha256": "a" * 64}
+    from ftgen.assets import AssetError
+    from ftgen.data import _source_sha256
+
+    with pytest.raises(AssetError, match=r"asset 'pkg' \(pkg-1\.0-py3-none-any\.whl\): sha256 mismatch"):
+        _source_sha256({"asset": "pkg"}, whl, spec)

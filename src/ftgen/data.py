@@ -18,7 +18,7 @@ from typing import Any, Iterable, Iterator
 import polars as pl
 
 from .artifacts import atomic_file, manifest, sha256_file, write_json
-from .assets import member_path
+from .assets import member_path, verify_asset
 
 SPLITS = ("test", "dev", "fewshot", "train")
 BIGBENCH_ROOT = "bigbench-1.0.0/bigbench/benchmark_tasks"
@@ -284,6 +284,7 @@ def prepare_dataset(params: dict, asset: str | None, out_parquet: str, out_card:
     src = params["source"]
     reader = ADAPTER_READERS[src["adapter"]]
     asset_path = Path(asset) if asset else None
+    input_sha256 = _source_sha256(src, asset_path, params.get("asset"))
     rows = normalise(reader(src, asset_path, params["inputs"]), params)
     where = f"dataset {params['name']!r}"
     if not rows:
@@ -308,7 +309,7 @@ def prepare_dataset(params: dict, asset: str | None, out_parquet: str, out_card:
         "label_distribution": {
             s: dict(Counter(df.filter(pl.col("split") == s)["label"].drop_nulls().to_list())) for s in SPLITS
         } if params["task_type"] == "classification" else None,
-        "input_sha256": _source_sha256(src, asset_path),
+        "input_sha256": input_sha256,
         "examples_sha256": sha256_file(out_parquet),
     }
     write_json(out_card, card)
@@ -317,9 +318,10 @@ def prepare_dataset(params: dict, asset: str | None, out_parquet: str, out_card:
     return card
 
 
-def _source_sha256(src: dict, asset: Path | None) -> dict[str, str]:
-    if asset is not None:
-        return {asset.name: sha256_file(asset)}
+def _source_sha256(src: dict, asset: Path | None, asset_spec: dict | None) -> dict[str, str]:
+    if asset is not None:  # a cached archive that changed since it was fetched is an error
+        digest = verify_asset(src["asset"], asset_spec, asset) if asset_spec else sha256_file(asset)
+        return {asset.name: digest}
     if src.get("path"):
         return {src["path"]: sha256_file(src["path"])}
     return {}

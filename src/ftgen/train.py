@@ -97,7 +97,12 @@ def finetune(model_dir: str, tokenized_dir: str, recipe: dict, out_dir: str, ckp
     start = time.time()
     result = trainer.train(resume_from_checkpoint=resume)
     wall = time.time() - start
-    tokens = sum(len(ids) for ids in train["input_ids"]) * recipe["epochs"]
+    lengths = [len(ids) for ids in train["input_ids"]]
+    if recipe.get("max_steps"):  # steps, not epochs, bound the run: count the samples drawn
+        drawn = result.global_step * args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+        tokens = drawn * sum(lengths) / len(lengths)
+    else:
+        tokens = sum(lengths) * recipe["epochs"]
 
     summary = {
         "train_loss": result.training_loss,
