@@ -1,0 +1,62 @@
+"""Write the tiny smoke-study datasets (tests/data/*.jsonl). Deterministic; rerun to regenerate."""
+
+import itertools
+import json
+import random
+from pathlib import Path
+
+HERE = Path(__file__).parent
+POS = ["great", "wonderful", "lovely", "excellent", "delightful"]
+NEG = ["terrible", "awful", "boring", "dreadful", "poor"]
+
+
+def sentiment(domain: str, things: list[str]) -> list[dict]:
+    rows = []
+    for i, (thing, word, label) in enumerate(
+        itertools.product(things, POS + NEG, ["x"])
+    ):
+        label = "positive" if word in POS else "negative"
+        rows.append({"id": f"{domain}{i}", "doc": f"{domain}-{thing}",
+                     "text": f"The {thing} was {word}.", "label": label})
+    return rows
+
+
+def nli(name: str, people: list[str], acts: list[tuple[str, str]]) -> list[dict]:
+    rows = []
+    for p, (act, other) in itertools.product(people, acts):
+        premise = f"{p} {act} in the morning."
+        rows.append({"pair": f"{p}-{act}", "premise": premise, "hypothesis": f"{p} {act}.", "gold": "entailment"})
+        rows.append({"pair": f"{p}-{act}", "premise": premise, "hypothesis": f"{p} never {act}.", "gold": "contradiction"})
+        rows.append({"pair": f"{p}-{act}", "premise": premise, "hypothesis": f"{p} {other} later.", "gold": "neutral"})
+    return rows
+
+
+def qg(places: list[str], things: list[str]) -> list[dict]:
+    rows = []
+    for i, (place, thing) in enumerate(itertools.product(places, things)):
+        rows.append({"context": f"The {thing} is kept in {place}.", "answer": place,
+                     "question": f"Where is the {thing} kept?", "para": f"{place}"})
+    return rows
+
+
+def main() -> None:
+    random.seed(0)
+    sets = {
+        "sent_food.jsonl": sentiment("food", ["soup", "bread", "cake", "salad", "pasta"]),
+        "sent_film.jsonl": sentiment("film", ["movie", "plot", "actor", "ending", "music"]),
+        "nli_a.jsonl": nli("a", ["Ann", "Bob", "Cid", "Dee", "Eve"], [("ran", "slept"), ("sang", "ate"), ("read", "swam")]),
+        "nli_b.jsonl": nli("b", ["Fay", "Gus", "Hal", "Ida", "Jon"], [("cooked", "left"), ("wrote", "sat"), ("drove", "hid")]),
+        "qg_home.jsonl": qg(["the kitchen", "the garage", "the attic", "the cellar", "the hall"],
+                            ["key", "lamp", "box", "coat", "map", "cup"]),
+        "qg_town.jsonl": qg(["the bank", "the museum", "the school", "the library", "the station"],
+                            ["statue", "clock", "flag", "bell", "bench", "sign"]),
+    }
+    for name, rows in sets.items():
+        random.shuffle(rows)
+        with open(HERE / name, "w") as fh:
+            for row in rows:
+                fh.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
