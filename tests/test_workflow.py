@@ -56,7 +56,7 @@ def test_smoke_dag_writes_tables_and_plots(smoke_run):
     wd = smoke_run
     for name in ("transfer.csv", "transfer.parquet", "transfer.md", "transfer.manifest.json"):
         assert (wd / R / "tables" / name).stat().st_size > 0
-    for name in ("delta_heatmap", "delta_by_relation"):
+    for name in ("delta_heatmap", "delta_by_relation", "delta_by_domain"):
         for ext in ("png", "pdf"):
             assert (wd / R / "plots" / f"{name}.{ext}").stat().st_size > 1000
     table = pl.read_csv(wd / R / "tables" / "transfer.csv")
@@ -88,11 +88,13 @@ def test_table_numbers_match_prediction_files(smoke_run):
     checked = 0
     for row in table.filter(pl.col("metric") != "bleu").iter_rows(named=True):
         cell = f"{row['eval_dataset']}/f{row['format']}.k{row['shots']}/predictions.jsonl"
-        ft = _scores_from_predictions(wd / R / "eval" / "tiny" / row["model_tag"] / cell, row["metric"], labels.get(row["eval_task"]))
+        tag = f"{row['train_dataset']}.{row['variant']}.f{row['train_format']}.n{row['train_size']}.s{row['seeds']}"
+        ft = _scores_from_predictions(wd / R / "eval" / "tiny" / tag / cell, row["metric"], labels.get(row["eval_task"]))
         base = _scores_from_predictions(wd / R / "eval" / "tiny" / "base" / cell, row["metric"], labels.get(row["eval_task"]))
         assert row["finetuned"] == pytest.approx(ft, abs=1e-6)
         assert row["base"] == pytest.approx(base, abs=1e-6)
         assert row["delta"] == pytest.approx(ft - base, abs=1e-6)
+        assert row["delta_lo"] <= row["delta"] <= row["delta_hi"] and 0 <= row["p_value"] <= 1
         checked += 1
     assert checked == 3 * 6 * 1 + 3 * 4 * 1  # accuracy/rougeL everywhere, macro_f1 on classification
 

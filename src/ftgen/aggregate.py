@@ -1,20 +1,26 @@
 """Aggregate rule: every eval cell -> the transfer table (fine-tuned vs base, per metric).
 
-One row per (fine-tune, eval dataset, prompt format, shots, metric) with the base score, the
-fine-tuned score, the delta and the relation: in-domain (trained on this dataset), cross-domain
-(same task, other dataset) or cross-task.
+One row per (fine-tune without its seed, eval dataset, prompt format, shots, metric) with the
+base score, the fine-tuned score (mean over seeds), the delta, 95 % bootstrap CIs of all three
+(over test examples, and over seeds when there are several), a paired bootstrap p-value, and the
+relation: in-domain (trained on this dataset), cross-domain (same task) or cross-task.
 """
 
 from __future__ import annotations
 
+import json
+from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from .artifacts import atomic_file, manifest, read_json, write_json
 from .config import FineTune
+from .metrics import bleu_from_stats, bleu_stats, macro_f1
+from .stats import paired_bootstrap
 
-KEYS = ["eval_dataset", "format", "shots"]
+CORPUS_METRICS = ("bleu", "macro_f1")
 
 
 def relation(train_dataset: str, train_task: str, eval_dataset: str, eval_task: str) -> str:
@@ -23,43 +29,75 @@ def relation(train_dataset: str, train_task: str, eval_dataset: str, eval_task: 
     return "cross-domain" if train_task == eval_task else "cross-task"
 
 
-def load_scores(paths: list[str]) -> pl.DataFrame:
-    rows = []
-    for path in paths:
-        res = read_json(path)
-        cell = res["cell"]
-        for metric, value in res["scores"].items():
-            rows.append({"model_tag": cell["model_tag"], "eval_dataset": cell["dataset"],
-                         "format": cell["format"], "shots": cell["shots"], "metric": metric,
-                         "score": float(value), "n": res["n"]})
-    return pl.DataFrame(rows)
+def load_cell(scores_path: str) -> dict:
+    """scores.json + the predictions.jsonl next to it, rows sorted by example id."""
+    res = read_json(scores_path)
+    with open(Path(scores_path).with_name("predictions.jsonl"), encoding="utf-8") as fh:
+        res["rows"] = sorted((json.loads(line) for line in fh), key=lambda r: r["id"])
+    return res
 
 
-def transfer_table(scores: pl.DataFrame, params: dict) -> pl.DataFrame:
+def _corpus_fn(metric: str, rows: list[dict], labels: list[str]):
+    """idx -> corpus metric on those rows (0-100), for the bootstrap."""
+    if metric == "bleu":
+        stats = bleu_stats([r["prediction"] for r in rows], [r["references"] for r in rows])
+        return lambda idx: bleu_from_stats(stats[idx])
+    preds = np.array([r["prediction"] for r in rows])
+    gold = np.array([r["references"][0] for r in rows])
+    return lambda idx: 100 * macro_f1(list(preds[idx]), list(gold[idx]), labels)
+
+
+def compare(ft_cells: list[dict], base: dict, metric: str, labels: list[str], n_boot: int, seed: int):
+    ids = [r["id"] for r in base["rows"]]
+    for cell in ft_cells:
+        if [r["id"] for r in cell["rows"]] != ids:
+            raise ValueError(f"{cell['cell']} and the base cell scored different examples")
+    if metric in CORPUS_METRICS:
+        ft_fns = [_corpus_fn(metric, c["rows"], labels) for c in ft_cells]
+        corpus = (lambda s, idx: ft_fns[s](idx), _corpus_fn(metric, base["rows"], labels))
+        zeros = np.zeros((len(ft_cells), len(ids)))
+        return paired_bootstrap(zeros, zeros[0], n_boot=n_boot, seed=seed, corpus=corpus)
+    ft = np.array([[r["scores"][metric] for r in c["rows"]] for c in ft_cells])
+    b = np.array([r["scores"][metric] for r in base["rows"]])
+    return paired_bootstrap(ft, b, n_boot=n_boot, seed=seed)
+
+
+def transfer_table(cells: list[dict], params: dict) -> pl.DataFrame:
     tasks = {d: v["task"] for d, v in params["datasets"].items()}
+    labels = params.get("labels", {})
     primary = params["primary_metric"]
-    base = scores.filter(pl.col("model_tag") == "base").select(*KEYS, "metric", pl.col("score").alias("base"))
-    ft = scores.filter(pl.col("model_tag") != "base")
-    info = []
-    for tag in ft["model_tag"].unique().sort().to_list():
-        f = FineTune.parse(tag)
-        info.append({"model_tag": tag, "train_dataset": f.dataset, "train_task": tasks[f.dataset],
-                     "variant": f.variant, "train_format": f.format, "train_size": f.size, "seed": f.seed})
-    ft = ft.join(pl.DataFrame(info), on="model_tag").rename({"score": "finetuned"})
-    table = ft.join(base, on=[*KEYS, "metric"], how="left", validate="m:1")
-    table = table.with_columns(
-        pl.col("eval_dataset").replace_strict(tasks).alias("eval_task"),
-        (pl.col("finetuned") - pl.col("base")).alias("delta"),
-    )
-    table = table.with_columns(
-        pl.struct("train_dataset", "train_task", "eval_dataset", "eval_task")
-        .map_elements(lambda r: relation(**r), return_dtype=pl.String).alias("relation"),
-        (pl.col("metric") == pl.col("eval_task").replace_strict(primary)).alias("primary"),
-    )
-    cols = ["train_dataset", "train_task", "variant", "train_format", "train_size", "seed", "eval_dataset",
-            "eval_task", "relation", "format", "shots", "metric", "primary", "n", "base", "finetuned", "delta",
-            "model_tag"]
-    return table.select(cols).sort(["train_task", "train_dataset", "eval_task", "eval_dataset", "format", "shots", "metric"])
+    n_boot, seed = params.get("bootstrap", 1000), params.get("bootstrap_seed", 0)
+    base, groups = {}, defaultdict(list)
+    for res in cells:
+        c = res["cell"]
+        key = (c["dataset"], c["format"], c["shots"])
+        if c["model_tag"] == "base":
+            base[key] = res
+        else:
+            ft = FineTune.parse(c["model_tag"])
+            groups[(ft.dataset, ft.variant, ft.format, ft.size) + key].append((ft.seed, res))
+    rows = []
+    for (train, variant, tfmt, size, eval_ds, fmt, shots), seeded in sorted(groups.items()):
+        if (eval_ds, fmt, shots) not in base:
+            raise ValueError(f"no base score for {eval_ds} format {fmt} shots {shots}")
+        seeded.sort(key=lambda t: t[0])
+        ft_cells = [res for _, res in seeded]
+        b = base[(eval_ds, fmt, shots)]
+        for metric in b["scores"]:
+            est = compare(ft_cells, b, metric, labels.get(tasks[eval_ds]) or [], n_boot, seed)
+            rows.append({
+                "train_dataset": train, "train_task": tasks[train], "variant": variant, "train_format": tfmt,
+                "train_size": size, "seeds": ",".join(str(s) for s, _ in seeded), "eval_dataset": eval_ds,
+                "eval_task": tasks[eval_ds], "relation": relation(train, tasks[train], eval_ds, tasks[eval_ds]),
+                "format": fmt, "shots": shots, "metric": metric, "primary": metric == primary[tasks[eval_ds]],
+                "n": len(b["rows"]),
+                "base": est.base.mean, "base_lo": est.base.lo, "base_hi": est.base.hi,
+                "finetuned": est.finetuned.mean, "finetuned_lo": est.finetuned.lo, "finetuned_hi": est.finetuned.hi,
+                "delta": est.delta.mean, "delta_lo": est.delta.lo, "delta_hi": est.delta.hi,
+                "p_value": est.p_value,
+            })
+    return pl.DataFrame(rows).sort(["train_task", "train_dataset", "variant", "train_size", "eval_task",
+                                    "eval_dataset", "format", "shots", "metric"])
 
 
 def to_markdown(df: pl.DataFrame, floats: int = 2) -> str:
@@ -71,19 +109,29 @@ def to_markdown(df: pl.DataFrame, floats: int = 2) -> str:
     return "\n".join(lines) + "\n"
 
 
+def markdown_view(table: pl.DataFrame) -> pl.DataFrame:
+    """Primary metric only; every score as `mean [lo, hi]`."""
+    def ci(col: str) -> pl.Expr:
+        return pl.format("{} [{}, {}]", *(pl.col(c).round(1) for c in (col, f"{col}_lo", f"{col}_hi"))).alias(col)
+
+    return table.filter("primary").select(
+        "train_dataset", "variant", "train_size", "seeds", "eval_dataset", "relation", "format", "shots", "metric",
+        "n", ci("base"), ci("finetuned"), ci("delta"), pl.col("p_value").round(3),
+    )
+
+
 def aggregate(score_paths: list[str], params: dict, out_parquet: str, out_csv: str, out_md: str,
               out_manifest: str) -> pl.DataFrame:
-    table = transfer_table(load_scores(score_paths), params)
-    missing = table.filter(pl.col("base").is_null())
-    if missing.height:
-        raise ValueError(f"no base score for {missing.select(KEYS).unique().to_dicts()}")
+    table = transfer_table([load_cell(p) for p in score_paths], params)
     with atomic_file(out_parquet, "wb") as fh:
         table.write_parquet(fh)
     with atomic_file(out_csv) as fh:
         table.write_csv(fh)
-    primary = table.filter("primary").drop("primary", "model_tag")
     with atomic_file(out_md) as fh:
-        fh.write(f"# Transfer table — study `{params['study']}` (primary metric per task; all metrics in transfer.csv)\n\n")
-        fh.write(to_markdown(primary))
-    write_json(out_manifest, manifest("table", params, inputs={Path(p).parent.as_posix(): p for p in score_paths}))
+        fh.write(f"# Transfer table — study `{params['study']}`\n\n"
+                 "Primary metric per task (all metrics in transfer.csv); mean [95 % bootstrap CI] over test "
+                 "examples (and seeds); p: paired bootstrap, fine-tuned vs base.\n\n")
+        fh.write(to_markdown(markdown_view(table)))
+    inputs = {Path(p).parent.as_posix(): p for p in score_paths}
+    write_json(out_manifest, manifest("table", params, inputs=inputs, seed=params.get("bootstrap_seed", 0)))
     return table

@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--shots", type=int, default=0)
     s.add_argument("--heatmap", nargs=2, required=True, metavar=("PNG", "PDF"))
     s.add_argument("--bars", nargs=2, required=True, metavar=("PNG", "PDF"))
+    s.add_argument("--domains", nargs=2, required=True, metavar=("PNG", "PDF"))
     return p
 
 
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.step == "plot":
         from .plots import make_plots
 
-        make_plots(args.table, args.format, args.shots, *args.heatmap, *args.bars)
+        make_plots(args.table, args.format, args.shots, args.heatmap, args.bars, args.domains)
     return 0
 
 

@@ -316,6 +316,9 @@ class Study:
             "study": self.name,
             "datasets": {d: {"task": self.datasets[d]["task"]} for d in self.datasets},
             "primary_metric": {t: v["primary_metric"] for t, v in self.tasks.items()},
+            "labels": {t: v.get("labels") for t, v in self.tasks.items()},
+            "bootstrap": int(self.eval_cfg.get("bootstrap", 1000)),
+            "bootstrap_seed": int(self.eval_cfg.get("seed", 0)),
         }
 
     def rule_resources(self, rule: str) -> dict:

@@ -46,12 +46,29 @@ def token_f1(prediction: str, references: list[str]) -> float:
     return best
 
 
-def bleu_corpus(predictions: list[str], references: list[list[str]]) -> float:
-    import sacrebleu
-
+def _ref_streams(references: list[list[str]]) -> list[list[str]]:
+    """sacrebleu wants one stream per reference slot; a missing slot repeats the first reference
+    (a duplicate reference changes neither clipped counts nor the closest length)."""
     width = max(len(r) for r in references)
-    streams = [[refs[i] if i < len(refs) else refs[0] for refs in references] for i in range(width)]
-    return sacrebleu.corpus_bleu(predictions, streams).score
+    return [[refs[i] if i < len(refs) else refs[0] for refs in references] for i in range(width)]
+
+
+def bleu_stats(predictions: list[str], references: list[list[str]]):
+    """Per-sentence BLEU sufficient statistics (rows sum to corpus statistics): fast bootstrap."""
+    import numpy as np
+    from sacrebleu.metrics import BLEU
+
+    return np.array(BLEU()._extract_corpus_statistics(predictions, _ref_streams(references)))
+
+
+def bleu_from_stats(stats) -> float:
+    from sacrebleu.metrics import BLEU
+
+    return BLEU()._compute_score_from_stats(list(stats.sum(axis=0))).score
+
+
+def bleu_corpus(predictions: list[str], references: list[list[str]]) -> float:
+    return bleu_from_stats(bleu_stats(predictions, references))
 
 
 def bleu_sentence(prediction: str, references: list[str]) -> float:

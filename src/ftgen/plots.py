@@ -81,8 +81,35 @@ def relation_bars(table: pl.DataFrame, fmt: int, shots: int, png: str, pdf: str)
     _save(fig, png, pdf)
 
 
-def make_plots(table_path: str, fmt: int, shots: int, heatmap_png: str, heatmap_pdf: str,
-               bars_png: str, bars_pdf: str) -> None:
+def delta_by_domain(table: pl.DataFrame, fmt: int, shots: int, png: str, pdf: str) -> None:
+    """Per training task: Δ vs base on each eval dataset, one bar per variant, CI error bars."""
+    view = table.filter(pl.col("primary") & (pl.col("format") == fmt) & (pl.col("shots") == shots))
+    tasks = sorted(view["train_task"].unique().to_list())
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.8), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        sub = view.filter(pl.col("train_task") == task)
+        evals = sub.select("eval_task", "eval_dataset").unique().sort("eval_task", "eval_dataset")["eval_dataset"].to_list()
+        series = sub.select("train_dataset", "variant", "train_size").unique().sort("train_dataset", "variant", "train_size")
+        width = 0.8 / max(1, series.height)
+        for k, (train, variant, size) in enumerate(series.iter_rows()):
+            part = sub.filter((pl.col("train_dataset") == train) & (pl.col("variant") == variant) & (pl.col("train_size") == size))
+            by_eval = {r["eval_dataset"]: r for r in part.iter_rows(named=True)}
+            x = np.arange(len(evals)) + (k - (series.height - 1) / 2) * width
+            mid = np.array([by_eval[e]["delta"] if e in by_eval else np.nan for e in evals])
+            lo = np.array([by_eval[e]["delta_lo"] if e in by_eval else np.nan for e in evals])
+            hi = np.array([by_eval[e]["delta_hi"] if e in by_eval else np.nan for e in evals])
+            ax.bar(x, mid, width, yerr=[mid - lo, hi - mid], capsize=2, label=f"{train} {variant} n={size}")
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set_xticks(range(len(evals)), evals, rotation=30, ha="right", fontsize=8)
+        ax.set_title(f"fine-tuned on {task}", fontsize=10)
+        ax.set_ylabel("Δ vs base (points, 95 % CI)")
+        ax.legend(fontsize=7)
+    fig.suptitle(f"Δ vs base by evaluation dataset, format {fmt}, {shots}-shot")
+    _save(fig, png, pdf)
+
+
+def make_plots(table_path: str, fmt: int, shots: int, heatmap_files, bars_files, domains_files) -> None:
     table = pl.read_parquet(table_path)
-    heatmap(table, fmt, shots, heatmap_png, heatmap_pdf)
-    relation_bars(table, fmt, shots, bars_png, bars_pdf)
+    heatmap(table, fmt, shots, *heatmap_files)
+    relation_bars(table, fmt, shots, *bars_files)
+    delta_by_domain(table, fmt, shots, *domains_files)

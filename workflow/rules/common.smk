@@ -79,12 +79,18 @@ def all_scores():
     return [f"{eval_dir(c)}/scores.json" for c in STUDY.eval_cells]
 
 
+def all_predictions():
+    return [f"{eval_dir(c)}/predictions.jsonl" for c in STUDY.eval_cells]
+
+
 def plot_files():
     return {
         "heatmap_png": f"{R}/plots/delta_heatmap.png",
         "heatmap_pdf": f"{R}/plots/delta_heatmap.pdf",
         "bars_png": f"{R}/plots/delta_by_relation.png",
         "bars_pdf": f"{R}/plots/delta_by_relation.pdf",
+        "domains_png": f"{R}/plots/delta_by_domain.png",
+        "domains_pdf": f"{R}/plots/delta_by_domain.pdf",
     }
 
 

@@ -3,7 +3,8 @@
 
 rule aggregate:
     input:
-        all_scores(),
+        scores=all_scores(),
+        predictions=all_predictions(),
     output:
         parquet=f"{R}/tables/transfer.parquet",
         csv=report(
@@ -23,7 +24,7 @@ rule aggregate:
         spec=as_json(STUDY.aggregate_params()),
     shell:
         "python -m ftgen aggregate --params {params.spec:q} --parquet {output.parquet:q} "
-        "--csv {output.csv:q} --md {output.md:q} --manifest {output.manifest:q} {input:q} > {log:q} 2>&1"
+        "--csv {output.csv:q} --md {output.md:q} --manifest {output.manifest:q} {input.scores:q} > {log:q} 2>&1"
 
 
 rule plots:
@@ -42,6 +43,12 @@ rule plots:
             category="Plots",
         ),
         bars_pdf=plot_files()["bars_pdf"],
+        domains_png=report(
+            plot_files()["domains_png"],
+            caption="../report/domains.rst",
+            category="Plots",
+        ),
+        domains_pdf=plot_files()["domains_pdf"],
     log:
         f"{LOGS}/plots.log",
     conda:
@@ -52,4 +59,5 @@ rule plots:
     shell:
         "python -m ftgen plot --table {input:q} --format {params.format} --shots {params.shots} "
         "--heatmap {output.heatmap_png:q} {output.heatmap_pdf:q} "
-        "--bars {output.bars_png:q} {output.bars_pdf:q} > {log:q} 2>&1"
+        "--bars {output.bars_png:q} {output.bars_pdf:q} "
+        "--domains {output.domains_png:q} {output.domains_pdf:q} > {log:q} 2>&1"
