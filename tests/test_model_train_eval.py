@@ -14,7 +14,9 @@ from ftgen.generation import greedy_generate, loglikelihoods
 from ftgen.metrics import score
 from ftgen.modeling import bf16_supported, load_model, load_tokenizer
 from ftgen.prompts import encode_example, encode_pair
-from ftgen.tokenized import VariantError, demos_for_variant, tokenize_dataset
+from ftgen.data import load_examples
+from ftgen.demos import DemoSelector, VariantError
+from ftgen.tokenized import tokenize_dataset
 from ftgen.train import finetune
 
 PP = {"task": "sentiment", "type": "classification", "inputs": ["text"], "labels": ["negative", "positive"],
@@ -71,14 +73,47 @@ def test_tokenized_dataset_masks_prompt_and_appends_eos(tiny_model, examples, tm
     assert (out / "manifest.json").exists()
 
 
-def test_fticl_variant_demonstrations():
-    pool = [{"id": str(i)} for i in range(4)]
-    assert demos_for_variant("sft", pool) == []
-    assert [d["id"] for d in demos_for_variant("fticl-fixed-k2", pool)] == ["0", "1"]
+def test_demo_selectors():
+    pool = [{"id": f"p{i}", "inputs": {"text": f"pool sentence {i}"}} for i in range(4)]
+    train = [{"id": f"t{i}", "inputs": {"text": t}} for i, t in
+             enumerate(["the cat sat on the mat", "dogs run in parks", "a cat on a mat again", "stock prices fell"])]
+    assert DemoSelector("sft", pool, train)(train[0]) == []
+    assert [d["id"] for d in DemoSelector("fticl-fixed-k2", pool, train)(train[0])] == ["p0", "p1"]
+    rnd = DemoSelector("fticl-random-k3", pool, train, seed=5)
+    for ex in train:
+        picked = [d["id"] for d in rnd(ex)]
+        assert len(set(picked)) == 3 and ex["id"] not in picked
+        assert picked == [d["id"] for d in DemoSelector("fticl-random-k3", pool, train, seed=5)(ex)]
+    near = DemoSelector("fticl-retrieved-k1", pool, train)(train[0])
+    assert [d["id"] for d in near] == ["t2"]  # most similar, never itself
     with pytest.raises(VariantError):
-        demos_for_variant("fticl-fixed-k9", pool)
+        DemoSelector("fticl-fixed-k9", pool, train)
     with pytest.raises(VariantError):
-        demos_for_variant("dpo", pool)
+        DemoSelector("dpo", pool, train)
+
+
+@pytest.mark.parametrize("variant", ["fticl-fixed-k2", "fticl-random-k2", "fticl-retrieved-k2"])
+def test_fticl_prompts_have_k_demos_never_test_or_self(tiny_model, examples, tmp_path, variant):
+    out = tmp_path / "tok"
+    tokenize_dataset(str(tiny_model), str(examples), {"prompt": {**PP, "max_length": 256}, "variant": variant,
+                                                      "format": 0, "demo_seed": 0}, str(out))
+    used = json.loads((out / "demonstrations.json").read_text())
+    test_ids = {r["id"] for r in load_examples(examples, "test")}
+    from datasets import load_from_disk
+
+    tok = load_tokenizer(tiny_model)
+    ds = load_from_disk(str(out / "dataset"))["train"]
+    for row in ds:
+        assert len(used[row["id"]]) == 2 and row["id"] not in used[row["id"]]
+        assert not test_ids & set(used[row["id"]])
+        assert tok.decode(row["input_ids"]).count("### Input:") == 3  # 2 demonstrations + the example
+
+
+def test_few_shot_eval_uses_the_pool_never_test(tiny_model, examples, tmp_path):
+    res, _ = _eval(tiny_model, tiny_model, examples, tmp_path, "fs")
+    pool = [r["id"] for r in load_examples(examples, "fewshot")]
+    assert res["demonstrations"] == pool[:2]
+    assert not {r["id"] for r in load_examples(examples, "test")} & set(res["demonstrations"])
 
 
 def _train(tiny_model, examples, tmp_path, name, recipe=RECIPE):

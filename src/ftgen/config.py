@@ -178,6 +178,13 @@ class Study:
                 raise ConfigError(f"{src}: models.{mname}.asset: unknown asset {model.get('asset')!r}")
         if self.model_name not in self.models:
             raise ConfigError(f"{src}: model: {self.model_name!r} is not defined under models")
+        from .demos import VariantError, parse_variant
+
+        for variant in self.finetune_cfg.get("variants", ["sft"]):
+            try:
+                parse_variant(variant)
+            except VariantError as exc:
+                raise ConfigError(f"{src}: finetune.variants: {exc}") from None
         for dname in self.finetune_cfg["train_on"]:
             if dname not in self.datasets:
                 raise ConfigError(f"{src}: finetune.train_on: unknown dataset {dname!r}")
@@ -296,7 +303,10 @@ class Study:
         return recipe
 
     def tokenize_params(self, dataset: str, variant: str, fmt: int) -> dict:
-        return {"prompt": self.prompt_params(dataset), "variant": variant, "format": fmt}
+        params = {"prompt": self.prompt_params(dataset), "variant": variant, "format": fmt}
+        if variant != "sft":
+            params["demo_seed"] = int(self.finetune_cfg.get("demo_seed", 0))
+        return params
 
     def eval_params(self, cell_dataset: str, fmt: int, shots: int) -> dict:
         ev = self.eval_cfg

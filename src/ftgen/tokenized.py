@@ -2,37 +2,19 @@
 
 Loss is on target tokens only (prompt positions are -100), EOS is appended to the target, and
 inputs are shortened before targets when the pair exceeds the model's max length. The training
-variant decides the demonstrations prepended to each example (`sft`: none; `fticl-fixed-k<k>`:
-the first k of the few-shot pool, identical for every example, as in Yang et al.).
+variant decides the demonstrations prepended to each example (see `demos.py`); which ones each
+example got is recorded in demonstrations.json.
 """
 
 from __future__ import annotations
 
-import re
 import statistics
 
 from .artifacts import atomic_dir, manifest, write_json
 from .data import load_examples
+from .demos import DemoSelector
 from .modeling import load_tokenizer
 from .prompts import encode_example, target_of
-
-VARIANT_RE = re.compile(r"^(?P<kind>sft|fticl-fixed)(?:-k(?P<k>\d+))?$")
-
-
-class VariantError(ValueError):
-    pass
-
-
-def demos_for_variant(variant: str, pool: list[dict]) -> list[dict]:
-    m = VARIANT_RE.match(variant)
-    if not m:
-        raise VariantError(f"unknown training variant {variant!r} (known: sft, fticl-fixed-k<k>)")
-    if m["kind"] == "sft":
-        return []
-    k = int(m["k"] or 0)
-    if k > len(pool):
-        raise VariantError(f"variant {variant!r} needs {k} demonstrations; the few-shot pool has {len(pool)}")
-    return pool[:k]
 
 
 def encode_for_training(tok, pp: dict, fmt: int, example: dict, demos: list[dict]) -> dict:
@@ -51,10 +33,15 @@ def tokenize_dataset(model_dir: str, examples: str, params: dict, out_dir: str, 
 
     tok = load_tokenizer(model_dir)
     pp, fmt = params["prompt"], params["format"]
-    demos = demos_for_variant(params["variant"], load_examples(examples, "fewshot"))
-    splits, stats = {}, {}
+    train = load_examples(examples, "train")
+    select = DemoSelector(params["variant"], load_examples(examples, "fewshot"), train, params.get("demo_seed", 0))
+    splits, stats, used = {}, {}, {}
     for split in ("train", "dev"):
-        rows = [encode_for_training(tok, pp, fmt, ex, demos) for ex in load_examples(examples, split)]
+        rows = []
+        for ex in train if split == "train" else load_examples(examples, split):
+            demos = select(ex)
+            used[ex["id"]] = [d["id"] for d in demos]
+            rows.append(encode_for_training(tok, pp, fmt, ex, demos))
         if rows:  # an empty dev split is simply absent
             splits[split] = Dataset.from_list(rows)
         lengths = [len(r["input_ids"]) for r in rows]
@@ -72,5 +59,6 @@ def tokenize_dataset(model_dir: str, examples: str, params: dict, out_dir: str, 
         DatasetDict(splits).save_to_disk(str(tmp / "dataset"))
         write_json(tmp / "stats.json", stats)
         write_json(tmp / "manifest.json", manifest("tokenized", params, inputs={"examples": examples},
-                                                   demonstrations=[d["id"] for d in demos], stats=stats))
+                                                   stats=stats))
+        write_json(tmp / "demonstrations.json", used)
     return stats
