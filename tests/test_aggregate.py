@@ -10,7 +10,7 @@ from ftgen.metrics import score
 from ftgen.plots import make_plots
 
 PARAMS = {"study": "t", "datasets": {"a1": {"task": "A"}, "a2": {"task": "A"}, "b1": {"task": "B"}},
-          "primary_metric": {"A": "accuracy", "B": "rougeL"}, "labels": {"A": ["x", "y"], "B": None},
+          "primary_metric": {"A": "accuracy", "B": "rougeL"}, "labels": {"a1": ["x", "y"], "a2": ["x", "y"], "b1": None},
           "bootstrap": 300, "bootstrap_seed": 0}
 
 

@@ -173,3 +173,40 @@ def test_changed_cached_archive_is_rejected(tmp_path):
 
     with pytest.raises(AssetError, match=r"asset 'pkg' \(pkg-1\.0-py3-none-any\.whl\): sha256 mismatch"):
         _source_sha256({"asset": "pkg"}, whl, spec)
+
+
+def test_hub_style_column_mappings(tmp_path):
+    """pick (SocialIQA answerA/B/C by label), item (TweetQA answer lists), binarize (STS-B), drop_labels (SNLI -1)."""
+    rows = [{"context": f"ctx {i}", "question": f"q {i}?", "answerA": "a", "answerB": "b", "answerC": f"c{i}",
+             "label": "3", "answers": [f"ans {i}", "other"]} for i in range(12)]
+    path = write_jsonl(tmp_path / "siqa.jsonl", rows)
+    base = {"name": "siqa", "task": "question_generation", "task_type": "generation", "inputs": ["context", "answer"],
+            "labels": None, "split": {"seed": 0, "test": 2, "dev": 0, "fewshot": 2, "train": 8}}
+    src = {"adapter": "jsonl", "path": str(path), "references": "question",
+           "columns": {"context": "context", "answer": {"pick": ["answerA", "answerB", "answerC"], "index": "label", "base": 1}}}
+    _, out = run_prepare({**base, "source": src}, tmp_path / "pick")
+    ex = load_examples(out / "examples.parquet")[0]
+    assert ex["inputs"]["answer"].startswith("c")
+    src["columns"]["answer"] = {"column": "answers", "item": 0}
+    _, out = run_prepare({**base, "source": src}, tmp_path / "item")
+    assert load_examples(out / "examples.parquet")[0]["inputs"]["answer"].startswith("ans ")
+
+    pairs = [{"s1": f"a {i}", "s2": f"b {i}", "score": i / 2} for i in range(12)] + [{"s1": "x", "s2": "y", "score": -1}]
+    path = write_jsonl(tmp_path / "sts.jsonl", pairs)
+    params = {"name": "sts", "task": "paraphrase", "task_type": "classification", "inputs": ["sentence1", "sentence2"],
+              "labels": ["no", "yes"], "split": {"seed": 0, "test": 2, "dev": 0, "fewshot": 2, "train": 20},
+              "source": {"adapter": "jsonl", "path": str(path), "columns": {"sentence1": "s1", "sentence2": "s2"},
+                         "label": "score", "binarize": {"threshold": 3.0, "above": "yes", "below": "no"}}}
+    card, out = run_prepare(params, tmp_path / "sts")
+    df = pl.read_parquet(out / "examples.parquet")
+    assert df.height == 13 and dict(zip(df["id"], df["label"]))["13"] == "no"
+    assert dict(zip(df["id"], df["label"]))["11"] == "yes"  # score 5.0
+
+    nli = [{"p": f"p {i}", "h": f"h {i}", "label": i % 3 - 1} for i in range(15)]
+    path = write_jsonl(tmp_path / "snli.jsonl", nli)
+    params = {"name": "snli", "task": "nli", "task_type": "classification", "inputs": ["premise", "hypothesis"],
+              "labels": ["entailment", "neutral", "contradiction"], "split": {"seed": 0, "test": 2, "dev": 0, "fewshot": 2, "train": 6},
+              "source": {"adapter": "jsonl", "path": str(path), "columns": {"premise": "p", "hypothesis": "h"}, "label": "label",
+                         "label_map": {0: "entailment", 1: "neutral"}, "drop_labels": [-1]}}
+    card, out = run_prepare(params, tmp_path / "snli")
+    assert card["rows_valid"] == 10

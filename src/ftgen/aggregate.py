@@ -84,7 +84,7 @@ def transfer_table(cells: list[dict], params: dict) -> pl.DataFrame:
         ft_cells = [res for _, res in seeded]
         b = base[(eval_ds, fmt, shots)]
         for metric in b["scores"]:
-            est = compare(ft_cells, b, metric, labels.get(tasks[eval_ds]) or [], n_boot, seed)
+            est = compare(ft_cells, b, metric, labels.get(eval_ds) or [], n_boot, seed)
             rows.append({
                 "train_dataset": train, "train_task": tasks[train], "variant": variant, "train_format": tfmt,
                 "train_size": size, "seeds": ",".join(str(s) for s, _ in seeded), "eval_dataset": eval_ds,

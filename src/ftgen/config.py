@@ -14,6 +14,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +172,9 @@ class Study:
             asset = ds["source"].get("asset")
             if asset is not None and asset not in self.assets:
                 raise ConfigError(f"{where}.source.asset: unknown asset {asset!r}; known: {sorted(self.assets)}")
+            extra = set(ds.get("labels") or []) - set(self.tasks[ds["task"]].get("labels") or [])
+            if extra:
+                raise ConfigError(f"{where}.labels: {sorted(extra)} not in the labels of task {ds['task']!r}")
             if not re.fullmatch(NAME_RE, dname):
                 raise ConfigError(f"{where}: dataset names may use letters, digits and _ only")
         for mname, model in self.models.items():
@@ -180,7 +184,8 @@ class Study:
             raise ConfigError(f"{src}: model: {self.model_name!r} is not defined under models")
         from .demos import VariantError, parse_variant
 
-        for variant in self.finetune_cfg.get("variants", ["sft"]):
+        by_task = self.finetune_cfg.get("variants_by_task", {})
+        for variant in [*self.finetune_cfg.get("variants", ["sft"]), *(v for vs in by_task.values() for v in vs)]:
             try:
                 parse_variant(variant)
             except VariantError as exc:
@@ -210,9 +215,9 @@ class Study:
                     f"{src}: finetune.sizes: {max(self.finetune_cfg['sizes'])} exceeds "
                     f"datasets.{dname}.split.train = {sizes.get('train')}"
                 )
-            if max(self.eval_cfg["shots"]) > sizes.get("fewshot", 0):
+            if max(self.shots_for(dname)) > sizes.get("fewshot", 0):
                 raise ConfigError(
-                    f"{src}: evaluate.shots: {max(self.eval_cfg['shots'])} shots need a few-shot pool of "
+                    f"{src}: evaluate.shots: {max(self.shots_for(dname))} shots need a few-shot pool of "
                     f"that size; datasets.{dname}.split.fewshot = {sizes.get('fewshot')}"
                 )
 
@@ -225,13 +230,22 @@ class Study:
         chosen = self.eval_cfg.get("datasets", "all")
         return list(self.datasets) if chosen == "all" else list(chosen)
 
-    @property
+    def shots_for(self, dataset: str) -> list[int]:
+        """Evaluation shot counts: per task (`evaluate.shots_by_task`) or the study default."""
+        return self.eval_cfg.get("shots_by_task", {}).get(self.datasets[dataset]["task"], self.eval_cfg["shots"])
+
+    def variants_for(self, dataset: str) -> list[str]:
+        """Training variants: per task (`finetune.variants_by_task`) or the study default."""
+        ft = self.finetune_cfg
+        return ft.get("variants_by_task", {}).get(self.datasets[dataset]["task"], ft.get("variants", ["sft"]))
+
+    @cached_property
     def finetunes(self) -> list[FineTune]:
         ft = self.finetune_cfg
         return [
             FineTune(d, v, ft.get("format", 0), n, s)
             for d in ft["train_on"]
-            for v in ft.get("variants", ["sft"])
+            for v in self.variants_for(d)
             for n in ft["sizes"]
             for s in ft["seeds"]
         ]
@@ -240,14 +254,14 @@ class Study:
     def model_tags(self) -> list[str]:
         return ["base"] + [f.id for f in self.finetunes]
 
-    @property
+    @cached_property
     def eval_cells(self) -> list[EvalCell]:
         return [
             EvalCell(tag, d, fmt, k)
             for tag in self.model_tags
             for d in self.eval_datasets
             for fmt in self.eval_cfg["formats"]
-            for k in self.eval_cfg["shots"]
+            for k in self.shots_for(d)
         ]
 
     def used_assets(self) -> list[str]:
@@ -267,6 +281,11 @@ class Study:
             spec["asset_spec"] = self.assets[spec["asset"]]
         return spec
 
+    def labels_of(self, dataset: str) -> list[str] | None:
+        """The label set: the dataset's own `labels` (a 2-way set inside a 3-way task, e.g. RTE)
+        or its task's."""
+        return self.datasets[dataset].get("labels") or self.task_of(dataset).get("labels")
+
     def dataset_params(self, dataset: str) -> dict:
         ds = self.datasets[dataset]
         task = self.task_of(dataset)
@@ -275,7 +294,7 @@ class Study:
             "task": ds["task"],
             "task_type": task["type"],
             "inputs": task["inputs"],
-            "labels": task.get("labels"),
+            "labels": self.labels_of(dataset),
             "source": ds["source"],
             "split": ds["split"],
             "asset": self.assets[ds["source"]["asset"]] if ds["source"].get("asset") else None,
@@ -290,7 +309,7 @@ class Study:
             "type": task["type"],
             "inputs": task["inputs"],
             "prompts": {str(k): v for k, v in task["prompts"].items()},
-            "labels": task.get("labels"),
+            "labels": self.labels_of(dataset),
             "chat_template": bool(model.get("chat_template", False)),
             "max_length": int(model.get("max_length", 512)),
             "max_new_tokens": int(task.get("max_new_tokens", 32)),
@@ -326,7 +345,7 @@ class Study:
             "study": self.name,
             "datasets": {d: {"task": self.datasets[d]["task"]} for d in self.datasets},
             "primary_metric": {t: v["primary_metric"] for t, v in self.tasks.items()},
-            "labels": {t: v.get("labels") for t, v in self.tasks.items()},
+            "labels": {d: self.labels_of(d) for d in self.datasets},
             "bootstrap": int(self.eval_cfg.get("bootstrap", 1000)),
             "bootstrap_seed": int(self.eval_cfg.get("seed", 0)),
         }

@@ -128,22 +128,41 @@ def read_squad(src: dict, asset: Path, inputs: list[str]) -> Iterator[tuple[str,
                             "references": [qa.get("question")], "label": None}
 
 
+def _column(loc: str, raw: dict, spec: str | dict, where: str) -> Any:
+    """A column value. `spec` is a name, `{column: c, item: i}` (an element of a list column),
+    or `{pick: [c1, c2, ...], index: c, base: 1}` (the column chosen by another column's value,
+    e.g. SocialIQA's answerA/B/C chosen by its label)."""
+    if isinstance(spec, dict) and "pick" in spec:
+        choice = _column(loc, raw, spec["index"], where)
+        try:
+            name = spec["pick"][int(choice) - int(spec.get("base", 0))]
+        except (ValueError, IndexError):
+            raise DataError(f"{loc}: {where}: index {choice!r} does not select one of {spec['pick']}") from None
+        return _column(loc, raw, name, where)
+    name = spec["column"] if isinstance(spec, dict) else spec
+    if name not in raw:
+        raise DataError(f"{loc}: field {name!r} missing (declared as {where})")
+    value = raw[name]
+    if isinstance(spec, dict) and "item" in spec:
+        if not isinstance(value, (list, tuple)) or len(value) <= spec["item"]:
+            raise DataError(f"{loc}: field {name!r} has no item {spec['item']} (declared as {where})")
+        value = value[spec["item"]]
+    return value
+
+
 def _map_columns(loc: str, raw: dict, src: dict, inputs: list[str], index: int) -> Row:
     """Map a tabular record to the schema using `columns`, `label`, `references`, `group`, `id`."""
     columns = src.get("columns", {f: f for f in inputs})
-    fields = {}
-    for field, col in columns.items():
-        if col not in raw:
-            raise DataError(f"{loc}: field {col!r} missing (declared as source.columns.{field})")
-        fields[field] = raw[col]
+    fields = {field: _column(loc, raw, spec, f"source.columns.{field}") for field, spec in columns.items()}
     label = raw.get(src["label"]) if src.get("label") else None
+    if label is not None and src.get("binarize"):  # e.g. STS-B similarity 0-5 -> yes/no
+        b = src["binarize"]
+        label = b["above"] if float(label) >= float(b["threshold"]) else b["below"]
     if src.get("label") and src["label"] not in raw:
         raise DataError(f"{loc}: field {src['label']!r} missing (declared as source.label)")
     refs: Any = []
     if src.get("references"):
-        if src["references"] not in raw:
-            raise DataError(f"{loc}: field {src['references']!r} missing (declared as source.references)")
-        refs = raw[src["references"]]
+        refs = _column(loc, raw, src["references"], "source.references")
         refs = [refs] if isinstance(refs, str) else list(refs)
     rid = raw.get(src["id"]) if src.get("id") else index
     group = raw.get(src["group"]) if src.get("group") else rid
@@ -204,11 +223,14 @@ ADAPTER_READERS = {
 def normalise(rows: Iterable[tuple[str, Row]], params: dict) -> list[Row]:
     """Check every row against the task (fields present, label in label set, map labels)."""
     src = params["source"]
-    label_map = src.get("label_map")
+    label_map = {str(k): v for k, v in src["label_map"].items()} if src.get("label_map") else None
+    drop = {str(v) for v in src.get("drop_labels", [])}  # e.g. SNLI's -1: no gold label
     labels = params.get("labels")
     is_clf = params["task_type"] == "classification"
     out, seen = [], set()
     for loc, row in rows:
+        if drop and str(row["label"]) in drop:
+            continue
         for field in params["inputs"]:
             value = row["inputs"].get(field)
             if value is None or (isinstance(value, str) and not value.strip()):
