@@ -5,6 +5,7 @@ import tarfile
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 from conftest import sentiment_rows, write_jsonl
@@ -210,3 +211,33 @@ def test_hub_style_column_mappings(tmp_path):
                          "label_map": {0: "entailment", 1: "neutral"}, "drop_labels": [-1]}}
     card, out = run_prepare(params, tmp_path / "snli")
     assert card["rows_valid"] == 10
+
+
+def test_paraphrase_pairs_are_balanced_and_never_split_a_group(tmp_path):
+    topics = ["cats", "rivers", "trains", "bread", "music", "snow", "books", "ships", "clocks", "roses", "coins", "kites"]
+    task = {"examples": [
+        {"input": f"The {t} story number {g} is told here.",
+         "target": [f"Here the {t} story {g} is told.", f"Story {g} about {t} gets told here.", f"They tell {t} story {g}."]}
+        for g, t in enumerate(topics * 3)]}
+    sdist = tmp_path / "bigbench-1.0.0.tar.gz"
+    sdist.write_bytes(_tar_gz({"bigbench-1.0.0/bigbench/benchmark_tasks/para/task.json": json.dumps(task).encode()}))
+    source_group = {}
+    for g, ex in enumerate(task["examples"]):
+        for sent in [ex["input"], *ex["target"]]:
+            source_group[sent] = g
+    params = {"name": "para", "task": "paraphrase", "task_type": "classification", "inputs": ["sentence1", "sentence2"],
+              "labels": ["no", "yes"], "source": {"adapter": "paraphrase_pairs", "asset": "bigbench", "task": "para",
+                                                  "cluster_size": 6, "pairs_per_group": 2},
+              "split": {"seed": 0, "test": 24, "dev": 0, "fewshot": 4, "train": 48}}
+    card, out = run_prepare(params, tmp_path, asset=str(sdist))
+    df = pl.read_parquet(out / "examples.parquet")
+    assert df.height == 24 + 4 + 48
+    counts = dict(zip(*np.unique(df["label"].to_list(), return_counts=True)))
+    assert counts["yes"] == counts["no"]
+    seen = {}
+    for row in df.iter_rows(named=True):
+        a, b = row["inputs"]["sentence1"], row["inputs"]["sentence2"]
+        same = source_group[a] == source_group[b]
+        assert same == (row["label"] == "yes"), "a negative must pair two different groups"
+        for sent in (a, b):
+            assert seen.setdefault(source_group[sent], row["split"]) == row["split"], "a group crossed splits"

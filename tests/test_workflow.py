@@ -183,3 +183,11 @@ def test_default_study_dry_run_builds_its_dag(smoke_run):
 def test_snakemake_lint_is_clean():
     proc = subprocess.run([SNAKEMAKE, "--lint"], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_yang2024_hpc_study_plans_without_hub_access(smoke_run):
+    """The paper's GPU protocol: 5 tasks, 18 datasets, SFT + 2 FTICL variants x 3 sizes, 2 formats, 4 shot counts."""
+    jobs = planned_jobs(smoke_run, "--configfile", "config/studies/yang2024.yaml")
+    finetunes = 5 * 3 * 3  # train sets x variants x sizes (one seed)
+    assert jobs == {"prepare_dataset": 18, "prepare_model": 1, "tokenize": 5 * 3, "finetune": finetunes,
+                    "evaluate": (1 + finetunes) * 18 * 2 * 4, "aggregate": 1, "plots": 1, "all": 1}

@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--base", required=True)
     s.add_argument("--examples", required=True)
     s.add_argument("--params", type=_params, required=True)
-    s.add_argument("--cell", type=_params, required=True)
+    s.add_argument("--cell", nargs=5, required=True, metavar=("MODEL", "TAG", "DATASET", "FORMAT", "SHOTS"),
+                   help="what this cell is (stored in scores.json)")
     s.add_argument("--predictions", required=True)
     s.add_argument("--scores", required=True)
     s.add_argument("--threads", type=int)
@@ -105,8 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     elif args.step == "evaluate":
         from .evaluate import evaluate_cell
 
+        model, tag, dataset, fmt, shots = args.cell
+        cell = {"model": model, "model_tag": tag, "dataset": dataset, "format": int(fmt), "shots": int(shots)}
         evaluate_cell(args.model, args.base, args.examples, args.params, args.predictions, args.scores,
-                      args.cell, args.threads, log=log)
+                      cell, args.threads, log=log)
     elif args.step == "aggregate":
         from .aggregate import aggregate
 

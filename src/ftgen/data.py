@@ -98,6 +98,58 @@ def read_vader(src: dict, asset: Path, inputs: list[str]) -> Iterator[tuple[str,
                         "references": [], "label": label}
 
 
+def read_paraphrase_pairs(src: dict, asset: Path, inputs: list[str]) -> Iterator[tuple[str, Row]]:
+    """Labelled sentence pairs from real paraphrase groups (a BIG-bench task whose example is a
+    sentence plus its paraphrases, e.g. gem/asset, gem/turk).
+
+    Groups are shuffled (seeded) into clusters of `cluster_size`; inside a cluster each group gives
+    `pairs_per_group` positives (two of its members) and as many hard negatives (a member and the
+    most BM25-similar sentence of another group of the cluster). The row's group is the cluster,
+    so the splitter keeps every source group - on both sides of every pair - in one split.
+    """
+    import random
+
+    import bm25s
+
+    member = f"{BIGBENCH_ROOT}/{src['task']}/task.json"
+    examples = json.loads(member_path(asset, member).read_text(encoding="utf-8"))["examples"]
+    regex = re.compile(src["input_regex"], re.S) if src.get("input_regex") else None  # names `sentence`
+    groups = []
+    for i, ex in enumerate(examples):
+        first = ex.get("input", "")
+        if regex:
+            m = regex.search(first)
+            if not m:
+                raise DataError(f"{member}: examples[{i}]: input does not match source.input_regex {src['input_regex']!r}")
+            first = m["sentence"]
+        targets = ex.get("target") or []
+        sents = list(dict.fromkeys(t.strip() for t in [first] + list(targets) if t and t.strip()))
+        if len(sents) >= 2:
+            groups.append((i, sents))
+    rng = random.Random(src.get("seed", 0))
+    rng.shuffle(groups)
+    size, per_group = int(src.get("cluster_size", 20)), int(src.get("pairs_per_group", 2))
+    s1, s2 = inputs
+    for c in range(0, len(groups), size):
+        cluster = groups[c:c + size]
+        if len(cluster) < 2:
+            continue
+        docs = [(gi, sent) for gi, sents in cluster for sent in sents]
+        index = bm25s.BM25()
+        index.index(bm25s.tokenize([d[1] for d in docs], stopwords="en", show_progress=False), show_progress=False)
+        for gi, sents in cluster:
+            loc = f"{member}: examples[{gi}]"
+            for p in range(per_group):
+                a, b = rng.sample(sents, 2)
+                hits, _ = index.retrieve(bm25s.tokenize([a], stopwords="en", show_progress=False), k=len(docs),
+                                         show_progress=False)
+                other = next(docs[int(h)] for h in hits[0] if docs[int(h)][0] != gi)
+                for label, partner, tag in (("yes", b, "pos"), ("no", other[1], f"neg{other[0]}")):
+                    pair = (a, partner) if rng.random() < 0.5 else (partner, a)
+                    yield loc, {"id": f"{gi}.{p}.{tag}", "group": f"cluster{c // size}",
+                                "inputs": {s1: pair[0], s2: pair[1]}, "references": [], "label": label}
+
+
 _SENT_END = re.compile(r"(?<=[.!?])\s+(?=[\"'“A-Z0-9])")
 
 
@@ -214,7 +266,7 @@ def read_hf(src: dict, asset: Path | None, inputs: list[str]) -> Iterator[tuple[
 
 
 ADAPTER_READERS = {
-    "bigbench": read_bigbench, "vader": read_vader, "squad": read_squad,
+    "bigbench": read_bigbench, "vader": read_vader, "squad": read_squad, "paraphrase_pairs": read_paraphrase_pairs,
     "jsonl": read_jsonl, "csv": read_csv, "parquet": read_parquet, "hf": read_hf,
 }
 

@@ -25,17 +25,9 @@ rule evaluate:
         spec=lambda wc: as_json(
             STUDY.eval_params(wc.dataset, int(wc.format), int(wc.shots))
         ),
-        cell=lambda wc: as_json(
-            {
-                "model": wc.model,
-                "model_tag": wc.tag,
-                "dataset": wc.dataset,
-                "format": int(wc.format),
-                "shots": int(wc.shots),
-            }
-        ),
     shell:
         "python -m ftgen evaluate --model {input.model:q} --base {input.base:q} "
-        "--examples {input.examples:q} --params {params.spec:q} --cell {params.cell:q} "
+        "--examples {input.examples:q} --params {params.spec:q} --cell {wildcards.model} "
+        "{wildcards.tag} {wildcards.dataset} {wildcards.format} {wildcards.shots} "
         "--predictions {output.predictions:q} --scores {output.scores:q} "
         "--threads {threads} > {log:q} 2>&1"
