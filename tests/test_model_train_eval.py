@@ -222,3 +222,21 @@ def test_local_model_source_is_materialised(tiny_model, tmp_path):
     with torch.no_grad():
         assert torch.equal(a(ids).logits, b(ids).logits)
     assert json.loads((out / "manifest.json").read_text())["params"]["source"] == "local"
+
+
+def test_option_scoring_with_shared_context_matches_full_scoring(tiny_model):
+    from ftgen.generation import option_loglikelihoods
+
+    model, tok = load_model(tiny_model), load_tokenizer(tiny_model)
+    texts = ["the movie was good", "a", "the food service people were bad and the story was terrible", "no"]
+    labels = [" positive", " negative", " neutral entailment contradiction"]
+    contexts, options, flat = [], [], []
+    for t in texts:
+        pairs = [encode_pair(tok, PP, t, lab) for lab in labels]
+        assert all(p[0] == pairs[0][0] for p in pairs)
+        contexts.append(pairs[0][0])
+        options.append([p[1] for p in pairs])
+        flat += pairs
+    shared = option_loglikelihoods(model, tok.pad_token_id, contexts, options, batch_size=3)
+    full = loglikelihoods(model, tok.pad_token_id, flat, batch_size=5)
+    assert [x for row in shared for x in row] == pytest.approx(full, abs=1e-4)

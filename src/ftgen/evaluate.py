@@ -12,7 +12,7 @@ import time
 
 from .artifacts import atomic_file, manifest, write_json
 from .data import load_examples
-from .generation import greedy_generate, loglikelihoods
+from .generation import greedy_generate, loglikelihoods, option_loglikelihoods
 from .metrics import score
 from .modeling import default_device, load_model, load_tokenizer, resolve_bf16, set_threads
 from .prompts import continuation, encode_example, encode_pair
@@ -38,17 +38,22 @@ def evaluate_cell(model_dir: str, base_dir: str, examples: str, params: dict, ou
     if pp["type"] == "classification":
         labels = pp["labels"]
         label_room = max(len(tok(continuation(pp, lab), add_special_tokens=False)["input_ids"]) for lab in labels) + 1
-        requests, truncated = [], 0
+        all_pairs, truncated = [], 0
         for ex in test:
             enc = encode_example(tok, pp, fmt, ex, demos, None, budget=budget - label_room)
             truncated += enc.truncated
-            for label in labels:
-                ctx, cont = encode_pair(tok, pp, enc.prompt_text, continuation(pp, label))
-                requests.append((ctx[-(budget - len(cont)):], cont))
-        lls = loglikelihoods(model, tok.pad_token_id, requests, params["batch_size"], bf16)
+            pairs = [encode_pair(tok, pp, enc.prompt_text, continuation(pp, label)) for label in labels]
+            all_pairs.append([(ctx[-(budget - label_room):], cont) for ctx, cont in pairs])
+        if all(ctx == ex_pairs[0][0] for ex_pairs in all_pairs for ctx, _ in ex_pairs):
+            # the usual case: every label continues the same context -> encode each context once
+            rows = option_loglikelihoods(model, tok.pad_token_id, [p[0][0] for p in all_pairs],
+                                         [[cont for _, cont in p] for p in all_pairs], params["batch_size"], bf16)
+        else:  # some label's first token merges with the prompt's end: score each pair whole
+            flat = loglikelihoods(model, tok.pad_token_id, [pair for p in all_pairs for pair in p],
+                                  params["batch_size"], bf16)
+            rows = [flat[i:i + len(labels)] for i in range(0, len(flat), len(labels))]
         predictions, details = [], []
-        for i in range(len(test)):
-            row = lls[i * len(labels):(i + 1) * len(labels)]
+        for row in rows:
             predictions.append(labels[max(range(len(labels)), key=row.__getitem__)])
             details.append({"loglik": dict(zip(labels, row))})
     else:

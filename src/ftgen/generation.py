@@ -55,6 +55,49 @@ def loglikelihoods(model, pad_id: int, requests: list[tuple[list[int], list[int]
 
 
 @torch.inference_mode()
+def option_loglikelihoods(model, pad_id: int, contexts: list[list[int]], options: list[list[list[int]]],
+                          batch_size: int = 16, bf16: bool = False, desc: str = "scoring") -> list[list[float]]:
+    """Sum of log p(option | context) for every option of every context, running each context once.
+
+    Contexts are left-padded so they all end at the same position; their KV cache is then reused
+    for each option (cropped back after it), instead of re-encoding context + option per option.
+    Equal to `loglikelihoods` on the concatenations up to float rounding.
+    """
+    device = next(model.parameters()).device
+    order = sorted(range(len(contexts)), key=lambda i: -len(contexts[i]))
+    out: list[list[float]] = [[] for _ in contexts]
+    for start in tqdm(range(0, len(order), batch_size), desc=desc, mininterval=5):
+        idx = order[start:start + batch_size]
+        ids, mask = _left_pad([contexts[i] for i in idx], pad_id, device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        with autocast(bf16, device):
+            res = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
+        first = torch.log_softmax(res.logits[:, -1].float(), dim=-1)  # predicts each option's first token
+        cache = res.past_key_values
+        next_pos = positions[:, -1:] + 1
+        for j in range(len(options[idx[0]])):
+            conts = [options[i][j] for i in idx]
+            width = max(len(c) for c in conts)
+            scores = [float(first[r, c[0]]) for r, c in enumerate(conts)]
+            if width > 1:
+                tail = torch.full((len(idx), width - 1), pad_id, dtype=torch.long, device=device)
+                for r, c in enumerate(conts):
+                    tail[r, : len(c) - 1] = torch.tensor(c[:-1], device=device)
+                full_mask = torch.cat([mask, torch.ones_like(tail)], dim=1)
+                pos = next_pos + torch.arange(width - 1, device=device)[None, :]
+                with autocast(bf16, device):
+                    logits = model(input_ids=tail, attention_mask=full_mask, position_ids=pos,
+                                   past_key_values=cache, use_cache=True).logits
+                lp = torch.log_softmax(logits.float(), dim=-1)
+                for r, c in enumerate(conts):
+                    scores[r] += float(sum(lp[r, t - 1, c[t]] for t in range(1, len(c))))
+                cache.crop(-(width - 1))  # drop this option, keep the shared context
+            for r, i in enumerate(idx):
+                out[i].append(scores[r])
+    return out
+
+
+@torch.inference_mode()
 def greedy_generate(model, tok, prompts: list[list[int]], max_new_tokens: int, batch_size: int = 16,
                     bf16: bool = False, stop: str = "\n\n", desc: str = "generating") -> list[str]:
     """Batched greedy decoding with KV cache; each output is cut at the first `stop`."""
