@@ -40,11 +40,14 @@ def _get_path(obj: dict, dotted: str) -> Any:
     return obj
 
 
+def _bigbench_examples(src: dict, asset: Path) -> tuple[str, list[dict]]:
+    member = f"{BIGBENCH_ROOT}/{src['task']}/{src.get('file', 'task.json')}"
+    return member, json.loads(member_path(asset, member).read_text(encoding="utf-8"))["examples"]
+
+
 def read_bigbench(src: dict, asset: Path, inputs: list[str]) -> Iterator[tuple[str, Row]]:
     """BIG-bench task.json: `input` (split into fields by `input_regex`), `target(_scores)`."""
-    member = f"{BIGBENCH_ROOT}/{src['task']}/{src.get('file', 'task.json')}"
-    path = member_path(asset, member)
-    examples = json.loads(path.read_text(encoding="utf-8"))["examples"]
+    member, examples = _bigbench_examples(src, asset)
     regex = re.compile(src["input_regex"], re.S) if src.get("input_regex") else None
     for i, ex in enumerate(examples):
         loc = f"{member}: examples[{i}]"
@@ -111,8 +114,7 @@ def read_paraphrase_pairs(src: dict, asset: Path, inputs: list[str]) -> Iterator
 
     import bm25s
 
-    member = f"{BIGBENCH_ROOT}/{src['task']}/task.json"
-    examples = json.loads(member_path(asset, member).read_text(encoding="utf-8"))["examples"]
+    member, examples = _bigbench_examples(src, asset)
     regex = re.compile(src["input_regex"], re.S) if src.get("input_regex") else None  # names `sentence`
     groups = []
     for i, ex in enumerate(examples):
