@@ -64,17 +64,20 @@ def heatmap(table: pl.DataFrame, fmt: int, shots: int, png: str, pdf: str) -> No
 
 
 def relation_bars(table: pl.DataFrame, fmt: int, shots: int, png: str, pdf: str) -> None:
-    view = primary_view(table, fmt, shots).group_by("train_task", "relation").agg(pl.col("delta").mean())
-    tasks = sorted(view["train_task"].unique().to_list())
-    fig, ax = plt.subplots(figsize=(2 + 1.6 * len(tasks), 3.5))
+    """Mean Δ per relation, one group of bars per (training task, variant)."""
+    view = primary_view(table, fmt, shots).group_by("train_task", "variant", "relation").agg(pl.col("delta").mean())
+    groups = view.select("train_task", "variant").unique().sort("train_task", "variant").rows()
+    fig, ax = plt.subplots(figsize=(2 + 1.6 * len(groups), 3.5))
     width = 0.8 / len(RELATIONS)
     for k, rel in enumerate(RELATIONS):
-        vals = [view.filter((pl.col("train_task") == t) & (pl.col("relation") == rel))["delta"] for t in tasks]
-        heights = [float(v[0]) if len(v) else np.nan for v in vals]
-        ax.bar(np.arange(len(tasks)) + (k - 1) * width, heights, width, label=rel)
+        heights = []
+        for task, variant in groups:
+            v = view.filter((pl.col("train_task") == task) & (pl.col("variant") == variant) & (pl.col("relation") == rel))["delta"]
+            heights.append(float(v[0]) if len(v) else np.nan)
+        ax.bar(np.arange(len(groups)) + (k - 1) * width, heights, width, label=rel)
     ax.axhline(0, color="black", lw=0.8)
-    ax.set_xticks(range(len(tasks)), tasks)
-    ax.set_xlabel("fine-tuned on task")
+    ax.set_xticks(range(len(groups)), [f"{t}\n{v}" for t, v in groups], fontsize=8)
+    ax.set_xlabel("fine-tuned on task (variant)")
     ax.set_ylabel("mean Δ vs base (points)")
     ax.set_title(f"Mean Δ by relation, format {fmt}, {shots}-shot")
     ax.legend(fontsize=8)
