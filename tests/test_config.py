@@ -19,7 +19,10 @@ def test_default_and_study_configs_resolve():
     # every training task has >= 2 evaluation domains (cross-domain cells exist)
     for task in tasks:
         assert sum(default.datasets[d]["task"] == task for d in default.eval_datasets) >= 2
-    assert len(default.eval_cells) == (1 + len(default.finetunes)) * len(default.eval_datasets)
+    assert len(default.eval_cells) == (1 + len(default.finetunes)) * sum(len(default.shots_for(d)) for d in default.eval_datasets)
+    # the default study compares SFT with FTICL and has a few-shot column
+    assert {ft.variant for ft in default.finetunes} == {"sft", "fticl-fixed-k1"}
+    assert any(max(default.shots_for(d)) > 0 for d in default.eval_datasets)
 
 
 def test_finetune_id_roundtrip():

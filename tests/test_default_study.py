@@ -25,5 +25,5 @@ def test_default_study_completes_with_tables_and_plots():
     from default_study_time import summarise
 
     rules = summarise("default")  # time by rule from Snakemake's benchmark files (printed with -s)
-    assert rules["finetune"]["jobs"] == 3 and rules["evaluate"]["jobs"] == 24
+    assert rules["finetune"]["jobs"] == 4 and rules["evaluate"]["jobs"] == 40
     print(rules)

@@ -176,8 +176,8 @@ def test_bad_data_row_fails_its_job_and_leaves_no_output(smoke_run):
 
 def test_default_study_dry_run_builds_its_dag(smoke_run):
     jobs = planned_jobs(smoke_run)  # config/config.yaml, no assets present: plans the fetches too
-    assert jobs["fetch_asset"] == 3 and jobs["finetune"] == 3 and jobs["prepare_model"] == 1
-    assert jobs["evaluate"] == 4 * 6
+    assert jobs["fetch_asset"] == 3 and jobs["finetune"] == 4 and jobs["prepare_model"] == 1
+    assert jobs["evaluate"] == 5 * (6 + 2)  # 5 models; zero-shot on 6 datasets, 1-shot on the 2 QG sets
 
 
 def test_snakemake_lint_is_clean():
