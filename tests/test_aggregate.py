@@ -7,7 +7,7 @@ import pytest
 
 from ftgen.aggregate import aggregate, relation
 from ftgen.metrics import score
-from ftgen.plots import make_plots
+from ftgen.plots import PLOTS, make_plots
 
 PARAMS = {"study": "t", "datasets": {"a1": {"task": "A"}, "a2": {"task": "A"}, "b1": {"task": "B"}},
           "primary_metric": {"A": "accuracy", "B": "rougeL"}, "labels": {"a1": ["x", "y"], "a2": ["x", "y"], "b1": None},
@@ -63,9 +63,8 @@ def test_transfer_table_with_cis_and_seeds(tmp_path):
     assert bleu["finetuned"] == pytest.approx(100.0) and bleu["relation"] == "cross-task"
     md = open(out["md"]).read()
     assert md.count("\n| a1 |") == 3 and " [" in md
-    plots = [(str(tmp_path / f"{n}.png"), str(tmp_path / f"{n}.pdf")) for n in ("h", "b", "d")]
-    make_plots(out["parquet"], 0, 0, *plots)
-    assert all((tmp_path / f"{n}.png").stat().st_size > 1000 for n in ("h", "b", "d"))
+    make_plots(out["parquet"], 0, 0, {n: (str(tmp_path / f"{n}.png"), str(tmp_path / f"{n}.pdf")) for n in PLOTS})
+    assert all((tmp_path / f"{n}.png").stat().st_size > 1000 and (tmp_path / f"{n}.pdf").exists() for n in PLOTS)
 
 
 def test_missing_base_is_an_error(tmp_path):

@@ -19,8 +19,11 @@ def test_default_study_completes_with_tables_and_plots():
     table = pl.read_csv(results / "tables" / "transfer.csv")
     assert set(table["relation"]) == {"in-domain", "cross-domain", "cross-task"}
     assert table["base"].null_count() == 0 and table["finetuned"].null_count() == 0
-    for name in ("delta_heatmap.png", "delta_heatmap.pdf", "delta_by_relation.png", "delta_by_relation.pdf"):
-        assert (results / "plots" / name).stat().st_size > 1000
+    from ftgen.plots import PLOTS
+
+    for name in PLOTS:
+        for ext in ("png", "pdf"):
+            assert (results / "plots" / f"{name}.{ext}").stat().st_size > 1000
     sys.path.insert(0, str(REPO / "benchmarks"))
     from default_study_time import summarise
 

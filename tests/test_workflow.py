@@ -56,7 +56,9 @@ def test_smoke_dag_writes_tables_and_plots(smoke_run):
     wd = smoke_run
     for name in ("transfer.csv", "transfer.parquet", "transfer.md", "transfer.manifest.json"):
         assert (wd / R / "tables" / name).stat().st_size > 0
-    for name in ("delta_heatmap", "delta_by_relation", "delta_by_domain"):
+    from ftgen.plots import PLOTS
+
+    for name in PLOTS:
         for ext in ("png", "pdf"):
             assert (wd / R / "plots" / f"{name}.{ext}").stat().st_size > 1000
     table = pl.read_csv(wd / R / "tables" / "transfer.csv")

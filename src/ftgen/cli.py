@@ -73,9 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--table", required=True)
     s.add_argument("--format", type=int, default=0)
     s.add_argument("--shots", type=int, default=0)
-    s.add_argument("--heatmap", nargs=2, required=True, metavar=("PNG", "PDF"))
-    s.add_argument("--bars", nargs=2, required=True, metavar=("PNG", "PDF"))
-    s.add_argument("--domains", nargs=2, required=True, metavar=("PNG", "PDF"))
+    s.add_argument("--out", nargs=3, action="append", required=True, metavar=("PLOT", "PNG", "PDF"),
+                   help="one per plot: its name (see ftgen.plots.PLOTS) and output files")
     return p
 
 
@@ -117,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.step == "plot":
         from .plots import make_plots
 
-        make_plots(args.table, args.format, args.shots, args.heatmap, args.bars, args.domains)
+        make_plots(args.table, args.format, args.shots, {name: (png, pdf) for name, png, pdf in args.out})
     return 0
 
 

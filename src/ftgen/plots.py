@@ -111,8 +111,105 @@ def delta_by_domain(table: pl.DataFrame, fmt: int, shots: int, png: str, pdf: st
     _save(fig, png, pdf)
 
 
-def make_plots(table_path: str, fmt: int, shots: int, heatmap_files, bars_files, domains_files) -> None:
+def _placeholder(ax, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _model_label(r: dict) -> str:
+    return f"{r['train_dataset']} {r['variant']} n={r['train_size']}"
+
+
+def score_vs_shots(table: pl.DataFrame, fmt: int, png: str, pdf: str) -> None:
+    """Primary score vs number of shots per eval dataset: base and every fine-tune, 95 % CIs."""
+    view = table.filter(pl.col("primary") & (pl.col("format") == fmt))
+    datasets = sorted(view["eval_dataset"].unique().to_list())
+    fig, axes = plt.subplots(1, len(datasets), figsize=(3.2 * len(datasets), 3.2), squeeze=False)
+    for ax, ds in zip(axes[0], datasets):
+        sub = view.filter(pl.col("eval_dataset") == ds).sort("shots")
+        base = sub.unique(["shots"], keep="first").sort("shots")
+        ax.errorbar(base["shots"], base["base"], yerr=[base["base"] - base["base_lo"], base["base_hi"] - base["base"]],
+                    color="black", marker="o", capsize=2, label="base")
+        for key, part in sub.group_by(["train_dataset", "variant", "train_size"], maintain_order=True):
+            part = part.sort("shots")
+            ax.errorbar(part["shots"], part["finetuned"], capsize=2, marker=".",
+                        yerr=[part["finetuned"] - part["finetuned_lo"], part["finetuned_hi"] - part["finetuned"]],
+                        label=_model_label(dict(zip(["train_dataset", "variant", "train_size"], key))))
+        ax.set_title(ds, fontsize=9)
+        ax.set_xlabel("shots")
+        ax.set_xticks(sorted(sub["shots"].unique().to_list()))
+    axes[0][0].set_ylabel("primary score (95 % CI)")
+    axes[0][-1].legend(fontsize=6, loc="best")
+    fig.suptitle(f"Score vs number of demonstrations, format {fmt}")
+    _save(fig, png, pdf)
+
+
+def format_sensitivity(table: pl.DataFrame, shots: int, png: str, pdf: str) -> None:
+    """Prompt-format sensitivity: primary score under each prompt format, per eval dataset."""
+    view = table.filter(pl.col("primary") & (pl.col("shots") == shots))
+    formats = sorted(view["format"].unique().to_list())
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * view["eval_dataset"].n_unique()), 3.6))
+    if len(formats) < 2:
+        _placeholder(ax, f"only prompt format {formats} evaluated in this study\n(add formats: [0, 1] to compare)")
+    else:
+        datasets = sorted(view["eval_dataset"].unique().to_list())
+        models = [("base", None)] + [(k, k) for k in view.select("train_dataset", "variant", "train_size").unique().sort(
+            "train_dataset", "variant", "train_size").rows()]
+        width = 0.8 / (len(models) * len(formats))
+        for m, (name, key) in enumerate(models):
+            for f, fmt in enumerate(formats):
+                sub = view.filter(pl.col("format") == fmt)
+                if key is not None:
+                    sub = sub.filter((pl.col("train_dataset") == key[0]) & (pl.col("variant") == key[1]) & (pl.col("train_size") == key[2]))
+                col = "base" if key is None else "finetuned"
+                vals = {r["eval_dataset"]: r[col] for r in sub.unique(["eval_dataset"], keep="first").iter_rows(named=True)}
+                x = np.arange(len(datasets)) + (m * len(formats) + f - (len(models) * len(formats) - 1) / 2) * width
+                label = f"{'base' if key is None else ' '.join(map(str, key))} f{fmt}"
+                ax.bar(x, [vals.get(d, np.nan) for d in datasets], width, label=label, hatch="//" if f else None)
+        ax.set_xticks(range(len(datasets)), datasets, rotation=30, ha="right", fontsize=8)
+        ax.set_ylabel("primary score")
+        ax.legend(fontsize=6, ncol=2)
+    ax.set_title(f"Prompt-format sensitivity, {shots}-shot")
+    _save(fig, png, pdf)
+
+
+def score_vs_size(table: pl.DataFrame, fmt: int, shots: int, png: str, pdf: str) -> None:
+    """In-domain score vs training-set size per training dataset and variant; base as a line."""
+    view = table.filter(pl.col("primary") & (pl.col("relation") == "in-domain") & (pl.col("format") == fmt)
+                        & (pl.col("shots") == shots))
+    trains = sorted(view["train_dataset"].unique().to_list())
+    fig, axes = plt.subplots(1, max(1, len(trains)), figsize=(3.6 * max(1, len(trains)), 3.2), squeeze=False)
+    for ax, train in zip(axes[0], trains):
+        sub = view.filter(pl.col("train_dataset") == train)
+        ax.axhline(sub["base"][0], color="black", lw=1, ls="--", label="base")
+        for (variant,), part in sub.group_by(["variant"], maintain_order=True):
+            part = part.sort("train_size")
+            ax.errorbar(part["train_size"], part["finetuned"], marker="o", capsize=2, label=variant,
+                        yerr=[part["finetuned"] - part["finetuned_lo"], part["finetuned_hi"] - part["finetuned"]])
+        ax.set_title(f"{train} (in-domain)", fontsize=9)
+        ax.set_xlabel("training examples")
+        ax.set_xticks(sorted(sub["train_size"].unique().to_list()))
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("primary score (95 % CI)")
+    fig.suptitle(f"Score vs training-set size, format {fmt}, {shots}-shot")
+    _save(fig, png, pdf)
+
+
+PLOTS = ("delta_heatmap", "delta_by_relation", "delta_by_domain", "score_vs_shots", "format_sensitivity",
+         "score_vs_size")
+
+
+def make_plots(table_path: str, fmt: int, shots: int, outputs: dict[str, tuple[str, str]]) -> None:
+    """Draw every plot in `outputs` ({plot name: (png, pdf)})."""
     table = pl.read_parquet(table_path)
-    heatmap(table, fmt, shots, *heatmap_files)
-    relation_bars(table, fmt, shots, *bars_files)
-    delta_by_domain(table, fmt, shots, *domains_files)
+    draw = {
+        "delta_heatmap": lambda png, pdf: heatmap(table, fmt, shots, png, pdf),
+        "delta_by_relation": lambda png, pdf: relation_bars(table, fmt, shots, png, pdf),
+        "delta_by_domain": lambda png, pdf: delta_by_domain(table, fmt, shots, png, pdf),
+        "score_vs_shots": lambda png, pdf: score_vs_shots(table, fmt, png, pdf),
+        "format_sensitivity": lambda png, pdf: format_sensitivity(table, shots, png, pdf),
+        "score_vs_size": lambda png, pdf: score_vs_size(table, fmt, shots, png, pdf),
+    }
+    for name, (png, pdf) in outputs.items():
+        draw[name](png, pdf)

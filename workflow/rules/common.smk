@@ -83,15 +83,29 @@ def all_predictions():
     return [f"{eval_dir(c)}/predictions.jsonl" for c in STUDY.eval_cells]
 
 
+PLOTS = [
+    "delta_heatmap",
+    "delta_by_relation",
+    "delta_by_domain",
+    "score_vs_shots",
+    "format_sensitivity",
+    "score_vs_size",
+]
+
+
 def plot_files():
     return {
-        "heatmap_png": f"{R}/plots/delta_heatmap.png",
-        "heatmap_pdf": f"{R}/plots/delta_heatmap.pdf",
-        "bars_png": f"{R}/plots/delta_by_relation.png",
-        "bars_pdf": f"{R}/plots/delta_by_relation.pdf",
-        "domains_png": f"{R}/plots/delta_by_domain.png",
-        "domains_pdf": f"{R}/plots/delta_by_domain.pdf",
+        f"{name}_{ext}": f"{R}/plots/{name}.{ext}"
+        for name in PLOTS
+        for ext in ("png", "pdf")
     }
+
+
+def plot_args(wildcards, output):
+    return " ".join(
+        f"--out {name} '{output[name + '_png']}' '{output[name + '_pdf']}'"
+        for name in PLOTS
+    )
 
 
 def all_targets():

@@ -31,24 +31,15 @@ rule plots:
     input:
         f"{R}/tables/transfer.parquet",
     output:
-        heatmap_png=report(
-            plot_files()["heatmap_png"],
-            caption="../report/heatmap.rst",
-            category="Plots",
-        ),
-        heatmap_pdf=plot_files()["heatmap_pdf"],
-        bars_png=report(
-            plot_files()["bars_png"],
-            caption="../report/bars.rst",
-            category="Plots",
-        ),
-        bars_pdf=plot_files()["bars_pdf"],
-        domains_png=report(
-            plot_files()["domains_png"],
-            caption="../report/domains.rst",
-            category="Plots",
-        ),
-        domains_pdf=plot_files()["domains_pdf"],
+        **{
+            f"{name}_png": report(
+                plot_files()[f"{name}_png"],
+                caption=f"../report/{name}.rst",
+                category="Plots",
+            )
+            for name in PLOTS
+        },
+        **{f"{name}_pdf": plot_files()[f"{name}_pdf"] for name in PLOTS},
     log:
         f"{LOGS}/plots.log",
     conda:
@@ -56,8 +47,7 @@ rule plots:
     params:
         format=STUDY.finetune_cfg.get("format", 0),
         shots=min(STUDY.eval_cfg["shots"]),
+        outputs=plot_args,
     shell:
         "python -m ftgen plot --table {input:q} --format {params.format} --shots {params.shots} "
-        "--heatmap {output.heatmap_png:q} {output.heatmap_pdf:q} "
-        "--bars {output.bars_png:q} {output.bars_pdf:q} "
-        "--domains {output.domains_png:q} {output.domains_pdf:q} > {log:q} 2>&1"
+        "{params.outputs} > {log:q} 2>&1"
