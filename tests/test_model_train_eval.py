@@ -1,7 +1,6 @@
 """Model, tokenization, training and evaluation on the tiny random-init Llama (real HF + peft)."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
