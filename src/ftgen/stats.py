@@ -9,7 +9,7 @@ the mean for per-example metrics, or a corpus function (BLEU, macro-F1) over the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 
@@ -34,14 +34,6 @@ class PairedEstimate:
 def _interval(samples: np.ndarray, point: float, alpha: float) -> Estimate:
     lo, hi = np.quantile(samples, [alpha / 2, 1 - alpha / 2])
     return Estimate(float(point), float(lo), float(hi))
-
-
-def bootstrap_mean(values: Sequence[float], n_boot: int = 2000, seed: int = 0, alpha: float = 0.05) -> Estimate:
-    """Percentile bootstrap CI of a mean."""
-    x = np.asarray(values, dtype=float)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(x), size=(n_boot, len(x)))
-    return _interval(x[idx].mean(axis=1), x.mean(), alpha)
 
 
 def paired_bootstrap(
