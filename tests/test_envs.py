@@ -9,7 +9,8 @@ from packaging.requirements import Requirement
 
 
 def test_env_pins_satisfy_pyproject_ranges():
-    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    deps = project["dependencies"] + [d for extra in project["optional-dependencies"].values() for d in extra]
     ranges = {Requirement(d).name.lower(): Requirement(d).specifier for d in deps}
     checked = 0
     for env in sorted((REPO / "envs").glob("*.yaml")):

@@ -57,6 +57,18 @@ def test_encoding_truncates_input_never_target(tiny_model):
     assert tok.decode(ctx + cont) == "### Sentiment: positive"
 
 
+def test_encoding_shortens_long_demonstrations_not_their_answers(tiny_model):
+    tok = load_tokenizer(tiny_model)
+    demo = {"inputs": {"text": "demo " * 300}, "label": "negative", "references": ["negative"]}
+    example = {"inputs": {"text": "query " * 100}, "label": "positive", "references": ["positive"]}
+    enc = encode_example(tok, PP, 0, example, [demo], "positive", budget=80)
+    text = tok.decode(enc.prompt_ids)
+    assert enc.truncated and len(enc.prompt_ids) + len(enc.target_ids) <= 80
+    # both inputs were cut to a common cap; the demo's answer and the prompt's start survive
+    assert text.startswith("### Input:\ndemo") and "### Sentiment: negative\n\n### Input:\nquery" in text
+    assert text.count("demo") >= 3 and text.count("query") >= 3
+    assert tok.decode(enc.target_ids).strip() == "positive"
+
 def test_tokenized_dataset_masks_prompt_and_appends_eos(tiny_model, examples, tmp_path):
     out = tmp_path / "tok"
     stats = tokenize_dataset(str(tiny_model), str(examples), {"prompt": PP, "variant": "sft", "format": 0}, str(out))

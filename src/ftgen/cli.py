@@ -50,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--checkpoints", required=True)
     s.add_argument("--threads", type=int)
 
+    s = sub.add_parser("launch", help="run a step on all allocated devices: in place, torchrun or srun+torchrun")
+    s.add_argument("--procs", type=int, default=0, help="processes per node (default: visible GPUs, or 1)")
+    s.add_argument("--nodes", type=int, default=1)
+    s.add_argument("step_argv", nargs=argparse.REMAINDER, help="-- <step> <its arguments>")
+
     s = sub.add_parser("evaluate", help="score one (model, dataset, format, shots) cell")
     s.add_argument("--model", required=True)
     s.add_argument("--base", required=True)
@@ -102,6 +107,13 @@ def main(argv: list[str] | None = None) -> int:
         from .train import finetune
 
         finetune(args.model, args.tokenized, args.params, args.out, args.checkpoints, args.threads, log=log)
+    elif args.step == "launch":
+        from .launch import launch
+
+        step_argv = args.step_argv[1:] if args.step_argv[:1] == ["--"] else args.step_argv
+        if not step_argv:
+            raise SystemExit("ftgen launch: give the step to run after --")
+        launch(step_argv, args.procs or None, args.nodes, log=log)
     elif args.step == "evaluate":
         from .evaluate import evaluate_cell
 

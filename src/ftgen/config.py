@@ -12,7 +12,9 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -32,6 +34,9 @@ VARIANT_RE = r"[A-Za-z0-9_-]+"
 FT_ID_RE = re.compile(
     rf"^(?P<dataset>{NAME_RE})\.(?P<variant>{VARIANT_RE})\.f(?P<format>\d+)\.n(?P<size>\d+)\.s(?P<seed>\d+)$"
 )
+
+SLURM_ENV = {"partition": "FTGEN_SLURM_PARTITION", "gpu_partition": "FTGEN_SLURM_GPU_PARTITION",
+             "account": "FTGEN_SLURM_ACCOUNT", "qos": "FTGEN_SLURM_QOS"}
 
 
 class ConfigError(ValueError):
@@ -128,6 +133,7 @@ class Study:
         self.finetune_cfg: dict = config["finetune"]
         self.eval_cfg: dict = config["evaluate"]
         self.resources: dict = config.get("resources", {})
+        self.slurm: dict = config.get("slurm", {})
 
         self.datasets: dict[str, dict] = {}
         for name, spec in config["datasets"].items():
@@ -344,5 +350,26 @@ class Study:
         }
 
     def rule_resources(self, rule: str) -> dict:
-        defaults = {"mem_mb": 4000, "runtime": 30, "gpu": 0, "threads": 1}
-        return deep_merge(defaults, self.resources.get(rule, {}))
+        defaults = {"mem_mb": 4000, "runtime": 30, "gpu": 0, "threads": 1, "nodes": 1, "procs": 0}
+        return deep_merge(deep_merge(defaults, self.resources.get("default", {})), self.resources.get(rule, {}))
+
+    def slurm_resources(self, rule: str, env: Mapping[str, str] | None = None) -> dict:
+        """Site settings as the resources the SLURM executor reads; only those that are set.
+
+        The environment (FTGEN_SLURM_*) wins over the study's `slurm:` section, so one study
+        file runs at any site. Resources, unlike params, never trigger reruns.
+        """
+        env = os.environ if env is None else env
+        site = {key: env.get(var) or self.slurm.get(key) for key, var in SLURM_ENV.items()}
+        res = self.rule_resources(rule)
+        out = {}
+        partition = site["gpu_partition"] if res["gpu"] > 0 and site["gpu_partition"] else site["partition"]
+        if partition:
+            out["slurm_partition"] = partition
+        if site["account"]:
+            out["slurm_account"] = site["account"]
+        if site["qos"]:
+            out["qos"] = site["qos"]
+        if res["gpu"] > 0 and res.get("cpus_per_gpu"):
+            out["cpus_per_gpu"] = res["cpus_per_gpu"]
+        return out

@@ -52,14 +52,26 @@ def encode_pair(tok, pp: dict, prompt: str, cont: str) -> tuple[list[int], list[
     return whole[: len(ctx)], whole[len(ctx):]
 
 
+def _cap(lengths: list[int], need: int) -> int:
+    """The largest per-field token cap that removes at least `need` tokens (water-filling)."""
+    lo, hi = 1, max(lengths)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if sum(max(0, n - mid) for n in lengths) >= need else (lo, mid - 1)
+    return lo
+
+
 def encode_example(tok, pp: dict, fmt: int, example: dict, demos: list[dict], answer: str | None,
                    budget: int) -> Encoded:
-    """Encode prompt (+ answer) within `budget` tokens, shortening the input, never the answer.
+    """Encode prompt (+ answer) within `budget` tokens, shortening inputs, never the answer.
 
-    The longest input field of the example is cut (in tokens) until everything fits; if the
-    demonstrations alone overflow, the prompt is cut from the left as a last resort.
+    Input fields of the example and of its demonstrations (their answers are kept) are cut to
+    a common token cap, longest first, until everything fits: a long few-shot document must not
+    push the example out. If that cannot make it fit, the prompt is cut from the left.
     """
     inputs = dict(example["inputs"])
+    demos = [{**d, "inputs": dict(d["inputs"])} for d in demos]
+    slots = [(f, k) for f in [inputs] + [d["inputs"] for d in demos] for k in f]
     truncated = False
     for _ in range(8):
         prompt = wrap(tok, pp, with_demos(pp, fmt, render_body(pp, fmt, inputs), demos))
@@ -68,12 +80,13 @@ def encode_example(tok, pp: dict, fmt: int, example: dict, demos: list[dict], an
         overflow = len(p_ids) + len(t_ids) - budget
         if overflow <= 0:
             return Encoded(p_ids, t_ids, truncated, prompt)
-        field = max(inputs, key=lambda f: len(inputs[f]))
-        field_ids = tok(inputs[field], add_special_tokens=False)["input_ids"]
-        if len(field_ids) <= 1:
+        ids = [tok(owner[k], add_special_tokens=False)["input_ids"] for owner, k in slots]
+        if max(map(len, ids)) <= 1:
             break
-        keep = max(1, len(field_ids) - overflow - 2)
-        inputs[field] = tok.decode(field_ids[:keep], skip_special_tokens=True)
+        cap = _cap([len(i) for i in ids], overflow + 2)
+        for (owner, k), field_ids in zip(slots, ids):
+            if len(field_ids) > cap:
+                owner[k] = tok.decode(field_ids[:cap], skip_special_tokens=True)
         truncated = True
     room = max(1, budget - len(t_ids))
     return Encoded(p_ids[-room:], t_ids[: budget - 1], True, prompt)

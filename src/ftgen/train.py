@@ -3,18 +3,23 @@
 Read top to bottom: load data -> build model (+ LoRA) -> Trainer -> resume from the checkpoint
 folder if one matches this exact recipe -> train -> save the final adapter/model atomically with
 a manifest. Checkpoints live outside the declared output so a killed job resumes on rerun.
+
+The same function runs as one process or as every rank of a `torchrun` launch (see launch.py):
+on GPUs with NCCL, on CPUs with gloo (DeepSpeed included). Saving is collective (ZeRO-3 gathers
+the shards) and only rank 0 writes the output.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from pathlib import Path
 
 import torch
 
-from .artifacts import atomic_dir, manifest, read_json, write_json
+from .artifacts import manifest, read_json, write_json
 from .config import config_hash
 from .modeling import load_tokenizer, resolve_bf16, set_threads
 
@@ -52,15 +57,65 @@ def _training_args(recipe: dict, ckpt_dir: Path, n_examples: int, bf16: bool):
     )
 
 
-def _prepare_checkpoint_dir(ckpt_dir: Path, recipe: dict) -> str | None:
-    """Return the checkpoint to resume from, wiping checkpoints of a different recipe."""
+def _prepare_checkpoint_dir(ckpt_dir: Path, recipe: dict) -> None:
+    """Keep checkpoints only if they were written by this exact recipe (rank 0 only)."""
     stamp = ckpt_dir / "recipe.json"
     if ckpt_dir.exists() and (not stamp.exists() or read_json(stamp).get("hash") != config_hash(recipe)):
         shutil.rmtree(ckpt_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     write_json(stamp, {"hash": config_hash(recipe), "recipe": recipe})
-    done = sorted(ckpt_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+
+
+def _latest_checkpoint(ckpt_dir: Path) -> str | None:
+    """The newest complete checkpoint. Trainer writes trainer_state.json last, so a folder
+    without it was cut short by a kill (SIGKILL, node failure, SLURM time limit) and is skipped."""
+    done = sorted((p for p in ckpt_dir.glob("checkpoint-*") if (p / "trainer_state.json").exists()),
+                  key=lambda p: int(p.name.split("-")[-1]))
     return str(done[-1]) if done else None
+
+
+def _world() -> tuple[int, int]:
+    return int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+
+
+def _init_cpu_distributed(recipe: dict) -> None:
+    """Several CPU processes: without this DeepSpeed sees every rank as rank 0 of 1.
+
+    Must run after TrainingArguments (which registers the DeepSpeed config that ZeRO-3 needs
+    at model construction) and before `from_pretrained`.
+    """
+    if _world()[0] > 1 and not torch.cuda.is_available() and recipe.get("deepspeed"):
+        import deepspeed
+
+        deepspeed.init_distributed(dist_backend="gloo")
+
+
+def _zero_stage(trainer) -> int | None:
+    engine = trainer.model_wrapped
+    return engine.zero_optimization_stage() if hasattr(engine, "zero_optimization_stage") else None
+
+
+def _publish(trainer, tok, out_dir: str, write_extra) -> None:
+    """Every rank saves (collective under ZeRO-3); rank 0 stages, completes and renames."""
+    out = Path(out_dir)
+    staging = out.parent / f".{out.name}.staging"
+    main = trainer.is_world_process_zero()
+    if main:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+    trainer.accelerator.wait_for_everyone()
+    try:
+        trainer.save_model(str(staging))
+        if main:
+            tok.save_pretrained(str(staging))
+            write_extra(staging)
+            if out.exists():
+                shutil.rmtree(out)
+            os.replace(staging, out)
+    finally:
+        if main:
+            shutil.rmtree(staging, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
 
 
 def finetune(model_dir: str, tokenized_dir: str, recipe: dict, out_dir: str, ckpt_dir: str,
@@ -69,6 +124,9 @@ def finetune(model_dir: str, tokenized_dir: str, recipe: dict, out_dir: str, ckp
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq, Trainer, set_seed
 
+    world, local_world = _world()
+    if threads and local_world > 1 and not torch.cuda.is_available():
+        threads = max(1, threads // local_world)  # the job's CPUs are shared by its processes
     set_threads(threads)
     set_seed(recipe["seed"])
     train = load_from_disk(str(Path(tokenized_dir) / "dataset"))["train"]
@@ -78,6 +136,7 @@ def finetune(model_dir: str, tokenized_dir: str, recipe: dict, out_dir: str, ckp
     tok = load_tokenizer(model_dir, padding_side="right")
     bf16 = resolve_bf16(recipe.get("bf16", "auto"))
     args = _training_args(recipe, Path(ckpt_dir), len(train), bf16)
+    _init_cpu_distributed(recipe)
 
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     if recipe["method"] == "lora":
@@ -86,12 +145,16 @@ def finetune(model_dir: str, tokenized_dir: str, recipe: dict, out_dir: str, ckp
             task_type="CAUSAL_LM", r=lora.get("r", 8), lora_alpha=lora.get("alpha", 16),
             lora_dropout=lora.get("dropout", 0.05), target_modules=lora.get("target_modules", ["q_proj", "v_proj"]),
         ))
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    log(f"method={recipe['method']} trainable={trainable:,} bf16={bf16} examples={len(train)}")
+    trainable = sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters() if p.requires_grad)
+    log(f"method={recipe['method']} trainable={trainable:,} bf16={bf16} examples={len(train)} "
+        f"world_size={args.world_size} rank={args.process_index}")
 
     trainer = Trainer(model=model, args=args, train_dataset=train, processing_class=tok,
                       data_collator=DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100))
-    resume = _prepare_checkpoint_dir(Path(ckpt_dir), recipe)
+    if trainer.is_world_process_zero():
+        _prepare_checkpoint_dir(Path(ckpt_dir), recipe)
+    trainer.accelerator.wait_for_everyone()
+    resume = _latest_checkpoint(Path(ckpt_dir))
     if resume:
         log(f"resuming from {resume}")
     start = time.time()
@@ -113,15 +176,22 @@ def finetune(model_dir: str, tokenized_dir: str, recipe: dict, out_dir: str, ckp
         "bf16": bf16,
         "resumed_from": resume,
     }
-    if trainer.is_world_process_zero():
-        with atomic_dir(out_dir) as tmp:
-            trainer.save_model(str(tmp))
-            tok.save_pretrained(str(tmp))
-            with open(tmp / "train_log.jsonl", "w") as fh:
-                for entry in trainer.state.log_history:
-                    fh.write(json.dumps(entry) + "\n")
-            write_json(tmp / "manifest.json", manifest(
-                "finetuned", recipe, inputs={"model": model_dir, "tokenized": tokenized_dir},
-                seed=recipe["seed"], **summary))
+    summary["distributed"] = {
+        "world_size": args.world_size,
+        "backend": str(trainer.accelerator.state.backend) if args.world_size > 1 else None,
+        "deepspeed_config": recipe.get("deepspeed"),
+        "zero_stage": _zero_stage(trainer),
+        "device": str(args.device),
+    }
+
+    def write_extra(tmp: Path) -> None:
+        with open(tmp / "train_log.jsonl", "w") as fh:
+            for entry in trainer.state.log_history:
+                fh.write(json.dumps(entry) + "\n")
+        write_json(tmp / "manifest.json", manifest(
+            "finetuned", recipe, inputs={"model": model_dir, "tokenized": tokenized_dir},
+            seed=recipe["seed"], **summary))
+
+    _publish(trainer, tok, out_dir, write_extra)
     log(f"done: {summary}")
     return summary

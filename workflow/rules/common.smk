@@ -43,6 +43,11 @@ def res(rule, key):
     return STUDY.rule_resources(rule)[key]
 
 
+def site(rule):
+    """SLURM partition/account/QOS (+ cpus_per_gpu) for a rule, from config or FTGEN_SLURM_*."""
+    return STUDY.slurm_resources(rule)
+
+
 def asset_by_filename(wildcards):
     for name, spec in STUDY.assets.items():
         if spec["filename"] == wildcards.filename:

@@ -15,6 +15,7 @@ rule prepare_dataset:
     conda:
         DATA_ENV
     resources:
+        **site("prepare"),
         mem_mb=res("prepare", "mem_mb"),
         runtime=res("prepare", "runtime"),
     params:
@@ -37,6 +38,7 @@ rule tokenize:
     conda:
         ML_ENV
     resources:
+        **site("tokenize"),
         mem_mb=res("tokenize", "mem_mb"),
         runtime=res("tokenize", "runtime"),
     params:

@@ -18,6 +18,7 @@ rule evaluate:
         ML_ENV
     threads: res("evaluate", "threads")
     resources:
+        **site("evaluate"),
         mem_mb=res("evaluate", "mem_mb"),
         runtime=res("evaluate", "runtime"),
         gpu=res("evaluate", "gpu"),

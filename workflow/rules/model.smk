@@ -13,6 +13,7 @@ rule prepare_model:
     conda:
         ML_ENV
     resources:
+        **site("prepare"),
         mem_mb=res("prepare", "mem_mb"),
         runtime=res("prepare", "runtime"),
     params:

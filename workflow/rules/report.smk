@@ -19,7 +19,9 @@ rule aggregate:
     conda:
         DATA_ENV
     resources:
+        **site("aggregate"),
         mem_mb=res("aggregate", "mem_mb"),
+        runtime=res("aggregate", "runtime"),
     params:
         spec=as_json(STUDY.aggregate_params()),
     shell:
@@ -44,6 +46,10 @@ rule plots:
         f"{LOGS}/plots.log",
     conda:
         PLOT_ENV
+    resources:
+        **site("aggregate"),
+        mem_mb=res("aggregate", "mem_mb"),
+        runtime=res("aggregate", "runtime"),
     params:
         format=STUDY.finetune_cfg.get("format", 0),
         shots=min(STUDY.eval_cfg["shots"]),

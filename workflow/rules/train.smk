@@ -18,9 +18,12 @@ rule finetune:
         ML_ENV
     threads: res("finetune", "threads")
     resources:
+        **site("finetune"),
         mem_mb=res("finetune", "mem_mb"),
         runtime=res("finetune", "runtime"),
         gpu=res("finetune", "gpu"),
+        nodes=res("finetune", "nodes"),
+        procs=res("finetune", "procs"),
     params:
         recipe=lambda wc: as_json(
             STUDY.recipe(
@@ -31,6 +34,7 @@ rule finetune:
         ),
         checkpoints=lambda wc: f"{R}/checkpoints/{wc.model}/{wc.dataset}.{wc.variant}.f{wc.format}.n{wc.size}.s{wc.seed}",
     shell:
-        "python -m ftgen finetune --model {input.model:q} --tokenized {input.tokenized:q} "
+        "python -m ftgen launch --procs {resources.procs} --nodes {resources.nodes} -- "
+        "finetune --model {input.model:q} --tokenized {input.tokenized:q} "
         "--params {params.recipe:q} --out {output:q} --checkpoints {params.checkpoints:q} "
         "--threads {threads} > {log:q} 2>&1"
