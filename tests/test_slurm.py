@@ -1,0 +1,132 @@
+"""The smoke study on a real SLURM cluster (localhost, 8 fake GPUs) through `snakemake --profile slurm`.
+
+The profile is installed exactly as the README says (a link in $XDG_CONFIG_HOME/snakemake),
+with XDG_CONFIG_HOME pointed at a temporary folder. Site settings come from the environment
+(FTGEN_SLURM_PARTITION), GPU counts from the study config. Evidence is read back from SLURM's
+own accounting (`sacct`), not from Snakemake. Marked `slurm`: CI runs it as its own step, with
+FTGEN_REQUIRE_SLURM=1 so that a machine without SLURM fails instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+sys.path.insert(0, str(Path(__file__).parent / "slurm"))
+from local_cluster import LocalSlurm, missing_requirements  # noqa: E402
+from test_workflow import COPY, SNAKEMAKE, planned_jobs, write_study  # noqa: E402
+
+pytestmark = pytest.mark.slurm
+R = Path("results/slurm_smoke")
+GPUS = {"finetune": 2, "evaluate": 1}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    why = missing_requirements()
+    if why:
+        if os.environ.get("FTGEN_REQUIRE_SLURM"):
+            pytest.fail(f"FTGEN_REQUIRE_SLURM is set but {why}")
+        pytest.skip(why)
+    c = LocalSlurm(tmp_path_factory.mktemp("slurm")).up()
+    yield c
+    c.down()
+    for name, pid in c.started:  # pragma: no cover - down() empties the list
+        raise AssertionError(f"{name} {pid} still recorded after down()")
+
+
+def readme_install_line() -> str:
+    lines = [line.strip() for line in (REPO / "README.md").read_text().splitlines()
+             if "ln -sfn" in line and "profiles/slurm" in line]
+    assert len(lines) == 1, f"README must show exactly one profile install line, found {lines}"
+    return lines[0]
+
+
+def test_install_line_is_idempotent(tmp_path):
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+    for _ in range(2):
+        subprocess.run(["bash", "-c", readme_install_line()], cwd=REPO, env=env, check=True)
+    link = tmp_path / "xdg" / "snakemake" / "slurm"
+    assert link.is_symlink() and (link / "config.yaml").resolve() == (REPO / "profiles/slurm/config.yaml").resolve()
+
+
+@pytest.fixture(scope="module")
+def slurm_run(cluster, tmp_path_factory):
+    wd = tmp_path_factory.mktemp("repo")
+    for item in COPY + ["README.md"]:
+        (wd / item).parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["cp", "-r", str(REPO / item), str(wd / item)], check=True)
+
+    def mutate(cfg):
+        cfg["study"] = "slurm_smoke"
+        cfg["resources"] = {
+            "default": {"mem_mb": 1000, "runtime": 10},
+            "finetune": {"gpu": GPUS["finetune"], "threads": 1, "mem_mb": 2000, "runtime": 10},
+            "evaluate": {"gpu": GPUS["evaluate"], "threads": 1, "mem_mb": 2000, "runtime": 10},
+        }
+
+    study = write_study(wd, "slurm_smoke.yaml", mutate)
+    xdg = tmp_path_factory.mktemp("xdg")
+    env = {**os.environ, "XDG_CONFIG_HOME": str(xdg), "FTGEN_SLURM_PARTITION": cluster.partition,
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    subprocess.run(["bash", "-c", readme_install_line()], cwd=wd, env=env, check=True)
+    expected = planned_jobs(wd, "--configfile", study)
+    # the user's command, plus the test's config and a faster status poll than a real site wants
+    cmd = [SNAKEMAKE, "--profile", "slurm", "--configfile", study, "--verbose",
+           "--slurm-init-seconds-before-status-checks", "3", "--seconds-between-status-checks", "3",
+           "--latency-wait", "10"]
+    proc = subprocess.run(["timeout", "-s", "INT", "1200", *cmd], cwd=wd, env=env, capture_output=True, text=True)
+    log = proc.stdout + proc.stderr
+    (wd / "snakemake-slurm.log").write_text(log)
+    assert proc.returncode == 0, log[-8000:]
+    return wd, log, expected
+
+
+def sacct_jobs() -> list[dict]:
+    out = subprocess.run(["sacct", "-X", "-P", "-n", "-S", "now-2hours", "-o", "JobID,State,AllocTRES,Partition,Comment%300"],
+                         capture_output=True, text=True, check=True).stdout
+    rows = [dict(zip(["id", "state", "tres", "partition", "comment"], line.split("|", 4))) for line in out.splitlines()]
+    assert rows and all(r["comment"].startswith("rule_") for r in rows), out[:3000]
+    return rows
+
+
+def test_every_job_ran_under_slurm_with_its_gpus(slurm_run):
+    wd, log, expected = slurm_run
+    jobs = sacct_jobs()
+    by_rule: dict[str, list[dict]] = {}
+    for job in jobs:
+        by_rule.setdefault(re.match(r"rule_([a-z_]+?)(_wildcards_|$)", job["comment"])[1], []).append(job)
+    local = {"fetch_asset", "all"}
+    assert {r: len(j) for r, j in by_rule.items()} == {r: n for r, n in expected.items() if r not in local}
+    for rule, rows in by_rule.items():
+        for job in rows:
+            assert job["state"] == "COMPLETED", job
+            assert job["partition"] == "debug", job  # from FTGEN_SLURM_PARTITION
+            gpus = re.search(r"gres/gpu=(\d+)", job["tres"])
+            assert (int(gpus[1]) if gpus else 0) == GPUS.get(rule, 0), (rule, job)
+    # the sbatch calls in Snakemake's log carry the GPU requests of the training rule
+    calls = [line for line in log.splitlines() if "sbatch call:" in line]
+    assert any("rule_finetune" in c and f"--gpus={GPUS['finetune']}" in c for c in calls), calls[:3]
+    assert not any("rule_prepare_dataset" in c and "--gpus" in c for c in calls)
+    # inside the job, the launcher saw the GPUs SLURM bound to it
+    ft_logs = list((wd / R / "logs" / "finetune").rglob("*.log"))
+    assert ft_logs
+    for path in ft_logs:
+        m = re.search(r"CUDA_VISIBLE_DEVICES='([0-9,]*)' SLURM_JOB_ID='(\d+)'", path.read_text())
+        assert m and len(m[1].split(",")) == GPUS["finetune"], path.read_text()[:2000]
+
+
+def test_outputs_are_complete(slurm_run):
+    wd, _, _ = slurm_run
+    for name in ("transfer.csv", "transfer.parquet", "transfer.md", "transfer.manifest.json"):
+        assert (wd / R / "tables" / name).stat().st_size > 0
+    assert len(list((wd / R / "plots").glob("*.png"))) == 6
+    dry = subprocess.run([SNAKEMAKE, "-n", "--configfile", "config/studies/slurm_smoke.yaml"], cwd=wd,
+                         capture_output=True, text=True)
+    assert "Nothing to be done" in dry.stdout + dry.stderr
