@@ -9,10 +9,12 @@ FTGEN_REQUIRE_SLURM=1 so that a machine without SLURM fails instead of skipping.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -56,12 +58,30 @@ def test_install_line_is_idempotent(tmp_path):
     assert link.is_symlink() and (link / "config.yaml").resolve() == (REPO / "profiles/slurm/config.yaml").resolve()
 
 
-@pytest.fixture(scope="module")
-def slurm_run(cluster, tmp_path_factory):
-    wd = tmp_path_factory.mktemp("repo")
+def private_repo(wd: Path) -> Path:
     for item in COPY + ["README.md"]:
         (wd / item).parent.mkdir(parents=True, exist_ok=True)
         subprocess.run(["cp", "-r", str(REPO / item), str(wd / item)], check=True)
+    return wd
+
+
+def run_profile(wd: Path, xdg: Path, cluster, *args: str) -> tuple[int, str]:
+    """`snakemake --profile slurm ...` as a user runs it (profile installed by the README line)."""
+    env = {**os.environ, "XDG_CONFIG_HOME": str(xdg), "FTGEN_SLURM_PARTITION": cluster.partition,
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    subprocess.run(["bash", "-c", readme_install_line()], cwd=wd, env=env, check=True)
+    # the user's command, plus the test's targets/config and a faster status poll than a site wants
+    cmd = [SNAKEMAKE, "--profile", "slurm", *args, "--verbose",
+           "--slurm-init-seconds-before-status-checks", "3", "--seconds-between-status-checks", "3",
+           "--latency-wait", "10"]
+    proc = subprocess.run(["timeout", "-s", "INT", "1200", *cmd], cwd=wd, env=env, capture_output=True, text=True)
+    (wd / "snakemake-slurm.log").write_text(proc.stdout + proc.stderr)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def slurm_run(cluster, tmp_path_factory):
+    wd = private_repo(tmp_path_factory.mktemp("repo"))
 
     def mutate(cfg):
         cfg["study"] = "slurm_smoke"
@@ -72,24 +92,14 @@ def slurm_run(cluster, tmp_path_factory):
         }
 
     study = write_study(wd, "slurm_smoke.yaml", mutate)
-    xdg = tmp_path_factory.mktemp("xdg")
-    env = {**os.environ, "XDG_CONFIG_HOME": str(xdg), "FTGEN_SLURM_PARTITION": cluster.partition,
-           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    subprocess.run(["bash", "-c", readme_install_line()], cwd=wd, env=env, check=True)
     expected = planned_jobs(wd, "--configfile", study)
-    # the user's command, plus the test's config and a faster status poll than a real site wants
-    cmd = [SNAKEMAKE, "--profile", "slurm", "--configfile", study, "--verbose",
-           "--slurm-init-seconds-before-status-checks", "3", "--seconds-between-status-checks", "3",
-           "--latency-wait", "10"]
-    proc = subprocess.run(["timeout", "-s", "INT", "1200", *cmd], cwd=wd, env=env, capture_output=True, text=True)
-    log = proc.stdout + proc.stderr
-    (wd / "snakemake-slurm.log").write_text(log)
-    assert proc.returncode == 0, log[-8000:]
+    rc, log = run_profile(wd, tmp_path_factory.mktemp("xdg"), cluster, "--configfile", study)
+    assert rc == 0, log[-8000:]
     return wd, log, expected
 
 
-def sacct_jobs() -> list[dict]:
-    out = subprocess.run(["sacct", "-X", "-P", "-n", "-S", "now-2hours", "-o", "JobID,State,AllocTRES,Partition,Comment%300"],
+def sacct_jobs(since: str = "now-3hours") -> list[dict]:
+    out = subprocess.run(["sacct", "-X", "-P", "-n", "-S", since, "-o", "JobID,State,AllocTRES,Partition,Comment%300"],
                          capture_output=True, text=True, check=True).stdout
     rows = [dict(zip(["id", "state", "tres", "partition", "comment"], line.split("|", 4))) for line in out.splitlines()]
     assert rows and all(r["comment"].startswith("rule_") for r in rows), out[:3000]
@@ -130,3 +140,34 @@ def test_outputs_are_complete(slurm_run):
     dry = subprocess.run([SNAKEMAKE, "-n", "--configfile", "config/studies/slurm_smoke.yaml"], cwd=wd,
                          capture_output=True, text=True)
     assert "Nothing to be done" in dry.stdout + dry.stderr
+
+
+
+def test_timeout_then_retry_resumes_from_checkpoint(cluster, tmp_path):
+    """SLURM kills a fine-tune at its time limit (TIMEOUT); the profile's retry asks for more time
+    (runtime x attempt), resumes from the newest checkpoint and finishes the model."""
+    wd = private_repo(tmp_path / "repo")
+    ft = "finetuned/tiny/sent_food.sft.f0.n12.s0"
+
+    def base(cfg, name, recipe):
+        cfg["study"] = name
+        cfg["finetune"]["train_on"] = ["sent_food"]
+        cfg["finetune"]["recipe"].update(recipe)
+
+    # calibrate the step time on this machine, locally, with the same checkpoint cadence
+    calib = write_study(wd, "calib.yaml", lambda c: base(c, "calib", {"max_steps": 60, "save_steps": 6}))
+    subprocess.run([SNAKEMAKE, "--cores", "1", f"results/calib/{ft}", "--configfile", calib], cwd=wd, check=True,
+                   capture_output=True)
+    m = json.loads((wd / "results/calib" / ft / "manifest.json").read_text())
+    steps = max(100, int(100 / (m["wall_time_s"] / m["global_steps"])))  # ~100 s of training
+
+    study = write_study(wd, "timeout.yaml", lambda c: (
+        base(c, "slurm_timeout", {"max_steps": steps, "save_steps": max(1, steps // 10)}),
+        c.setdefault("resources", {}).update({"finetune": {"gpu": 1, "threads": 1, "mem_mb": 2000, "runtime": 1}})))
+    since = time.strftime("%Y-%m-%dT%H:%M:%S")
+    rc, log = run_profile(wd, tmp_path / "xdg", cluster, f"results/slurm_timeout/{ft}", "--configfile", study)
+    assert rc == 0, log[-6000:]
+    states = [j["state"] for j in sacct_jobs(since) if j["comment"].startswith("rule_finetune")]
+    assert states[0] == "TIMEOUT" and states[-1] == "COMPLETED", states
+    manifest = json.loads((wd / "results/slurm_timeout" / ft / "manifest.json").read_text())
+    assert manifest["resumed_from"] and manifest["global_steps"] == steps, manifest

@@ -124,8 +124,8 @@ def finetune(model_dir: str, tokenized_dir: str, recipe: dict, out_dir: str, ckp
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq, Trainer, set_seed
 
-    world, local_world = _world()
-    if threads and local_world > 1 and not torch.cuda.is_available():
+    _, local_world = _world()
+    if threads and local_world > 1:
         threads = max(1, threads // local_world)  # the job's CPUs are shared by its processes
     set_threads(threads)
     set_seed(recipe["seed"])

@@ -1,5 +1,6 @@
 # Fine-tuning: one job per (model, training dataset, variant, prompt format, size, seed).
-# Checkpoints go to a folder that is not a declared output, so a rerun resumes a killed job.
+# Checkpoints go to a folder that is not a declared output, so a rerun resumes a killed job;
+# each retry (the SLURM profile's `retries`) asks for attempt x runtime, after a TIMEOUT.
 
 
 rule finetune:
@@ -20,7 +21,7 @@ rule finetune:
     resources:
         **site("finetune"),
         mem_mb=res("finetune", "mem_mb"),
-        runtime=res("finetune", "runtime"),
+        runtime=lambda wc, attempt: res("finetune", "runtime") * attempt,
         gpu=res("finetune", "gpu"),
         nodes=res("finetune", "nodes"),
         procs=res("finetune", "procs"),
