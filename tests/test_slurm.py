@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -143,31 +144,37 @@ def test_outputs_are_complete(slurm_run):
 
 
 
-def test_timeout_then_retry_resumes_from_checkpoint(cluster, tmp_path):
-    """SLURM kills a fine-tune at its time limit (TIMEOUT); the profile's retry asks for more time
-    (runtime x attempt), resumes from the newest checkpoint and finishes the model."""
+def test_requeued_finetune_resumes_from_its_checkpoint(cluster, tmp_path):
+    """SLURM requeues a running fine-tune (as on preemption or node failure): the job is killed
+    and restarted by SLURM, resumes from the newest complete checkpoint and finishes."""
     wd = private_repo(tmp_path / "repo")
-    ft = "finetuned/tiny/sent_food.sft.f0.n12.s0"
+    ft = "sent_food.sft.f0.n12.s0"
+    steps = 3000
 
-    def base(cfg, name, recipe):
-        cfg["study"] = name
+    def mutate(cfg):
+        cfg["study"] = "slurm_requeue"
         cfg["finetune"]["train_on"] = ["sent_food"]
-        cfg["finetune"]["recipe"].update(recipe)
+        cfg["finetune"]["recipe"].update({"max_steps": steps, "save_steps": 100})
+        cfg["resources"] = {"finetune": {"gpu": 1, "threads": 1, "mem_mb": 2000, "runtime": 30}}
 
-    # calibrate the step time on this machine, locally, with the same checkpoint cadence
-    calib = write_study(wd, "calib.yaml", lambda c: base(c, "calib", {"max_steps": 60, "save_steps": 6}))
-    subprocess.run([SNAKEMAKE, "--cores", "1", f"results/calib/{ft}", "--configfile", calib], cwd=wd, check=True,
-                   capture_output=True)
-    m = json.loads((wd / "results/calib" / ft / "manifest.json").read_text())
-    steps = max(100, int(100 / (m["wall_time_s"] / m["global_steps"])))  # ~100 s of training
-
-    study = write_study(wd, "timeout.yaml", lambda c: (
-        base(c, "slurm_timeout", {"max_steps": steps, "save_steps": max(1, steps // 10)}),
-        c.setdefault("resources", {}).update({"finetune": {"gpu": 1, "threads": 1, "mem_mb": 2000, "runtime": 1}})))
+    study = write_study(wd, "requeue.yaml", mutate)
+    ckpt = wd / "results/slurm_requeue/checkpoints/tiny" / ft
     since = time.strftime("%Y-%m-%dT%H:%M:%S")
-    rc, log = run_profile(wd, tmp_path / "xdg", cluster, f"results/slurm_timeout/{ft}", "--configfile", study)
+    with ThreadPoolExecutor(1) as pool:
+        run = pool.submit(run_profile, wd, tmp_path / "xdg", cluster,
+                          f"results/slurm_requeue/finetuned/tiny/{ft}", "--configfile", study)
+        deadline = time.time() + 600
+        while not list(ckpt.glob("checkpoint-*/trainer_state.json")) and time.time() < deadline and not run.done():
+            time.sleep(0.2)
+        running = [line.split()[0] for line in subprocess.run(
+            ["squeue", "-h", "-t", "RUNNING", "-o", "%i %k"], capture_output=True, text=True).stdout.splitlines()
+            if "rule_finetune" in line]
+        assert len(running) == 1, f"no running fine-tune with a checkpoint to requeue: {running}"
+        subprocess.run(["scontrol", "requeue", running[0]], check=True)
+        rc, log = run.result()
     assert rc == 0, log[-6000:]
-    states = [j["state"] for j in sacct_jobs(since) if j["comment"].startswith("rule_finetune")]
-    assert states[0] == "TIMEOUT" and states[-1] == "COMPLETED", states
-    manifest = json.loads((wd / "results/slurm_timeout" / ft / "manifest.json").read_text())
+    history = subprocess.run(["sacct", "-D", "-X", "-P", "-n", "-S", since, "-j", running[0], "-o", "State"],
+                             capture_output=True, text=True, check=True).stdout.split()
+    assert history[0] == "REQUEUED" and history[-1] == "COMPLETED", history
+    manifest = json.loads((wd / "results/slurm_requeue/finetuned/tiny" / ft / "manifest.json").read_text())
     assert manifest["resumed_from"] and manifest["global_steps"] == steps, manifest
