@@ -3,6 +3,8 @@
     python benchmarks/default_study_time.py --run        # clean run of the default study, timed
     python benchmarks/default_study_time.py              # summarise the last run's benchmark files
     python benchmarks/default_study_time.py --study smoke
+    python benchmarks/default_study_time.py --study yang2024_cpu --wall-s 5400 \
+        --command "--cores 2 --configfile config/studies/yang2024-cpu.yaml"   # a run timed elsewhere
 
 Writes benchmarks/out/<study>_time.{json,md}. Figures on these shared machines vary +-40 %.
 """
@@ -44,8 +46,12 @@ def main() -> int:
     ap.add_argument("--study", default="default")
     ap.add_argument("--run", action="store_true", help="delete results/<study> and run it, timed")
     ap.add_argument("--cores", default="2")
+    ap.add_argument("--wall-s", type=float, help="end-to-end wall time of a run timed outside this script")
+    ap.add_argument("--command", help="the snakemake arguments of that run")
     args = ap.parse_args()
     out = {"study": args.study}
+    if args.wall_s:
+        out["wall_time_s"], out["command"] = args.wall_s, args.command or "?"
     if args.run:
         shutil.rmtree(REPO / "results" / args.study, ignore_errors=True)
         cmd = [str(Path(sys.executable).parent / "snakemake"), "--cores", args.cores]

@@ -175,13 +175,13 @@ def finetune(model_dir: str, tokenized_dir: str, recipe: dict, out_dir: str, ckp
         "trainable_params": trainable,
         "bf16": bf16,
         "resumed_from": resume,
-    }
-    summary["distributed"] = {
-        "world_size": args.world_size,
-        "backend": str(trainer.accelerator.state.backend) if args.world_size > 1 else None,
-        "deepspeed_config": recipe.get("deepspeed"),
-        "zero_stage": _zero_stage(trainer),
-        "device": str(args.device),
+        "distributed": {
+            "world_size": args.world_size,
+            "backend": str(trainer.accelerator.state.backend) if args.world_size > 1 else None,
+            "deepspeed_config": recipe.get("deepspeed"),
+            "zero_stage": _zero_stage(trainer),  # as the DeepSpeed engine reports it
+            "device": str(args.device),
+        },
     }
 
     def write_extra(tmp: Path) -> None:
