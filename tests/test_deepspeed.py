@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,8 +21,7 @@ deepspeed = pytest.importorskip("deepspeed", reason="DeepSpeed is part of the de
 
 from ftgen.modeling import load_model, load_tokenizer  # noqa: E402
 from ftgen.prompts import encode_example  # noqa: E402
-from ftgen.tokenized import tokenize_dataset  # noqa: E402
-from test_model_train_eval import PP, examples  # noqa: E402,F401  (module fixture)
+from test_model_train_eval import PP, examples, finetune_cmd, tokenized  # noqa: E402,F401  (fixtures)
 
 RECIPE = {"learning_rate": 0.01, "epochs": 1, "per_device_batch_size": 4, "gradient_accumulation": 1,
           "bf16": False, "save_steps": 100, "logging_steps": 1, "size": 16, "seed": 3,
@@ -54,20 +52,10 @@ def test_shipped_deepspeed_configs_are_valid(path):
         DeepSpeedConfig(cfg | {"zero_optimization": zero | {"overlap_comms": True}}, mpu=None)
 
 
-@pytest.fixture(scope="module")
-def tokenized(tiny_model, examples, tmp_path_factory):  # noqa: F811
-    out = tmp_path_factory.mktemp("ds") / "tok"
-    tokenize_dataset(str(tiny_model), str(examples), {"prompt": PP, "variant": "sft", "format": 0}, str(out))
-    return out
-
-
-def _run(tiny_model, tokenized, out: Path, recipe: dict, procs: int) -> dict:
+def _run(tiny_model, tokenized, out: Path, recipe: dict, procs: int) -> dict:  # noqa: F811
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cpu",
            "MASTER_PORT": str(29500 + os.getpid() % 1000)}
-    cmd = [sys.executable, "-m", "ftgen", "launch", "--procs", str(procs), "--",
-           "finetune", "--model", str(tiny_model), "--tokenized", str(tokenized), "--params", json.dumps(recipe),
-           "--out", str(out), "--checkpoints", str(out.parent / f"ckpt_{out.name}"), "--threads", "2"]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=REPO)
+    proc = subprocess.run(finetune_cmd(tiny_model, tokenized, recipe, out, procs=procs, threads=2), env=env, capture_output=True, text=True, timeout=600, cwd=REPO)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     return json.loads((out / "manifest.json").read_text()) | {"log": proc.stderr}
 
@@ -82,7 +70,7 @@ def _probe_logits(model_dir: Path, tiny_model: Path) -> torch.Tensor:
 
 
 @pytest.fixture(scope="module")
-def single(tiny_model, tokenized, tmp_path_factory):
+def single(tiny_model, tokenized, tmp_path_factory):  # noqa: F811
     """Reference: one process, no DeepSpeed, the same global batch (2 x 2 = 4)."""
     root = tmp_path_factory.mktemp("single")
     runs = {}
@@ -94,7 +82,7 @@ def single(tiny_model, tokenized, tmp_path_factory):
 
 @pytest.mark.parametrize("method", ["lora", "full"])
 @pytest.mark.parametrize("stage", [2, 3])
-def test_deepspeed_two_processes_match_single_process(tiny_model, tokenized, single, tmp_path, stage, method):
+def test_deepspeed_two_processes_match_single_process(tiny_model, tokenized, single, tmp_path, stage, method):  # noqa: F811
     recipe = RECIPE | {"method": method, "per_device_batch_size": 2,
                        "deepspeed": str(REPO / f"config/deepspeed/zero{stage}.json")}
     out = tmp_path / f"z{stage}_{method}"

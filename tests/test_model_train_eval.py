@@ -1,6 +1,7 @@
 """Model, tokenization, training and evaluation on the tiny random-init Llama (real HF + peft)."""
 
 import json
+import sys
 
 import pytest
 import torch
@@ -125,6 +126,21 @@ def test_few_shot_eval_uses_the_pool_never_test(tiny_model, examples, tmp_path):
     pool = [r["id"] for r in load_examples(examples, "fewshot")]
     assert res["demonstrations"] == pool[:2]
     assert not {r["id"] for r in load_examples(examples, "test")} & set(res["demonstrations"])
+
+
+@pytest.fixture(scope="module")
+def tokenized(tiny_model, examples, tmp_path_factory):
+    """The sentiment examples tokenized for SFT: shared by the DeepSpeed and resume tests."""
+    out = tmp_path_factory.mktemp("tok") / "tok"
+    tokenize_dataset(str(tiny_model), str(examples), {"prompt": PP, "variant": "sft", "format": 0}, str(out))
+    return out
+
+
+def finetune_cmd(tiny_model, tokenized, recipe: dict, out, procs: int = 0, threads: int = 1) -> list[str]:
+    """The fine-tune step exactly as the rule runs it: through `ftgen launch`, checkpoints beside `out`."""
+    return [sys.executable, "-m", "ftgen", "launch", "--procs", str(procs), "--", "finetune",
+            "--model", str(tiny_model), "--tokenized", str(tokenized), "--params", json.dumps(recipe),
+            "--out", str(out), "--checkpoints", str(out.parent / f"ckpt_{out.name}"), "--threads", str(threads)]
 
 
 def _train(tiny_model, examples, tmp_path, name, recipe=RECIPE):

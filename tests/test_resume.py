@@ -8,7 +8,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,25 +17,15 @@ from safetensors.torch import load_file
 
 from conftest import REPO
 from ftgen.evaluate import evaluate_cell
-from ftgen.tokenized import tokenize_dataset
-from test_model_train_eval import PP, examples  # noqa: F401  (module fixture)
+from test_model_train_eval import PP, examples, finetune_cmd, tokenized  # noqa: F401  (fixtures)
 
 RECIPE = {"method": "lora", "learning_rate": 0.01, "epochs": 1, "max_steps": 120, "per_device_batch_size": 4,
           "bf16": False, "save_steps": 10, "logging_steps": 10, "size": 16, "seed": 5,
           "lora": {"r": 4, "alpha": 8, "dropout": 0.1, "target_modules": ["q_proj", "v_proj"]}}
 
 
-@pytest.fixture(scope="module")
-def tokenized(tiny_model, examples, tmp_path_factory):  # noqa: F811
-    out = tmp_path_factory.mktemp("resume") / "tok"
-    tokenize_dataset(str(tiny_model), str(examples), {"prompt": PP, "variant": "sft", "format": 0}, str(out))
-    return out
-
-
-def _cmd(tiny_model, tokenized, out: Path) -> list[str]:
-    return [sys.executable, "-m", "ftgen", "launch", "--", "finetune", "--model", str(tiny_model),
-            "--tokenized", str(tokenized), "--params", json.dumps(RECIPE), "--out", str(out),
-            "--checkpoints", str(out.parent / f"ckpt_{out.name}"), "--threads", "1"]
+def _cmd(tiny_model, tokenized, out: Path) -> list[str]:  # noqa: F811
+    return finetune_cmd(tiny_model, tokenized, RECIPE, out)
 
 
 def _env():
@@ -48,7 +37,7 @@ def _complete(ckpt: Path) -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tiny_model, tokenized, tmp_path_factory):
+def uninterrupted(tiny_model, tokenized, tmp_path_factory):  # noqa: F811
     out = tmp_path_factory.mktemp("ref") / "model"
     subprocess.run(_cmd(tiny_model, tokenized, out), env=_env(), check=True, capture_output=True, cwd=REPO)
     return out

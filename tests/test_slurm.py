@@ -22,7 +22,7 @@ import pytest
 from conftest import REPO
 
 sys.path.insert(0, str(Path(__file__).parent / "slurm"))
-from local_cluster import LocalSlurm, _alive, missing_requirements  # noqa: E402
+from local_cluster import LocalSlurm, alive, missing_requirements  # noqa: E402
 from test_workflow import COPY, SNAKEMAKE, planned_jobs, write_study  # noqa: E402
 
 pytestmark = pytest.mark.slurm
@@ -41,7 +41,7 @@ def cluster(tmp_path_factory):
     yield c
     daemons = list(c.started)
     c.down()
-    assert daemons and not [(name, pid) for name, pid in daemons if _alive(pid)], daemons
+    assert daemons and not [(name, pid) for name, pid in daemons if alive(pid)], daemons
 
 
 def readme_install_line() -> str:

@@ -47,7 +47,7 @@ def _ok(*cmd: str) -> bool:
     return subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -220,17 +220,17 @@ StorageLoc=slurm_acct_db
                     ["squeue", "-h"], capture_output=True, text=True).stdout.strip():
                 time.sleep(0.2)
         for name, pid in reversed(self.started):
-            if not _alive(pid):
+            if not alive(pid):
                 continue
             os.kill(pid, signal.SIGTERM)
             end = time.time() + 15
-            while _alive(pid) and time.time() < end:
+            while alive(pid) and time.time() < end:
                 time.sleep(0.1)
                 try:
                     os.waitpid(pid, os.WNOHANG)  # reap mariadbd, our child
                 except ChildProcessError:
                     pass
-            if _alive(pid):
+            if alive(pid):
                 os.kill(pid, signal.SIGKILL)
         self.started.clear()
         for link in self.linked:
