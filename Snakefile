@@ -21,6 +21,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/model.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/rag.smk"
 include: "workflow/rules/report.smk"
 
 

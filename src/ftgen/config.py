@@ -26,7 +26,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 REGISTRY_DIR = REPO_ROOT / "config" / "registry"
 SCHEMA_DIR = REPO_ROOT / "config" / "schema"
 
-ADAPTERS = ("bigbench", "vader", "squad", "paraphrase_pairs", "jsonl", "csv", "parquet", "hf")
+ADAPTERS = ("bigbench", "vader", "squad", "paraphrase_pairs", "jsonl", "csv", "parquet", "hf", "rag")
 TASK_TYPES = ("classification", "generation")
 MODEL_SOURCES = ("hub", "local", "pypi_gguf", "tiny_random")
 NAME_RE = r"[A-Za-z0-9_]+"
@@ -127,13 +127,18 @@ class Study:
             if isinstance(task, dict) and isinstance(task.get("prompts"), dict):
                 task["prompts"] = {str(k): v for k, v in task["prompts"].items()}
         catalog = load_yaml(registry_dir / "datasets.yaml")
-        self.model_name: str = config["model"]
+        # `model` names one base model or a list (e.g. two generators in the RAG study)
+        self.model_names: list[str] = [config["model"]] if isinstance(config["model"], str) else list(config["model"])
+        self.model_name: str = self.model_names[0]
         self.models: dict = config["models"]
         self.split_defaults: dict = config["split"]
         self.finetune_cfg: dict = config["finetune"]
         self.eval_cfg: dict = config["evaluate"]
         self.resources: dict = config.get("resources", {})
         self.slurm: dict = config.get("slurm", {})
+        self.rag: dict = config.get("rag") or {}
+        judge_defaults = load_yaml(registry_dir / "judge.yaml")
+        self.judge: dict = deep_merge(judge_defaults, config["judge"]) if config.get("judge") else {}
 
         self.datasets: dict[str, dict] = {}
         for name, spec in config["datasets"].items():
@@ -186,8 +191,10 @@ class Study:
         for mname, model in self.models.items():
             if model["source"] == "pypi_gguf" and model.get("asset") not in self.assets:
                 raise ConfigError(f"{src}: models.{mname}.asset: unknown asset {model.get('asset')!r}")
-        if self.model_name not in self.models:
-            raise ConfigError(f"{src}: model: {self.model_name!r} is not defined under models")
+        for name in self.model_names:
+            if name not in self.models:
+                raise ConfigError(f"{src}: model: {name!r} is not defined under models")
+        self._check_rag()
         from .demos import VariantError, parse_variant
 
         by_task = self.finetune_cfg.get("variants_by_task", {})
@@ -227,6 +234,36 @@ class Study:
                     f"that size; datasets.{dname}.split.fewshot = {sizes.get('fewshot')}"
                 )
 
+    def _check_rag(self) -> None:
+        src = self.source
+        for dname, ds in self.datasets.items():
+            if ds["source"]["adapter"] == "rag":
+                corpus = ds["source"].get("corpus")
+                if corpus not in self.rag.get("corpora", {}):
+                    raise ConfigError(f"{src}: datasets.{dname}.source.corpus: unknown corpus {corpus!r}; "
+                                      f"define it under rag.corpora")
+        if not self.rag:
+            return
+        for cname, corpus in self.rag["corpora"].items():
+            asset = corpus["source"].get("asset")
+            if asset is not None and asset not in self.assets:
+                raise ConfigError(f"{src}: rag.corpora.{cname}.source.asset: unknown asset {asset!r}")
+        retrievers = self.rag["retrievers"]
+        for cname in self.rag["corpora"]:
+            if self.retriever_for(cname) not in retrievers:
+                raise ConfigError(f"{src}: rag.corpora.{cname}: retriever {self.retriever_for(cname)!r} is not in "
+                                  f"rag.retrievers {retrievers} (it must be built)")
+        dense = self.rag.get("dense", {}).get("model", {})
+        if "dense" in retrievers and dense.get("asset") and dense["asset"] not in self.assets:
+            raise ConfigError(f"{src}: rag.dense.model.asset: unknown asset {dense['asset']!r}")
+        if self.judge:
+            jm = self.judge.get("model")
+            if self.judge["backend"] == "hf" and jm not in self.models:
+                raise ConfigError(f"{src}: judge.model: {jm!r} is not defined under models (backend hf)")
+            unknown = set(self.judge.get("steps", {})) - set(self.judge["criteria"])
+            if unknown:
+                raise ConfigError(f"{src}: judge.steps: {sorted(unknown)} are not judge.criteria")
+
     # ------------------------------------------------------------------ lookups
     def task_of(self, dataset: str) -> dict:
         return self.tasks[self.datasets[dataset]["task"]]
@@ -262,13 +299,21 @@ class Study:
 
     @cached_property
     def eval_cells(self) -> list[EvalCell]:
+        """Every (model tag, dataset, format, shots) to score; with `evaluate.scope: in_domain` a
+        fine-tuned model is scored only on the dataset it was trained on (the base on all)."""
+        in_domain = self.eval_cfg.get("scope", "all") == "in_domain"
         return [
             EvalCell(tag, d, fmt, k)
             for tag in self.model_tags
             for d in self.eval_datasets
+            if not (in_domain and tag != "base" and FineTune.parse(tag).dataset != d)
             for fmt in self.eval_cfg["formats"]
             for k in self.shots_for(d)
         ]
+
+    @property
+    def rag_datasets(self) -> list[str]:
+        return [d for d, ds in self.datasets.items() if ds["source"]["adapter"] == "rag"]
 
     def asset_path(self, name: str) -> Path:
         return self.cache_dir / "pypi" / self.assets[name]["filename"]
@@ -288,21 +333,24 @@ class Study:
     def dataset_params(self, dataset: str) -> dict:
         ds = self.datasets[dataset]
         task = self.task_of(dataset)
+        source = ds["source"]
+        if source["adapter"] == "rag":  # what the contexts are made of is part of the dataset
+            source = {**source, "retriever": self.retriever_for(source["corpus"]), "k": int(self.rag["k"])}
         return {
             "name": dataset,
             "task": ds["task"],
             "task_type": task["type"],
             "inputs": task["inputs"],
             "labels": self.labels_of(dataset),
-            "source": ds["source"],
+            "source": source,
             "split": ds["split"],
             "asset": self.assets[ds["source"]["asset"]] if ds["source"].get("asset") else None,
         }
 
-    def prompt_params(self, dataset: str) -> dict:
+    def prompt_params(self, dataset: str, model: str | None = None) -> dict:
         """What prompt rendering of `dataset` depends on: task type, template, labels, lengths."""
         task = self.task_of(dataset)
-        model = self.models[self.model_name]
+        model = self.models[model or self.model_name]
         return {
             "task": self.datasets[dataset]["task"],
             "type": task["type"],
@@ -320,16 +368,16 @@ class Study:
         recipe.update(size=ft.size, seed=ft.seed)
         return recipe
 
-    def tokenize_params(self, dataset: str, variant: str, fmt: int) -> dict:
-        params = {"prompt": self.prompt_params(dataset), "variant": variant, "format": fmt}
+    def tokenize_params(self, dataset: str, variant: str, fmt: int, model: str | None = None) -> dict:
+        params = {"prompt": self.prompt_params(dataset, model), "variant": variant, "format": fmt}
         if variant != "sft":
             params["demo_seed"] = int(self.finetune_cfg.get("demo_seed", 0))
         return params
 
-    def eval_params(self, cell_dataset: str, fmt: int, shots: int) -> dict:
+    def eval_params(self, cell_dataset: str, fmt: int, shots: int, model: str | None = None) -> dict:
         ev = self.eval_cfg
         return {
-            "prompt": self.prompt_params(cell_dataset),
+            "prompt": self.prompt_params(cell_dataset, model),
             "format": fmt,
             "shots": shots,
             "metrics": self.task_of(cell_dataset)["metrics"],
@@ -348,6 +396,48 @@ class Study:
             "bootstrap": int(self.eval_cfg.get("bootstrap", 1000)),
             "bootstrap_seed": int(self.eval_cfg.get("seed", 0)),
         }
+
+    # ------------------------------------------------------------------ RAG + judge slices
+    def corpus_params(self, corpus: str) -> dict:
+        spec = self.rag["corpora"][corpus]
+        asset = spec["source"].get("asset")
+        return {"name": corpus, **spec, "asset": self.assets[asset] if asset else None}
+
+    def retriever_for(self, corpus: str) -> str:
+        """The retriever whose top-k passages the generator reads (per corpus, else `rag.retriever`)."""
+        return self.rag["corpora"][corpus].get("retriever") or self.rag["retriever"]
+
+    def corpus_asset(self, corpus: str) -> Path | None:
+        asset = self.rag["corpora"][corpus]["source"].get("asset")
+        return self.asset_path(asset) if asset else None
+
+    def index_params(self, retriever: str) -> dict:
+        return dict(self.rag.get(retriever, {}))
+
+    def dense_asset(self) -> Path | None:
+        asset = self.rag.get("dense", {}).get("model", {}).get("asset")
+        return self.asset_path(asset) if asset else None
+
+    def retrieve_params(self, corpus: str, retriever: str) -> dict:
+        # how deep to retrieve, not `k`: a smaller or larger context within that depth reruns only
+        # the dataset that reads it, not retrieval
+        return {"corpus": corpus, "depth": max([int(self.rag["k"]), *self.rag["recall_at"]]),
+                "recall_at": self.rag["recall_at"], **self.index_params(retriever)}
+
+    def judge_params(self) -> dict:
+        """The judge's identity, prompts, criteria and scoring; the API key is never here (only
+        the name of the environment variable that holds it)."""
+        j = dict(self.judge)
+        if j["backend"] == "hf":
+            j["chat_template"] = bool(self.models[j["model"]].get("chat_template", False))
+        return j
+
+    def rag_report_params(self) -> dict:
+        return {"study": self.name, "criteria": list(self.judge["criteria"]), "score": self.judge["score"],
+                "samples": int(self.judge["samples"]),
+                "bootstrap": int(self.eval_cfg.get("bootstrap", 1000)),
+                "bootstrap_seed": int(self.eval_cfg.get("seed", 0)),
+                "datasets": {d: self.datasets[d]["source"]["corpus"] for d in self.rag_datasets}}
 
     def rule_resources(self, rule: str) -> dict:
         defaults = {"mem_mb": 4000, "runtime": 30, "gpu": 0, "threads": 1, "nodes": 1, "procs": 0}

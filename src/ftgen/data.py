@@ -267,9 +267,27 @@ def read_hf(src: dict, asset: Path | None, inputs: list[str]) -> Iterator[tuple[
         yield loc, _map_columns(loc, raw, src, inputs, i)
 
 
+def read_rag(src: dict, asset: Path, inputs: list[str]) -> Iterator[tuple[str, Row]]:
+    """Questions with their retrieved passages (a `retrieve` artifact) -> RAG QA rows.
+
+    The context is the top `k` retrieved passages, numbered, best first; the group is the gold
+    passage, so the splitter keeps every question about one passage in one split.
+    """
+    df = pl.read_parquet(asset)
+    k = int(src["k"])
+    for i, row in enumerate(df.iter_rows(named=True)):
+        loc = f"{asset}: row {i} (question {row['id']})"
+        if not row["gold"]:
+            raise DataError(f"{loc}: no gold passage id")
+        context = "\n\n".join(f"[{j + 1}] {text}" for j, text in enumerate(row["contexts"][:k]))
+        yield loc, {"id": row["id"], "group": sorted(row["gold"])[0],
+                    "inputs": {inputs[0]: context, inputs[1]: row["question"]},
+                    "references": list(row["answers"]), "label": None}
+
+
 ADAPTER_READERS = {
     "bigbench": read_bigbench, "vader": read_vader, "squad": read_squad, "paraphrase_pairs": read_paraphrase_pairs,
-    "jsonl": read_jsonl, "csv": read_csv, "parquet": read_parquet, "hf": read_hf,
+    "jsonl": read_jsonl, "csv": read_csv, "parquet": read_parquet, "hf": read_hf, "rag": read_rag,
 }
 
 

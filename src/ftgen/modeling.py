@@ -148,11 +148,20 @@ def load_model(model_dir: str | Path, dtype: torch.dtype = torch.float32, device
         from peft import PeftModel
 
         base_dir = base_dir or json.loads(adapter_cfg.read_text())["base_model_name_or_path"]
-        base = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=dtype)
+        base = _from_pretrained(AutoModelForCausalLM, base_dir, dtype, device)
         model = PeftModel.from_pretrained(base, str(model_dir)).merge_and_unload()
     else:
-        model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype)
-    return model.to(device).eval()
+        model = _from_pretrained(AutoModelForCausalLM, model_dir, dtype, device)
+    return (model if hasattr(model, "hf_device_map") else model.to(device)).eval()
+
+
+def _from_pretrained(cls, path, dtype, device):
+    """One device: load there. Several visible GPUs (an evaluation job given `gpu: N`): shard the
+    model over all of them in bf16 (`device_map="auto"`), so a model larger than one GPU fits."""
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.device_count() > 1:
+        return cls.from_pretrained(str(path), dtype=torch.bfloat16, device_map="auto")
+    return cls.from_pretrained(str(path), dtype=dtype)
 
 
 def set_threads(threads: int | None) -> None:

@@ -39,6 +39,21 @@ def qg(places: list[str], things: list[str]) -> list[dict]:
     return rows
 
 
+def rag(domain: str, subjects: list[str], facts: list[tuple[str, str, str]]) -> tuple[list[dict], list[dict]]:
+    """A tiny RAG corpus: one passage per subject, one question per (subject, fact)."""
+    passages, questions = [], []
+    for s, subject in enumerate(subjects):
+        pid = f"{domain}-p{s}"
+        text = " ".join(f"The {subject} {verb} {values[s % len(values)]}." for verb, _, values in
+                        [(v, q, vals.split("|")) for v, q, vals in facts])
+        passages.append({"id": pid, "title": subject, "text": text})
+        for f, (verb, question, values) in enumerate(facts):
+            answer = values.split("|")[s % len(values.split("|"))]
+            questions.append({"id": f"{domain}-q{s}.{f}", "question": question.format(subject=subject),
+                              "answers": [answer], "gold": [pid]})
+    return passages, questions
+
+
 def main() -> None:
     random.seed(0)
     sets = {
@@ -51,6 +66,16 @@ def main() -> None:
         "qg_town.jsonl": qg(["the bank", "the museum", "the school", "the library", "the station"],
                             ["statue", "clock", "flag", "bell", "bench", "sign"]),
     }
+    zoo = rag("zoo", ["lion", "zebra", "otter", "panda", "camel", "heron", "koala", "tapir", "bison", "lemur",
+                      "hyena", "moose"],
+              [("eats", "What does the {subject} eat?", "meat|grass|fish|bamboo|dates|frogs|leaves"),
+               ("sleeps in", "Where does the {subject} sleep?", "a cave|the barn|a pond|a tree|the sand")])
+    city = rag("city", ["bakery", "museum", "library", "station", "harbour", "stadium", "theatre", "market",
+                        "gallery", "castle", "chapel", "tower"],
+               [("opens at", "When does the {subject} open?", "six|seven|eight|nine|ten"),
+                ("is painted", "What colour is the {subject}?", "red|blue|green|white|yellow|black")])
+    sets.update({"rag_zoo_passages.jsonl": zoo[0], "rag_zoo_questions.jsonl": zoo[1],
+                 "rag_city_passages.jsonl": city[0], "rag_city_questions.jsonl": city[1]})
     for name, rows in sets.items():
         random.shuffle(rows)
         with open(HERE / name, "w") as fh:

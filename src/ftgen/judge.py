@@ -1,0 +1,473 @@
+"""G-Eval judge: evaluation steps written once per criterion, then a form filled with a 1-5 score.
+
+Two scores per (item, criterion), both recorded:
+- `logprobs`: the probability-weighted mean over the score tokens "1".."5" at the position where
+  the judge writes its score (G-Eval; tokens under `min_prob` dropped, as DeepEval does);
+- `samples`: n judgements sampled at `temperature`, parsed to integers; mean and sd.
+
+Backends: a local Hugging Face model, or any OpenAI-compatible endpoint (vLLM, OpenAI) through
+the `openai` client; its API key is read from the environment variable the config names and is
+never written anywhere. Every judgement is cached on disk keyed by (judge, prompt, sample index),
+so a rerun or a resumed partial run asks nothing twice. A reply without a score is re-asked up to
+`parse_retries` times and then cached as missing; a transport failure (timeout, 5xx, connection)
+is retried with exponential backoff and, if it persists, counted as missing but *not* cached, so
+the next run asks again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .artifacts import atomic_file, manifest, read_json, write_json
+
+SCORES = ("1", "2", "3", "4", "5")
+_SCORE_RE = re.compile(r"(?<![\d.])([1-5])(?![\d.])")
+
+
+class JudgeUnavailable(RuntimeError):
+    """The judge could not be reached after every retry (not cached: the next run asks again)."""
+
+
+# ----------------------------------------------------------------------------- scoring
+def parse_score(text: str) -> int | None:
+    """The first stand-alone digit 1-5 in a reply ("4", "Score: 4/5", "- Accuracy: 4"), else None."""
+    m = _SCORE_RE.search(text or "")
+    return int(m.group(1)) if m else None
+
+
+def weighted_score(top_logprobs: dict[str, float], min_prob: float = 0.01) -> tuple[float | None, dict]:
+    """G-Eval's score: sum_s s * p(s) / sum_s p(s) over score tokens s in 1..5 with p(s) >= min_prob.
+
+    Tokens that differ only by surrounding whitespace (" 4", "4") are the same score; their
+    probabilities add up. Returns (None, probs) when no score token is left.
+    """
+    probs: dict[str, float] = {}
+    for token, logprob in top_logprobs.items():
+        t = token.strip()
+        if t in SCORES:
+            probs[t] = probs.get(t, 0.0) + math.exp(logprob)
+    probs = {t: p for t, p in probs.items() if p >= min_prob}
+    total = sum(probs.values())
+    if total <= 0:
+        return None, probs
+    return sum(int(t) * p for t, p in probs.items()) / total, probs
+
+
+def score_position(positions: list[tuple[str, dict[str, float]]]) -> dict[str, float] | None:
+    """The top logprobs where the judge writes its score: the first position whose chosen token is
+    a score digit (a judge may open with a space or "Score:"), else the first position."""
+    for chosen, top in positions:
+        if chosen.strip() in SCORES:
+            return top
+    return positions[0][1] if positions else None
+
+
+# ----------------------------------------------------------------------------- cache
+class JudgeCache:
+    """One JSON file per judgement under `root`, keyed by sha256(judge id, prompt, mode, sample)."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.hits = 0
+
+    @staticmethod
+    def key(judge_id: str, prompt: str, mode: str, sample: int) -> str:
+        blob = json.dumps([judge_id, prompt, mode, sample], ensure_ascii=False).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+    def _path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> dict | None:
+        path = self._path(key)
+        if not path.exists():
+            return None
+        self.hits += 1
+        return read_json(path)
+
+    def put(self, key: str, record: dict) -> None:
+        write_json(self._path(key), record)
+
+
+# ----------------------------------------------------------------------------- backends
+@dataclass
+class Counters:
+    requests: int = 0  # calls that reached the judge
+    transport_retries: int = 0  # timeouts / 5xx / connection errors retried
+    parse_retries: int = 0  # unparseable replies re-asked
+    errors: list[str] = field(default_factory=list)
+
+
+class OpenAIJudge:
+    """Any OpenAI-compatible chat-completions endpoint (vLLM server, OpenAI)."""
+
+    deterministic_logprobs = False
+
+    def __init__(self, params: dict, counters: Counters, sleep=time.sleep):
+        import openai
+
+        env = params.get("api_key_env") or "OPENAI_API_KEY"
+        key = os.environ.get(env)
+        if not key and not params.get("base_url"):
+            raise JudgeUnavailable(f"judge: set the API key in the environment variable {env}")
+        self.model = params["model"]
+        self.id = f"openai:{params.get('base_url') or 'api.openai.com'}:{self.model}"
+        # max_retries=0: retries are ours, so they are bounded, counted and backed off as configured
+        self.client = openai.OpenAI(api_key=key or "EMPTY", base_url=params.get("base_url"),
+                                    timeout=float(params["timeout_s"]), max_retries=0)
+        self.params, self.counters, self.sleep = params, counters, sleep
+        self._retryable = (openai.APITimeoutError, openai.APIConnectionError, openai.InternalServerError,
+                           openai.RateLimitError)
+
+    def _create(self, prompt: str, **kwargs):
+        for attempt in range(int(self.params["max_retries"]) + 1):
+            try:
+                self.counters.requests += 1
+                return self.client.chat.completions.create(
+                    model=self.model, messages=[{"role": "user", "content": prompt}], **kwargs)
+            except self._retryable as exc:
+                reason = f"{type(exc).__name__}: {getattr(exc, 'status_code', '') or ''}".strip(": ")
+                if attempt == int(self.params["max_retries"]):
+                    self.counters.errors.append(reason)
+                    raise JudgeUnavailable(reason) from None
+                self.counters.transport_retries += 1
+                self.sleep(float(self.params["backoff_s"]) * 2 ** attempt)
+
+    def generate(self, prompt: str, temperature: float, seed: int, max_tokens: int) -> str:
+        res = self._create(prompt, temperature=temperature, seed=seed, max_tokens=max_tokens)
+        return (res.choices[0].message.content or "") if res.choices else ""
+
+    def top_logprobs(self, prompts: list[str]) -> list[list[tuple[str, dict[str, float]]] | Exception]:
+        out = []
+        for prompt in prompts:
+            try:
+                res = self._create(prompt, temperature=0, max_tokens=int(self.params["max_tokens"]), logprobs=True,
+                                   top_logprobs=int(self.params["top_logprobs"]))
+                content = (res.choices[0].logprobs.content or []) if res.choices and res.choices[0].logprobs else []
+                out.append([(c.token, {t.token: t.logprob for t in c.top_logprobs or []}) for c in content])
+            except JudgeUnavailable as exc:
+                out.append(exc)
+        return out
+
+
+class HFJudge:
+    """A local transformers model as the judge (greedy logprobs are deterministic: no re-asks)."""
+
+    deterministic_logprobs = True
+
+    def __init__(self, params: dict, model_dir: str, counters: Counters, threads: int | None = None):
+        from .modeling import default_device, load_model, load_tokenizer, set_threads
+
+        set_threads(threads)
+        self.tok = load_tokenizer(model_dir)
+        self.model = load_model(model_dir, device=default_device())
+        self.params, self.counters = params, counters
+        try:  # the folder's manifest pins the weights: a different judge never shares cache entries
+            pinned = read_json(Path(model_dir) / "manifest.json")
+            pin = hashlib.sha256(json.dumps([pinned.get("params"), pinned.get("input_sha256")],
+                                            sort_keys=True).encode()).hexdigest()[:16]
+        except FileNotFoundError:
+            pin = "unpinned"
+        self.id = f"hf:{params['model']}:{pin}"
+
+    def _ids(self, prompt: str) -> list[int]:
+        if self.params.get("chat_template"):
+            text = self.tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                                add_generation_prompt=True)
+            ids = self.tok(text, add_special_tokens=False)["input_ids"]
+        else:
+            ids = self.tok(prompt)["input_ids"]
+        room = int(self.params["max_length"]) - int(self.params["steps_max_tokens"])
+        if len(ids) > room:
+            raise ValueError(f"judge prompt of {len(ids)} tokens exceeds judge.max_length - steps_max_tokens = {room}")
+        return ids
+
+    def _generate(self, prompts: list[str], **kwargs):
+        import torch
+
+        from .generation import _left_pad
+
+        device = next(self.model.parameters()).device
+        ids, mask = _left_pad([self._ids(p) for p in prompts], self.tok.pad_token_id, device)
+        self.counters.requests += len(prompts)
+        with torch.inference_mode():
+            gen = self.model.generate(input_ids=ids, attention_mask=mask, pad_token_id=self.tok.pad_token_id,
+                                      eos_token_id=self.tok.eos_token_id, **kwargs)
+        return ids.shape[1], gen
+
+    def generate(self, prompt: str, temperature: float, seed: int, max_tokens: int) -> str:
+        import torch
+
+        torch.manual_seed(seed)
+        sampling = {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0} if temperature > 0 else {
+            "do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+        width, gen = self._generate([prompt], max_new_tokens=max_tokens, **sampling)
+        return self.tok.decode(gen[0, width:], skip_special_tokens=True)
+
+    def top_logprobs(self, prompts: list[str]) -> list[list[tuple[str, dict[str, float]]]]:
+        import torch
+
+        out = []
+        k = int(self.params["top_logprobs"])
+        bs = int(self.params.get("batch_size", 8))
+        for start in range(0, len(prompts), bs):
+            batch = prompts[start:start + bs]
+            width, res = self._generate(batch, max_new_tokens=int(self.params["max_tokens"]), do_sample=False,
+                                        temperature=None, top_p=None, top_k=None, return_dict_in_generate=True,
+                                        output_logits=True)
+            logprobs = torch.log_softmax(torch.stack(res.logits, dim=1).float(), dim=-1)  # (B, T, V)
+            for row in range(len(batch)):
+                positions = []
+                for t in range(logprobs.shape[1]):
+                    chosen = int(res.sequences[row, width + t])
+                    if chosen == self.tok.pad_token_id and t > 0:
+                        break
+                    vals, idx = logprobs[row, t].topk(k)
+                    top: dict[str, float] = {}
+                    for v, i in zip(vals.tolist(), idx.tolist()):
+                        tok = self.tok.decode([i])
+                        top[tok] = float(np.logaddexp(top[tok], v)) if tok in top else v
+                    positions.append((self.tok.decode([chosen]), top))
+                out.append(positions)
+        return out
+
+
+def make_backend(params: dict, counters: Counters, model_dir: str | None = None, threads: int | None = None):
+    if params["backend"] == "openai":
+        return OpenAIJudge(params, counters)
+    if params["backend"] == "hf":
+        if not model_dir:
+            raise ValueError("judge backend hf needs the judge model folder")
+        return HFJudge(params, model_dir, counters, threads)
+    raise ValueError(f"unknown judge backend {params['backend']!r}")
+
+
+# ----------------------------------------------------------------------------- evaluation steps
+def tidy_steps(text: str, max_lines: int) -> str:
+    """Generated steps without repeated lines, at most `max_lines` (small judges loop)."""
+    seen, lines = set(), []
+    for line in (ln.strip() for ln in text.splitlines()):
+        key = re.sub(r"[\s:.]+$", "", re.sub(r"^[\s\d.)\-*]+", "", line)).lower()
+        if line and key not in seen:
+            seen.add(key)
+            lines.append(line)
+    return "\n".join(lines[:max_lines])
+
+
+def write_steps(params: dict, backend, out: str, cache: JudgeCache, log=print) -> dict:
+    """Evaluation steps per criterion: pinned in the config, or written once by the judge (greedy)
+    and stored here; every judging job reads this file, so all runs use the same steps."""
+    steps = {}
+    for name, definition in params["criteria"].items():
+        if params.get("steps", {}).get(name):
+            steps[name] = {"definition": definition, "steps": params["steps"][name].strip(), "source": "pinned"}
+            continue
+        prompt = params["steps_prompt"].format(definition=definition)
+        key = cache.key(backend.id, prompt, "steps", 0)
+        record = cache.get(key)
+        if record is None:
+            text = backend.generate(prompt, temperature=0.0, seed=0, max_tokens=int(params["steps_max_tokens"]))
+            if not text.strip():
+                raise JudgeUnavailable(f"judge wrote empty evaluation steps for {name!r}; pin them in judge.steps")
+            record = {"text": text.strip(), "prompt": prompt}
+            cache.put(key, record)
+        steps[name] = {"definition": definition, "steps": tidy_steps(record["text"], int(params["steps_max_lines"])),
+                       "raw": record["text"], "source": "generated"}
+        log(f"steps for {name}:\n{record['text']}")
+    result = {"judge": backend.id, "criteria": steps, "manifest": manifest("judge-steps", params)}
+    write_json(out, result)
+    return result
+
+
+# ----------------------------------------------------------------------------- judging
+def form_prompt(params: dict, criterion: str, steps: dict, item: dict) -> str:
+    return params["form_prompt"].format(
+        definition=steps[criterion]["definition"], steps=steps[criterion]["steps"], question=item["question"],
+        reference=" / ".join(item["references"]), answer=item["prediction"] or "(no answer)",
+        name=criterion.capitalize())
+
+
+def _seed(key: str, attempt: int) -> int:
+    return int(hashlib.sha256(f"{key}:{attempt}".encode()).hexdigest()[:8], 16)
+
+
+def _ask_logprobs(backend, params, cache, prompts: list[str], counters: Counters) -> list[dict]:
+    """Logprob-weighted scores for many prompts; cached ones are not asked again.
+
+    The cache keeps the judge's raw top logprobs at the score position, so the score is
+    recomputed from them (a changed `min_prob` needs no new requests).
+    """
+    keys = [cache.key(backend.id, p, "logprobs", 0) for p in prompts]
+    raw: list[dict | None] = [cache.get(k) for k in keys]
+    min_prob = float(params["min_prob"])
+
+    def scored(record: dict) -> dict:
+        if record["status"] == "unavailable":
+            return {**record, "score": None}
+        score, probs = weighted_score(record["top"] or {}, min_prob)
+        return {**record, "score": score, "probs": probs, "status": "ok" if score is not None else "unparseable"}
+
+    todo = [i for i, r in enumerate(raw) if r is None]
+    fresh = list(todo)
+    retries = 0 if backend.deterministic_logprobs else int(params["parse_retries"])
+    for attempt in range(retries + 1):
+        if not todo:
+            break
+        if attempt:
+            counters.parse_retries += len(todo)
+        replies = backend.top_logprobs([prompts[i] for i in todo])
+        still = []
+        for i, reply in zip(todo, replies):
+            if isinstance(reply, Exception):
+                raw[i] = {"top": None, "status": "unavailable", "error": str(reply)}
+                continue
+            raw[i] = {"top": score_position(reply), "reply": "".join(tok for tok, _ in reply), "status": "asked"}
+            if scored(raw[i])["score"] is None:
+                still.append(i)
+        todo = still
+    for i in fresh:
+        if raw[i]["status"] != "unavailable":
+            cache.put(keys[i], raw[i])
+    return [scored(r) for r in raw]
+
+
+def _ask_sample(backend, params, cache, prompt: str, sample: int, counters: Counters) -> dict:
+    key = cache.key(backend.id, prompt, "sample", sample)
+    record = cache.get(key)
+    if record is not None:
+        return record
+    attempts = []
+    try:
+        for attempt in range(int(params["parse_retries"]) + 1):
+            if attempt:
+                counters.parse_retries += 1
+            text = backend.generate(prompt, temperature=float(params["temperature"]), seed=_seed(key, attempt),
+                                    max_tokens=int(params["max_tokens"]))
+            score = parse_score(text)
+            attempts.append({"reply": text, "score": score})
+            if score is not None:
+                break
+    except JudgeUnavailable as exc:
+        return {"score": None, "status": "unavailable", "error": str(exc), "attempts": attempts}
+    score = attempts[-1]["score"]
+    record = {"score": score, "status": "ok" if score is not None else "unparseable", "attempts": attempts}
+    cache.put(key, record)
+    return record
+
+
+def krippendorff_alpha(matrix: np.ndarray) -> float | None:
+    """Ordinal Krippendorff's alpha of (repeats x items) scores, NaN = missing; None if undefined."""
+    import krippendorff
+
+    usable = np.sum(~np.isnan(matrix), axis=0) >= 2
+    if matrix.shape[0] < 2 or usable.sum() < 2 or len(np.unique(matrix[:, usable][~np.isnan(matrix[:, usable])])) < 2:
+        return None
+    return float(krippendorff.alpha(reliability_data=matrix[:, usable], level_of_measurement="ordinal",
+                                    value_domain=[1, 2, 3, 4, 5]))
+
+
+def load_items(predictions: str, examples: str) -> list[dict]:
+    """The answers to judge: predictions.jsonl joined with the questions of the test split."""
+    from .data import load_examples
+
+    questions = {ex["id"]: ex["inputs"]["question"] for ex in load_examples(examples, "test")}
+    items = []
+    with open(predictions, encoding="utf-8") as fh:
+        for line in fh:
+            row = json.loads(line)
+            if row["id"] not in questions:
+                raise ValueError(f"{predictions}: example {row['id']!r} is not in the test split of {examples}")
+            items.append({"id": row["id"], "question": questions[row["id"]], "prediction": row["prediction"],
+                          "references": row["references"], "scores": row.get("scores", {})})
+    return items
+
+
+def judge_cell(params: dict, items: list[dict], steps_file: str, backend, cache: JudgeCache, counters: Counters,
+               out_jsonl: str, out_json: str, cell: dict | None = None, log=print) -> dict:
+    """Judge every item on every criterion; write per-item judgements and a summary with counts."""
+    steps = read_json(steps_file)["criteria"]
+    n_samples = int(params["samples"])
+    use_logprobs = params["score"] == "logprobs"
+    if not use_logprobs and n_samples == 0:
+        raise ValueError("judge.score: samples needs judge.samples >= 1")
+    rows = {(it["id"], c): {"id": it["id"], "criterion": c} for it in items for c in params["criteria"]}
+    summary: dict[str, Any] = {"cell": cell, "judge": backend.id, "n_items": len(items), "criteria": {}}
+    start = time.time()
+    for c in params["criteria"]:
+        prompts = [form_prompt(params, c, steps, it) for it in items]
+        lp = _ask_logprobs(backend, params, cache, prompts, counters) if use_logprobs else [None] * len(items)
+        matrix = np.full((n_samples, len(items)), np.nan)
+        for j, (it, prompt) in enumerate(zip(items, prompts)):
+            row = rows[(it["id"], c)]
+            if lp[j] is not None:
+                row.update(logprob_score=lp[j]["score"], logprob_status=lp[j]["status"], probs=lp[j].get("probs"))
+            samples = [_ask_sample(backend, params, cache, prompt, s, counters) for s in range(n_samples)]
+            for s, rec in enumerate(samples):
+                if rec["score"] is not None:
+                    matrix[s, j] = rec["score"]
+            scored = [r["score"] for r in samples if r["score"] is not None]
+            row.update(samples=[r["score"] for r in samples], sample_status=[r["status"] for r in samples],
+                       sample_mean=float(np.mean(scored)) if scored else None,
+                       sample_sd=float(np.std(scored, ddof=1)) if len(scored) > 1 else None)
+            row["score"] = row.get("logprob_score") if params["score"] == "logprobs" else row["sample_mean"]
+        per = [rows[(it["id"], c)] for it in items]
+        lp_scores = [r.get("logprob_score") for r in per if r.get("logprob_score") is not None]
+        means = [r["sample_mean"] for r in per if r["sample_mean"] is not None]
+        sds = [r["sample_sd"] for r in per if r["sample_sd"] is not None]
+        summary["criteria"][c] = {
+            "score": _mean([r["score"] for r in per if r["score"] is not None]),
+            "missing": sum(r["score"] is None for r in per),
+            "logprob_score": _mean(lp_scores),
+            "logprob_missing": sum(1 for r in per if "logprob_score" in r and r["logprob_score"] is None),
+            "sample_score": _mean(means),
+            "samples_missing": int(np.isnan(matrix).sum()),
+            "items_without_samples": sum(1 for r in per if n_samples and r["sample_mean"] is None),
+            "sample_sd_mean": _mean(sds),
+            "krippendorff_alpha": krippendorff_alpha(matrix) if n_samples > 1 else None,
+        }
+    summary["counts"] = {"requests": counters.requests, "cache_hits": cache.hits,
+                         "transport_retries": counters.transport_retries, "parse_retries": counters.parse_retries,
+                         "unavailable": sum(r.get("logprob_status") == "unavailable" for r in rows.values())
+                         + sum(s == "unavailable" for r in rows.values() for s in r.get("sample_status", [])),
+                         "errors": sorted(set(counters.errors))}
+    summary["wall_time_s"] = round(time.time() - start, 2)
+    summary["manifest"] = manifest("judge", params, input_sha256={}, steps=steps_file)
+    with atomic_file(out_jsonl) as fh:
+        for r in rows.values():
+            fh.write(json.dumps(r) + "\n")
+    write_json(out_json, summary)
+    log(json.dumps({k: v for k, v in summary.items() if k != "manifest"}))
+    return summary
+
+
+def _mean(values: list[float]) -> float | None:
+    return float(np.mean(values)) if values else None
+
+
+def run_judge_steps(params: dict, out: str, model_dir: str | None, cache_dir: str, threads: int | None = None,
+                    log=print) -> dict:
+    counters = Counters()
+    backend = make_backend(params, counters, model_dir, threads)
+    return write_steps(params, backend, out, JudgeCache(cache_dir), log=log)
+
+
+def run_judge(params: dict, predictions: str, examples: str, steps_file: str, out_jsonl: str, out_json: str,
+              model_dir: str | None, cache_dir: str, cell: dict | None = None, threads: int | None = None,
+              log=print) -> dict:
+    counters = Counters()
+    backend = make_backend(params, counters, model_dir, threads)
+    steps_judge = read_json(steps_file)["judge"]
+    if steps_judge != backend.id:
+        raise ValueError(f"{steps_file} was written for judge {steps_judge!r}, this judge is {backend.id!r}")
+    return judge_cell(params, load_items(predictions, examples), steps_file, backend, JudgeCache(cache_dir),
+                      counters, out_jsonl, out_json, cell=cell, log=log)

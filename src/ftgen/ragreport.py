@@ -1,0 +1,217 @@
+"""RAG study tables and the score-vs-training-size plot (Barnett & Brannelly 2024's figure).
+
+One row per (generator, domain, training size, metric): the judge's accuracy and completeness
+(1-5) and exact match / token F1 (0-100), each mean [95 % bootstrap CI] over the judged items,
+the base model's score in the same RAG pipeline and the paired delta. Missing judgements are
+counted per row (`missing`) and left out of that row's mean: never imputed. Agreement between
+the judge's repeats (mean per-item sd, Krippendorff's alpha), retry counts, recall@k of each
+retriever and the judge-vs-reference rank correlation sit next to the scores.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from .aggregate import to_markdown
+from .artifacts import atomic_file, manifest, read_json, write_json
+from .config import FineTune
+from .stats import paired_bootstrap
+
+REFERENCE_METRICS = ("exact_match", "token_f1")
+
+
+def load_judged_cell(judge_json: str, criteria: list[str], with_samples: bool) -> dict:
+    """judge.json + its folder's judgements.jsonl and predictions.jsonl -> metric -> {id: value}."""
+    summary = read_json(judge_json)
+    folder = Path(judge_json).parent
+    values: dict[str, dict[str, float | None]] = defaultdict(dict)
+    with open(folder / "predictions.jsonl", encoding="utf-8") as fh:
+        for line in fh:
+            row = json.loads(line)
+            for m in REFERENCE_METRICS:
+                values[m][row["id"]] = row["scores"].get(m)
+    with open(folder / "judgements.jsonl", encoding="utf-8") as fh:
+        for line in fh:
+            row = json.loads(line)
+            c = row["criterion"]
+            values[c][row["id"]] = row["score"]
+            if with_samples:
+                values[f"{c}_samples"][row["id"]] = row["sample_mean"]
+    return {"cell": summary["cell"], "summary": summary, "values": values}
+
+
+def _estimate(ft: dict[str, float | None], base: dict[str, float | None], n_boot: int, seed: int) -> dict:
+    ids = sorted(ft)
+    have = [i for i in ids if ft[i] is not None]
+    paired = [i for i in have if base.get(i) is not None]
+    out = {"n": len(ids), "missing": len(ids) - len(have)}
+    if not have:
+        return out
+    f = np.array([ft[i] for i in have], dtype=float)
+    solo = paired_bootstrap(f, f, n_boot=n_boot, seed=seed).finetuned
+    out.update(score=solo.mean, score_lo=solo.lo, score_hi=solo.hi)
+    if paired and ft is not base:
+        est = paired_bootstrap(np.array([ft[i] for i in paired]), np.array([base[i] for i in paired]),
+                               n_boot=n_boot, seed=seed)
+        out.update(n_paired=len(paired), base=est.base.mean, delta=est.delta.mean, delta_lo=est.delta.lo,
+                   delta_hi=est.delta.hi, p_value=est.p_value)
+    return out
+
+
+def rag_table(cells: list[dict], params: dict) -> pl.DataFrame:
+    n_boot, seed = params.get("bootstrap", 1000), params.get("bootstrap_seed", 0)
+    base = {(c["cell"]["model"], c["cell"]["dataset"]): c for c in cells if c["cell"]["model_tag"] == "base"}
+    rows = []
+    for c in cells:
+        model, dataset, tag = c["cell"]["model"], c["cell"]["dataset"], c["cell"]["model_tag"]
+        b = base.get((model, dataset))
+        if b is None:
+            raise ValueError(f"no base-model judgements for {model} on {dataset}")
+        size = 0 if tag == "base" else FineTune.parse(tag).size
+        crit = c["summary"]["criteria"]
+        counts = c["summary"]["counts"]
+        for metric, vals in c["values"].items():
+            est = _estimate(vals, b["values"][metric], n_boot, seed)
+            if tag == "base" and est.get("score") is not None:
+                est.update(base=est["score"], delta=0.0, delta_lo=0.0, delta_hi=0.0, p_value=1.0)
+            name = metric.removesuffix("_samples")
+            judged = name in crit
+            rows.append({
+                "model": model, "dataset": dataset, "corpus": params["datasets"].get(dataset, dataset),
+                "model_tag": tag, "train_size": size, "metric": metric,
+                "scale": "1-5" if judged else "0-100",
+                **{k: est.get(k) for k in ("n", "missing", "score", "score_lo", "score_hi", "base", "delta",
+                                           "delta_lo", "delta_hi", "p_value")},
+                "sample_sd_mean": crit[name]["sample_sd_mean"] if judged else None,
+                "krippendorff_alpha": crit[name]["krippendorff_alpha"] if judged else None,
+                "transport_retries": counts["transport_retries"] if judged else None,
+                "parse_retries": counts["parse_retries"] if judged else None,
+            })
+    floats = ("score", "score_lo", "score_hi", "base", "delta", "delta_lo", "delta_hi", "p_value", "sample_sd_mean",
+              "krippendorff_alpha")
+    ints = ("n", "missing", "train_size", "transport_retries", "parse_retries")
+    schema = {**{k: pl.Float64 for k in floats}, **{k: pl.Int64 for k in ints}}
+    return pl.DataFrame(rows, schema_overrides=schema, infer_schema_length=None).sort(
+        "model", "dataset", "metric", "train_size", "model_tag")
+
+
+def correlations(cells: list[dict], criteria: list[str]) -> pl.DataFrame:
+    """Spearman rank correlation between the judge's scores and EM / token F1, items pooled over
+    every cell of a (model, dataset) and over all of them."""
+    rows = []
+    for c in cells:
+        ids = sorted(c["values"]["token_f1"])
+        for i in ids:
+            rows.append({"model": c["cell"]["model"], "dataset": c["cell"]["dataset"],
+                         **{m: c["values"][m].get(i) for m in [*criteria, *REFERENCE_METRICS]}})
+    items = pl.DataFrame(rows, infer_schema_length=None)
+    out = []
+    groups = [("all", "all", items)] + [(m, d, g) for (m, d), g in items.group_by("model", "dataset", maintain_order=True)]
+    for model, dataset, g in groups:
+        for crit in criteria:
+            for ref in REFERENCE_METRICS:
+                pair = g.select(crit, ref).drop_nulls()
+                rho = pair.select(pl.corr(crit, ref, method="spearman")).item() if pair.height > 2 else None
+                out.append({"model": model, "dataset": dataset, "judge_metric": crit, "reference_metric": ref,
+                            "items": pair.height, "spearman": None if rho is None or np.isnan(rho) else rho})
+    return pl.DataFrame(out, schema_overrides={"spearman": pl.Float64, "items": pl.Int64}, infer_schema_length=None)
+
+
+def retrieval_table(recall_files: list[str]) -> pl.DataFrame:
+    rows = [{k: v for k, v in read_json(p).items() if k != "manifest"} for p in recall_files]
+    return pl.DataFrame(rows).sort("corpus", "retriever")
+
+
+def markdown_view(table: pl.DataFrame) -> pl.DataFrame:
+    def ci(col: str, lo: str, hi: str, nd: int) -> pl.Expr:
+        return pl.format("{} [{}, {}]", *(pl.col(c).round(nd) for c in (col, lo, hi))).alias(col)
+
+    return table.with_columns(nd=pl.when(pl.col("scale") == "1-5").then(2).otherwise(1)).select(
+        "model", "dataset", "metric", "train_size", "n", "missing",
+        ci("score", "score_lo", "score_hi", 2), pl.col("base").round(2),
+        ci("delta", "delta_lo", "delta_hi", 2), pl.col("p_value").round(3),
+        pl.col("sample_sd_mean").round(2), pl.col("krippendorff_alpha").round(2),
+    )
+
+
+def rag_report(judge_files: list[str], recall_files: list[str], params: dict, out_parquet: str, out_csv: str,
+               out_md: str, out_manifest: str) -> pl.DataFrame:
+    criteria = params["criteria"]
+    with_samples = params["score"] == "logprobs" and int(params.get("samples", 0)) > 0
+    cells = [load_judged_cell(p, criteria, with_samples) for p in judge_files]
+    table = rag_table(cells, params)
+    corr = correlations(cells, criteria)
+    retrieval = retrieval_table(recall_files)
+    with atomic_file(out_parquet, "wb") as fh:
+        table.write_parquet(fh)
+    with atomic_file(out_csv) as fh:
+        table.write_csv(fh)
+    counts = defaultdict(int)
+    for c in cells:
+        for k in ("requests", "cache_hits", "transport_retries", "parse_retries", "unavailable"):
+            counts[k] += c["summary"]["counts"][k]
+    judges = sorted({c["summary"]["judge"] for c in cells})
+    with atomic_file(out_md) as fh:
+        fh.write(f"# RAG study `{params['study']}`: judge and reference scores\n\n"
+                 f"Judge: {', '.join(judges)}; table score = `{params['score']}`"
+                 f"{' (logprob-weighted, G-Eval)' if params['score'] == 'logprobs' else ' (mean of sampled judgements)'}. "
+                 "Judge metrics on 1-5, EM / token F1 on 0-100; mean [95 % bootstrap CI] over judged items; delta "
+                 "vs the base model in the same RAG pipeline (paired bootstrap over items both have). "
+                 "`missing` = items without a score (never imputed); `sample_sd_mean` / `krippendorff_alpha`: "
+                 "agreement between the judge's repeated samples.\n\n")
+        fh.write(to_markdown(markdown_view(table)))
+        fh.write("\n## Judge robustness\n\n" + to_markdown(pl.DataFrame([dict(counts)])))
+        fh.write("\n## Retrieval (recall@k against gold passages, all questions of the corpus)\n\n")
+        fh.write(to_markdown(retrieval, floats=1))
+        fh.write("\n## Judge vs reference metrics (Spearman's rho over items)\n\n")
+        fh.write(to_markdown(corr.filter(pl.col("dataset") == "all").vstack(corr.filter(pl.col("dataset") != "all"))))
+    inputs = {Path(p).parent.as_posix(): p for p in judge_files + recall_files}
+    write_json(out_manifest, manifest("rag-table", params, inputs=inputs, seed=params.get("bootstrap_seed", 0)))
+    return table
+
+
+def plot_vs_size(table_path: str, png: str, pdf: str, criteria: list[str]) -> None:
+    """Score vs training-set size per domain, one row per metric, base as a horizontal line."""
+    from .plots import _save, plt  # matplotlib: only the plot rule's environment has it
+
+    table = pl.read_parquet(table_path)
+    metrics = [*criteria, "token_f1"]
+    datasets = sorted(table["dataset"].unique().to_list())
+    models = sorted(table["model"].unique().to_list())
+    fig, axes = plt.subplots(len(metrics), len(datasets), figsize=(3.6 * len(datasets), 2.8 * len(metrics)),
+                             squeeze=False, sharex=True)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for r, metric in enumerate(metrics):
+        for col, dataset in enumerate(datasets):
+            ax = axes[r][col]
+            for m, model in enumerate(models):
+                sub = table.filter((pl.col("metric") == metric) & (pl.col("dataset") == dataset) &
+                                   (pl.col("model") == model)).sort("train_size")
+                base = sub.filter(pl.col("model_tag") == "base")
+                ft = sub.filter((pl.col("model_tag") != "base") & pl.col("score").is_not_null())
+                color = colors[m % len(colors)]
+                if base.height and base["score"][0] is not None:
+                    ax.axhline(base["score"][0], color=color, ls="--", lw=1, label=f"{model} base")
+                    ax.axhspan(base["score_lo"][0], base["score_hi"][0], color=color, alpha=0.1)
+                if ft.height:
+                    x = ft["train_size"].to_numpy()
+                    y = ft["score"].to_numpy()
+                    err = np.vstack([y - ft["score_lo"].to_numpy(), ft["score_hi"].to_numpy() - y])
+                    ax.errorbar(x, y, yerr=err, marker="o", capsize=3, color=color, label=f"{model} fine-tuned")
+                    ax.set_xticks(sorted(set(x)))
+            if metric in criteria:
+                ax.set_ylim(0.8, 5.2)
+            ax.set_title(f"{dataset}: {metric}", fontsize=9)
+            if r == len(metrics) - 1:
+                ax.set_xlabel("fine-tuning QA pairs")
+            if col == 0:
+                ax.set_ylabel("score (1-5)" if metric in criteria else "token F1 (0-100)")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle("RAG: judged accuracy / completeness and token F1 vs fine-tuning set size", fontsize=10)
+    fig.tight_layout()
+    _save(fig, png, pdf)
