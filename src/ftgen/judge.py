@@ -393,7 +393,8 @@ def load_items(predictions: str, examples: str) -> list[dict]:
 
 
 def judge_cell(params: dict, items: list[dict], steps_file: str, backend, cache: JudgeCache, counters: Counters,
-               out_jsonl: str, out_json: str, cell: dict | None = None, log=print) -> dict:
+               out_jsonl: str, out_json: str, cell: dict | None = None, inputs: dict | None = None,
+               log=print) -> dict:
     """Judge every item on every criterion; write per-item judgements and a summary with counts."""
     steps = read_json(steps_file)["criteria"]
     n_samples = int(params["samples"])
@@ -441,7 +442,7 @@ def judge_cell(params: dict, items: list[dict], steps_file: str, backend, cache:
                          + sum(s == "unavailable" for r in rows.values() for s in r.get("sample_status", [])),
                          "errors": sorted(set(counters.errors))}
     summary["wall_time_s"] = round(time.time() - start, 2)
-    summary["manifest"] = manifest("judge", params, input_sha256={}, steps=steps_file)
+    summary["manifest"] = manifest("judge", params, inputs={"steps": steps_file, **(inputs or {})})
     with atomic_file(out_jsonl) as fh:
         for r in rows.values():
             fh.write(json.dumps(r) + "\n")
@@ -470,4 +471,5 @@ def run_judge(params: dict, predictions: str, examples: str, steps_file: str, ou
     if steps_judge != backend.id:
         raise ValueError(f"{steps_file} was written for judge {steps_judge!r}, this judge is {backend.id!r}")
     return judge_cell(params, load_items(predictions, examples), steps_file, backend, JudgeCache(cache_dir),
-                      counters, out_jsonl, out_json, cell=cell, log=log)
+                      counters, out_jsonl, out_json, cell=cell, log=log,
+                      inputs={"predictions": predictions, "examples": examples})
