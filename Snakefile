@@ -22,6 +22,7 @@ include: "workflow/rules/model.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/rag.smk"
+include: "workflow/rules/s3ft.smk"
 include: "workflow/rules/report.smk"
 
 

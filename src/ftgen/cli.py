@@ -132,6 +132,23 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument(f"--{name}", required=True)
     s.add_argument("judged", nargs="+")
 
+    s = sub.add_parser("s3ft-dataset", help="S3FT training targets: own answer / paraphrase / gold")
+    s.add_argument("--model", required=True)
+    s.add_argument("--examples", required=True)
+    s.add_argument("--self", dest="self_answers", required=True)
+    s.add_argument("--params", type=_params, required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--card", required=True)
+    s.add_argument("--paraphrases", required=True)
+    s.add_argument("--threads", type=int)
+
+    s = sub.add_parser("s3ft-report", help="transfer table + S3FT cards -> S3FT table and plot")
+    s.add_argument("--params", type=_params, required=True)
+    s.add_argument("--table", required=True)
+    for name in ("csv", "md", "png", "pdf"):
+        s.add_argument(f"--{name}", required=True)
+    s.add_argument("cards", nargs="+")
+
     s = sub.add_parser("rag-plot", help="RAG table -> score vs training size")
     s.add_argument("--table", required=True)
     s.add_argument("--criteria", nargs="+", required=True)
@@ -214,6 +231,15 @@ def main(argv: list[str] | None = None) -> int:
         from .ragreport import rag_report
 
         rag_report(args.judged, args.recall, args.params, args.parquet, args.csv, args.md, args.manifest)
+    elif args.step == "s3ft-dataset":
+        from .s3ft import build_s3ft_dataset
+
+        build_s3ft_dataset(args.model, args.examples, args.self_answers, args.params, args.out, args.card,
+                           args.paraphrases, args.threads, log=log)
+    elif args.step == "s3ft-report":
+        from .s3ftreport import s3ft_report
+
+        s3ft_report(args.table, args.cards, args.params, args.csv, args.md, args.png, args.pdf)
     elif args.step == "rag-plot":
         from .ragreport import plot_vs_size
 

@@ -137,6 +137,7 @@ class Study:
         self.resources: dict = config.get("resources", {})
         self.slurm: dict = config.get("slurm", {})
         self.rag: dict = config.get("rag") or {}
+        self.s3ft: dict = config.get("s3ft") or {}
         judge_defaults = load_yaml(registry_dir / "judge.yaml")
         self.judge: dict = deep_merge(judge_defaults, config["judge"]) if config.get("judge") else {}
 
@@ -195,6 +196,7 @@ class Study:
             if name not in self.models:
                 raise ConfigError(f"{src}: model: {name!r} is not defined under models")
         self._check_rag()
+        self._check_s3ft()
         from .demos import VariantError, parse_variant
 
         by_task = self.finetune_cfg.get("variants_by_task", {})
@@ -233,6 +235,18 @@ class Study:
                     f"{src}: evaluate.shots: {max(self.shots_for(dname))} shots need a few-shot pool of "
                     f"that size; datasets.{dname}.split.fewshot = {sizes.get('fewshot')}"
                 )
+
+    def _check_s3ft(self) -> None:
+        src = self.source
+        for dname in self.finetune_cfg["train_on"]:
+            if "s3ft" in self.variants_for(dname):
+                task = self.datasets[dname]["task"]
+                if task not in self.s3ft.get("judges", {}):
+                    raise ConfigError(f"{src}: s3ft.judges: no judge for task {task!r} (training set {dname!r} "
+                                      f"has the s3ft variant)")
+        for dname in self.eval_cfg.get("general", []):
+            if dname not in self.datasets:
+                raise ConfigError(f"{src}: evaluate.general: unknown dataset {dname!r}")
 
     def _check_rag(self) -> None:
         src = self.source
@@ -302,11 +316,12 @@ class Study:
         """Every (model tag, dataset, format, shots) to score; with `evaluate.scope: in_domain` a
         fine-tuned model is scored only on the dataset it was trained on (the base on all)."""
         in_domain = self.eval_cfg.get("scope", "all") == "in_domain"
+        general = set(self.eval_cfg.get("general", []))  # benchmarks every model is scored on
         return [
             EvalCell(tag, d, fmt, k)
             for tag in self.model_tags
             for d in self.eval_datasets
-            if not (in_domain and tag != "base" and FineTune.parse(tag).dataset != d)
+            if not (in_domain and tag != "base" and FineTune.parse(tag).dataset != d and d not in general)
             for fmt in self.eval_cfg["formats"]
             for k in self.shots_for(d)
         ]
@@ -440,6 +455,26 @@ class Study:
                 "bootstrap": int(self.eval_cfg.get("bootstrap", 1000)),
                 "bootstrap_seed": int(self.eval_cfg.get("seed", 0)),
                 "datasets": {d: self.datasets[d]["source"]["corpus"] for d in self.rag_datasets}}
+
+    # ------------------------------------------------------------------ S3FT slices
+    def self_answer_params(self, dataset: str, model: str | None = None) -> dict:
+        """The base model answering its own training prompts (greedy), judged by the task's judge."""
+        judge = self.s3ft["judges"][self.datasets[dataset]["task"]]
+        params = self.eval_params(dataset, int(self.finetune_cfg.get("format", 0)), 0, model)
+        return {**params, "split": "train", "metrics": [judge["metric"]]}
+
+    def s3ft_params(self, dataset: str, model: str | None = None) -> dict:
+        return {"dataset": dataset, "prompt": self.prompt_params(dataset, model),
+                "format": int(self.finetune_cfg.get("format", 0)),
+                "judge": self.s3ft["judges"][self.datasets[dataset]["task"]],
+                "paraphrase_prompt": self.s3ft["paraphrase_prompt"],
+                "batch_size": int(self.eval_cfg.get("batch_size", 8)), "bf16": self.eval_cfg.get("bf16", "auto")}
+
+    def s3ft_report_params(self) -> dict:
+        return {"study": self.name, "general": list(self.eval_cfg.get("general", [])),
+                "train_on": [d for d in self.finetune_cfg["train_on"] if "s3ft" in self.variants_for(d)],
+                "primary_metric": {t: v["primary_metric"] for t, v in self.tasks.items()},
+                "tasks": {d: self.datasets[d]["task"] for d in self.datasets}}
 
     def rule_resources(self, rule: str) -> dict:
         defaults = {"mem_mb": 4000, "runtime": 30, "gpu": 0, "threads": 1, "nodes": 1, "procs": 0}

@@ -171,7 +171,8 @@ def _sentence_around(text: str, start: int) -> str:
 
 
 def read_squad(src: dict, asset: Path, inputs: list[str]) -> Iterator[tuple[str, Row]]:
-    """SQuAD-format JSON -> question generation rows (context + answer -> question)."""
+    """SQuAD-format JSON -> question generation rows (context + answer -> question), or with
+    `mode: qa` reading-comprehension rows (context + question -> the answers)."""
     member = f"{BIGBENCH_ROOT}/{src['file']}"
     data = json.loads(member_path(asset, member).read_text(encoding="utf-8"))["data"]
     for a, article in enumerate(data):
@@ -184,6 +185,12 @@ def read_squad(src: dict, asset: Path, inputs: list[str]) -> Iterator[tuple[str,
                 context = para["context"]
                 if src.get("context", "paragraph") == "sentence":
                     context = _sentence_around(context, int(ans.get("answer_start", 0)))
+                if src.get("mode", "qg") == "qa":
+                    answers = list(dict.fromkeys(x["text"] for x in qa["answers"]))
+                    yield loc, {"id": qa.get("id", f"{a}.{p}.{q}"), "group": f"{a}.{p}",
+                                "inputs": {"context": context, "question": qa.get("question")},
+                                "references": answers, "label": None}
+                    continue
                 yield loc, {"id": qa.get("id", f"{a}.{p}.{q}"), "group": f"{a}.{p}",
                             "inputs": {"context": context, "answer": ans["text"]},
                             "references": [qa.get("question")], "label": None}

@@ -1,6 +1,7 @@
 """Demonstration selection for FTICL training prompts and few-shot evaluation.
 
-Training variants: `sft` (none) or `fticl-<selection>-k<k>`:
+Training variants: `sft` and `s3ft` (no demonstrations; S3FT differs in its targets only) or
+`fticl-<selection>-k<k>`:
 - `fixed`: the first k of the dataset's few-shot pool, the same for every example (Yang et al.);
 - `random`: k drawn per example (seeded by the example id) from the pool and the other training
   examples, never the example itself;
@@ -15,7 +16,7 @@ import hashlib
 import random
 import re
 
-VARIANT_RE = re.compile(r"^(?:sft|fticl-(?P<selection>fixed|random|retrieved)-k(?P<k>\d+))$")
+VARIANT_RE = re.compile(r"^(?:sft|s3ft|fticl-(?P<selection>fixed|random|retrieved)-k(?P<k>\d+))$")
 
 
 class VariantError(ValueError):
@@ -26,7 +27,7 @@ def parse_variant(variant: str) -> tuple[str | None, int]:
     m = VARIANT_RE.match(variant)
     if not m:
         raise VariantError(
-            f"unknown training variant {variant!r} (known: sft, fticl-fixed-k<k>, fticl-random-k<k>, "
+            f"unknown training variant {variant!r} (known: sft, s3ft, fticl-fixed-k<k>, fticl-random-k<k>, "
             f"fticl-retrieved-k<k>)"
         )
     return m["selection"], int(m["k"] or 0)

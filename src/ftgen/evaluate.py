@@ -27,7 +27,7 @@ def evaluate_cell(model_dir: str, base_dir: str, examples: str, params: dict, ou
     pp, fmt, shots = params["prompt"], params["format"], params["shots"]
     tok = load_tokenizer(model_dir)  # fine-tuned folders carry the tokenizer they were trained with
     model = load_model(model_dir, device=device, base_dir=base_dir)
-    test = load_examples(examples, "test")
+    test = load_examples(examples, params.get("split", "test"))  # "train": S3FT's base answers
     if params.get("limit"):
         test = test[: params["limit"]]
     demos = load_examples(examples, "fewshot")[:shots]

@@ -48,3 +48,83 @@ def select_targets(examples: list[dict], own_answers: dict[str, str], judge: Jud
     card = {"examples": len(ordered), **{p: counts.get(p, 0) for p in PROVENANCE},
             "fractions": {p: counts.get(p, 0) / max(1, len(ordered)) for p in PROVENANCE}}
     return ordered, card
+
+
+def accepts(metric: str, threshold: float):
+    """A judge from a per-example metric (0-100): math_match, pass_at_1 (sandboxed unit tests),
+    token_f1 / exact_match for reading comprehension."""
+    from .metrics import PER_EXAMPLE, pass_at_1
+
+    def judge(candidate: str, example: dict) -> bool:
+        if metric == "pass_at_1":
+            return 100 * pass_at_1(candidate, example["inputs"]) >= threshold
+        return 100 * PER_EXAMPLE[metric](candidate, example["references"]) >= threshold
+
+    return judge
+
+
+def build_s3ft_dataset(model_dir: str, examples: str, self_predictions: str, params: dict, out_examples: str,
+                       out_card: str, out_paraphrases: str, threads: int | None = None, log=print) -> dict:
+    """The S3FT training set: the dataset with each training example's target replaced by the base
+    model's own answer, or its accepted paraphrase of the gold answer, or the gold answer.
+
+    `self_predictions` is the base model's answers on the training split (an evaluate job with
+    split=train). Paraphrases are generated greedily, in batches, for rejected examples only.
+    """
+    import json
+
+    import polars as pl
+
+    from .artifacts import atomic_file, manifest, write_json
+    from .generation import greedy_generate
+    from .modeling import default_device, load_model, load_tokenizer, resolve_bf16, set_threads
+    from .prompts import encode_example, render_body
+
+    set_threads(threads)
+    df = pl.read_parquet(examples)
+    train = df.filter(pl.col("split") == "train").to_dicts()
+    with open(self_predictions, encoding="utf-8") as fh:
+        own = {r["id"]: r["prediction"] for r in map(json.loads, fh)}
+    judge = accepts(params["judge"]["metric"], float(params["judge"]["threshold"]))
+    pp = params["prompt"]
+    tok = model = None
+    paraphrase_rows = []
+
+    def paraphrase(batch: list[dict]) -> list[str]:
+        nonlocal tok, model
+        tok, model = load_tokenizer(model_dir), load_model(model_dir, device=default_device())
+        bf16 = resolve_bf16(params.get("bf16", "auto"), default_device())
+        prompts = []
+        for ex in batch:
+            request = params["paraphrase_prompt"].format(task=render_body(pp, params["format"], ex["inputs"]),
+                                                         gold=ex["references"][0])
+            fake = {**ex, "inputs": {"request": request}}
+            pp_request = {**pp, "prompts": {"0": "{request}"}, "inputs": ["request"]}
+            prompts.append(encode_example(tok, pp_request, 0, fake, [], None,
+                                          budget=pp["max_length"] - pp["max_new_tokens"]).prompt_ids)
+        texts = greedy_generate(model, tok, prompts, pp["max_new_tokens"], params.get("batch_size", 8), bf16,
+                                stop=pp.get("stop", "\n\n"), desc="paraphrasing")
+        paraphrase_rows.extend({"id": ex["id"], "paraphrase": t} for ex, t in zip(batch, texts))
+        return texts
+
+    rows, card = select_targets(train, own, judge, paraphrase)
+    by_id = {r["id"]: r for r in rows}
+    for row in paraphrase_rows:
+        row["accepted"] = by_id[row["id"]]["provenance"] == "paraphrase"
+    out = df.with_columns(
+        pl.col("references").alias("gold_references"),
+        pl.Series("provenance", [by_id[i]["provenance"] if i in by_id else None for i in df["id"]], dtype=pl.String),
+        pl.Series("references", [[by_id[i]["target"]] if i in by_id else refs
+                                 for i, refs in zip(df["id"], df["references"])], dtype=pl.List(pl.String)),
+    )
+    with atomic_file(out_examples, "wb") as fh:
+        out.write_parquet(fh)
+    with atomic_file(out_paraphrases) as fh:
+        for row in paraphrase_rows:
+            fh.write(json.dumps(row) + "\n")
+    card = {"dataset": params["dataset"], **card, "judge": params["judge"],
+            "manifest": manifest("s3ft-dataset", params, inputs={"examples": examples, "self": self_predictions,
+                                                                  "model_manifest": f"{model_dir}/manifest.json"})}
+    write_json(out_card, card)
+    log(json.dumps({k: v for k, v in card.items() if k != "manifest"}))
+    return card

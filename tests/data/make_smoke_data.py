@@ -54,6 +54,20 @@ def rag(domain: str, subjects: list[str], facts: list[tuple[str, str, str]]) -> 
     return passages, questions
 
 
+def s3ft_sets() -> dict[str, list[dict]]:
+    """Tiny S3FT sets: arithmetic word problems, code with unit tests, a multiple-choice benchmark."""
+    math = [{"id": f"m{a}.{b}", "question": f"Tom has {a} apples and gets {b} more. How many apples does he have?",
+             "answer": str(a + b)} for a in range(2, 8) for b in range(1, 5)]
+    code = [{"task_id": f"c{k}", "prompt": f"def add_{k}(x):\n    \"\"\"Return x plus {k}.\"\"\"\n",
+             "canonical_solution": f"    return x + {k}\n", "entry_point": f"add_{k}",
+             "test": f"def check(f):\n    assert f(1) == {1 + k}\n    assert f(-{k}) == 0\n"} for k in range(1, 25)]
+    mc = [{"id": f"g{i}", "question": f"Which number is larger than {i}?",
+           "options": [str(i + 1 + j) if j == 0 else str(i - j) for j in range(3)]} for i in range(12)]
+    for row in mc:
+        row["gold"] = row["options"][0]
+    return {"s3ft_math.jsonl": math, "s3ft_code.jsonl": code, "s3ft_mc.jsonl": mc}
+
+
 def main() -> None:
     random.seed(0)
     sets = {
@@ -76,6 +90,7 @@ def main() -> None:
                 ("is painted", "What colour is the {subject}?", "red|blue|green|white|yellow|black")])
     sets.update({"rag_zoo_passages.jsonl": zoo[0], "rag_zoo_questions.jsonl": zoo[1],
                  "rag_city_passages.jsonl": city[0], "rag_city_questions.jsonl": city[1]})
+    sets.update(s3ft_sets())
     for name, rows in sets.items():
         random.shuffle(rows)
         with open(HERE / name, "w") as fh:

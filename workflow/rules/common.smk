@@ -123,6 +123,21 @@ def all_predictions():
     ]
 
 
+def training_examples(wildcards):
+    """The examples a training variant reads: S3FT's own-answer targets, or the dataset."""
+    if wildcards.variant == "s3ft":
+        return f"{R}/s3ft/{wildcards.model}/{wildcards.dataset}/examples.parquet"
+    return f"{R}/data/{wildcards.dataset}/examples.parquet"
+
+
+def s3ft_cards():
+    return [
+        f"{R}/s3ft/{m}/{d}/card.json"
+        for m in STUDY.model_names
+        for d in STUDY.s3ft_report_params()["train_on"]
+    ]
+
+
 def all_judged():
     """Judge summaries of every RAG eval cell (their folders hold predictions + judgements)."""
     return [
@@ -168,9 +183,14 @@ def plot_args(wildcards, output):
 
 def all_targets():
     tables = [f"{R}/tables/transfer.csv", f"{R}/tables/transfer.md"]
-    if (
-        STUDY.judge
-    ):  # a RAG study: judged answers, retrieval recall, score vs training size
+    if STUDY.s3ft:  # an S3FT study: base / SFT / S3FT in-domain and on general benchmarks
+        return tables + [
+            f"{R}/tables/s3ft.csv",
+            f"{R}/tables/s3ft.md",
+            f"{R}/plots/s3ft.png",
+            f"{R}/plots/s3ft.pdf",
+        ]
+    if STUDY.judge:  # a RAG study: judged answers, retrieval recall, score vs training size
         return tables + [
             f"{R}/tables/rag.csv",
             f"{R}/tables/rag.md",

@@ -28,7 +28,7 @@ rule prepare_dataset:
 rule tokenize:
     input:
         model=f"{R}/models/{{model}}",
-        examples=f"{R}/data/{{dataset}}/examples.parquet",
+        examples=training_examples,
     output:
         directory(f"{R}/tokenized/{{model}}/{{dataset}}/{{variant}}.f{{format}}"),
     log:

@@ -1,0 +1,111 @@
+"""S3FT study table and plot: base vs SFT vs S3FT in-domain, the change on every generalization
+benchmark (the paper's headline: the average drop vs base), and where S3FT's targets came from.
+
+Built from the transfer table (scores, deltas and 95 % paired-bootstrap CIs per eval cell) and
+the S3FT dataset cards (self / paraphrase / gold counts).
+"""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+
+from .aggregate import to_markdown
+from .artifacts import atomic_file
+
+
+def s3ft_table(transfer: pl.DataFrame, cards: list[dict], params: dict) -> pl.DataFrame:
+    general = params["general"]
+    rows = []
+    view = transfer.filter(pl.col("primary") & pl.col("train_dataset").is_in(params["train_on"]))
+    for key, group in view.group_by("train_dataset", "variant", "train_size", "format", "shots",
+                                    maintain_order=True):
+        train, variant, size, fmt, shots = key
+        for row in group.iter_rows(named=True):
+            kind = "in-domain" if row["eval_dataset"] == train else "general" if row["eval_dataset"] in general else None
+            if kind is None:
+                continue
+            rows.append({"train_dataset": train, "variant": variant, "train_size": size, "format": fmt,
+                         "shots": shots, "eval_dataset": row["eval_dataset"], "kind": kind,
+                         "metric": row["metric"], "n": row["n"], "base": row["base"],
+                         "finetuned": row["finetuned"], "finetuned_lo": row["finetuned_lo"],
+                         "finetuned_hi": row["finetuned_hi"], "delta": row["delta"], "delta_lo": row["delta_lo"],
+                         "delta_hi": row["delta_hi"], "p_value": row["p_value"]})
+    table = pl.DataFrame(rows)
+    by_dataset = {c["dataset"]: c for c in cards}
+    prov = pl.DataFrame([{"train_dataset": d, "self": c["self"], "paraphrase": c["paraphrase"], "gold": c["gold"],
+                          "targets": c["examples"]} for d, c in by_dataset.items()])
+    return table.join(prov, on="train_dataset", how="left").sort("train_dataset", "variant", "train_size", "kind",
+                                                                  "eval_dataset")
+
+
+def summary(table: pl.DataFrame) -> pl.DataFrame:
+    """One line per fine-tune: in-domain score and delta, the mean delta over the general
+    benchmarks, and (S3FT) the provenance of its targets."""
+    def ci(col: str) -> pl.Expr:
+        return pl.format("{} [{}, {}]", *(pl.col(c).round(1) for c in (col, f"{col}_lo", f"{col}_hi")))
+
+    indomain = table.filter(pl.col("kind") == "in-domain").select(
+        "train_dataset", "variant", "train_size", pl.col("metric").alias("in_domain_metric"),
+        pl.col("base").round(1).alias("base"), ci("finetuned").alias("fine-tuned"), ci("delta").alias("in-domain Δ"))
+    general = table.filter(pl.col("kind") == "general").group_by("train_dataset", "variant", "train_size").agg(
+        pl.col("delta").mean().round(2).alias("mean general Δ"),
+        pl.format("{}: {} [{}, {}]", "eval_dataset", pl.col("delta").round(1), pl.col("delta_lo").round(1),
+                  pl.col("delta_hi").round(1)).str.join("; ").alias("general Δ [CI]"))
+    prov = table.select("train_dataset", "variant", "self", "paraphrase", "gold", "targets").unique(
+        ["train_dataset", "variant"]).with_columns(
+        pl.when(pl.col("variant") == "s3ft").then(
+            pl.format("{} / {} / {}", "self", "paraphrase", "gold")).otherwise(pl.lit("")).alias("self / para / gold"))
+    return indomain.join(general, on=["train_dataset", "variant", "train_size"], how="left").join(
+        prov.select("train_dataset", "variant", "self / para / gold"), on=["train_dataset", "variant"], how="left"
+    ).sort("train_dataset", "train_size", "variant")
+
+
+def s3ft_report(transfer_path: str, card_paths: list[str], params: dict, out_csv: str, out_md: str, out_png: str,
+                out_pdf: str) -> pl.DataFrame:
+    cards = [json.loads(open(p, encoding="utf-8").read()) for p in card_paths]
+    table = s3ft_table(pl.read_parquet(transfer_path), cards, params)
+    with atomic_file(out_csv) as fh:
+        table.write_csv(fh)
+    with atomic_file(out_md) as fh:
+        fh.write(f"# S3FT vs SFT — study `{params['study']}`\n\n"
+                 "Primary metric per task; mean [95 % bootstrap CI]; Δ = fine-tuned − base on the same examples "
+                 "(paired bootstrap). `mean general Δ`: unweighted mean of the deltas on the general benchmarks "
+                 f"({', '.join(params['general'])}). S3FT targets: the base model's own accepted answers / its "
+                 "accepted paraphrases of the gold answer / the gold answer.\n\n")
+        fh.write(to_markdown(summary(table)))
+    plot(table, out_png, out_pdf)
+    return table
+
+
+def plot(table: pl.DataFrame, png: str, pdf: str) -> None:
+    from .plots import _save, plt
+
+    datasets = sorted(table["train_dataset"].unique().to_list())
+    fig, axes = plt.subplots(1, len(datasets), figsize=(4 * len(datasets), 3.4), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets):
+        sub = table.filter(pl.col("train_dataset") == dataset)
+        variants = [v for v in ("sft", "s3ft") if v in set(sub["variant"])]
+        for i, variant in enumerate(variants):
+            v = sub.filter(pl.col("variant") == variant)
+            ind = v.filter(pl.col("kind") == "in-domain")
+            gen = v.filter(pl.col("kind") == "general")
+            xs = [0 + i * 0.35, 1 + i * 0.35]
+            ys = [ind["delta"].mean() if ind.height else 0.0, gen["delta"].mean() if gen.height else 0.0]
+            lo = [ys[0] - (ind["delta_lo"].mean() if ind.height else 0.0), 0.0]
+            hi = [(ind["delta_hi"].mean() if ind.height else 0.0) - ys[0], 0.0]
+            ax.bar(xs, ys, width=0.35, yerr=[lo, hi], capsize=3, label=variant.upper())
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set_xticks([0.175, 1.175], ["in-domain Δ", "mean general Δ"])
+        s3 = sub.filter(pl.col("variant") == "s3ft")
+        if s3.height and s3["targets"][0]:
+            n = s3["targets"][0]
+            ax.set_title(f"{dataset}\nS3FT targets: self {s3['self'][0] / n:.0%}, para {s3['paraphrase'][0] / n:.0%}, "
+                         f"gold {s3['gold'][0] / n:.0%}", fontsize=8)
+        else:
+            ax.set_title(dataset, fontsize=9)
+        ax.set_ylabel("Δ vs base (points)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, png, pdf)
