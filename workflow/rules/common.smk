@@ -183,14 +183,18 @@ def plot_args(wildcards, output):
 
 def all_targets():
     tables = [f"{R}/tables/transfer.csv", f"{R}/tables/transfer.md"]
-    if STUDY.s3ft:  # an S3FT study: base / SFT / S3FT in-domain and on general benchmarks
+    if (
+        STUDY.s3ft
+    ):  # an S3FT study: base / SFT / S3FT in-domain and on general benchmarks
         return tables + [
             f"{R}/tables/s3ft.csv",
             f"{R}/tables/s3ft.md",
             f"{R}/plots/s3ft.png",
             f"{R}/plots/s3ft.pdf",
         ]
-    if STUDY.judge:  # a RAG study: judged answers, retrieval recall, score vs training size
+    if (
+        STUDY.judge
+    ):  # a RAG study: judged answers, retrieval recall, score vs training size
         return tables + [
             f"{R}/tables/rag.csv",
             f"{R}/tables/rag.md",

@@ -67,7 +67,9 @@ rule s3ft_report:
         table=f"{R}/tables/transfer.parquet",
         cards=s3ft_cards(),
     output:
-        csv=report(f"{R}/tables/s3ft.csv", caption="../report/s3ft.rst", category="Tables"),
+        csv=report(
+            f"{R}/tables/s3ft.csv", caption="../report/s3ft.rst", category="Tables"
+        ),
         md=f"{R}/tables/s3ft.md",
         png=report(
             f"{R}/plots/s3ft.png", caption="../report/s3ft_plot.rst", category="Plots"
