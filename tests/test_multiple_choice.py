@@ -91,3 +91,25 @@ def test_multiple_choice_scoring_picks_the_most_likely_option(tiny_model, mc_exa
         assert p["prediction"] == max(p["loglik"], key=p["loglik"].get)
     accuracy = 100 * sum(p["prediction"] == test[p["id"]]["label"] for p in preds) / len(preds)
     assert res["scores"]["accuracy"] == pytest.approx(accuracy) and res["n"] == 30
+
+
+@pytest.mark.parametrize("row,source,correct", [
+    # ARC: options in a nested struct, the answer key names one of the options' own keys
+    ({"id": "a1", "question": "q?", "choices": {"text": ["x", "y", "z"], "label": ["A", "B", "C"]}, "answerKey": "C"},
+     {"options": "choices.text", "label": "answerKey", "label_index": 0, "label_keys": "choices.label"}, "z"),
+    # HellaSwag: a 0-based index (as a string) into a list of endings
+    ({"id": "h1", "question": "q?", "endings": ["e0", "e1", "e2", "e3"], "label": "2"},
+     {"options": "endings", "label": "label", "label_index": 0}, "e2"),
+    # Winogrande: one column per option, a 1-based answer
+    ({"id": "w1", "question": "The _ fell.", "option1": "cup", "option2": "plate", "answer": "2"},
+     {"options": ["option1", "option2"], "label": "answer", "label_index": 1}, "plate"),
+])
+def test_hub_multiple_choice_layouts(tmp_path, row, source, correct):
+    path = write_jsonl(tmp_path / "hub.jsonl", [row])
+    params = mc_params(path, split={"seed": 0, "test": 1, "dev": 0, "fewshot": 0, "train": 0})
+    params["source"] = {"adapter": "jsonl", "path": str(path), "columns": {"question": "question"}, "id": "id",
+                        "shuffle_options": False, **source}
+    out = tmp_path / "hub.parquet"
+    prepare_dataset(params, None, str(out), str(tmp_path / "c.json"), str(tmp_path / "m.json"))
+    got = pl.read_parquet(out).row(0, named=True)
+    assert got["label"] == correct and correct in got["references"]

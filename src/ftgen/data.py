@@ -208,9 +208,9 @@ def _column(loc: str, raw: dict, spec: str | dict, where: str) -> Any:
             raise DataError(f"{loc}: {where}: index {choice!r} does not select one of {spec['pick']}") from None
         return _column(loc, raw, name, where)
     name = spec["column"] if isinstance(spec, dict) else spec
-    if name not in raw:
+    value = raw[name] if name in raw else _get_path(raw, name) if "." in name else None  # "choices.text"
+    if name not in raw and value is None:
         raise DataError(f"{loc}: field {name!r} missing (declared as {where})")
-    value = raw[name]
     if isinstance(spec, dict) and "item" in spec:
         if not isinstance(value, (list, tuple)) or len(value) <= spec["item"]:
             raise DataError(f"{loc}: field {name!r} has no item {spec['item']} (declared as {where})")
@@ -239,6 +239,15 @@ def _map_columns(loc: str, raw: dict, src: dict, inputs: list[str], index: int) 
         spec = src["options"]
         options = _column(loc, raw, spec, "source.options") if isinstance(spec, str) else \
             [_column(loc, raw, c, "source.options") for c in spec]
+        options = [str(o) for o in options]
+        if src.get("label_index") is not None and label is not None:  # the label is a position
+            try:  # `label_keys`: the options' own keys (ARC's choices.label), else 0/1-based integers
+                keys = [str(k) for k in _column(loc, raw, src["label_keys"], "source.label_keys")] \
+                    if src.get("label_keys") else None
+                pos = keys.index(str(label)) if keys else int(label) - int(src["label_index"])
+                label = options[pos]
+            except (ValueError, IndexError):
+                raise DataError(f"{loc}: label {label!r} does not point at one of the {len(options)} options") from None
     return {"id": str(rid), "group": None if group is None else str(group), "inputs": fields,
             "references": refs, "label": None if label is None else str(label), "options": options}
 
