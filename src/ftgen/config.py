@@ -26,7 +26,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 REGISTRY_DIR = REPO_ROOT / "config" / "registry"
 SCHEMA_DIR = REPO_ROOT / "config" / "schema"
 
-ADAPTERS = ("bigbench", "vader", "squad", "paraphrase_pairs", "jsonl", "csv", "parquet", "hf", "rag")
+ADAPTERS = ("bigbench", "vader", "squad", "paraphrase_pairs", "jsonl", "csv", "parquet", "hf", "rag", "nq_restored")
 TASK_TYPES = ("classification", "generation", "multiple_choice")
 MODEL_SOURCES = ("hub", "local", "pypi_gguf", "tiny_random")
 NAME_RE = r"[A-Za-z0-9_]+"
@@ -225,9 +225,9 @@ class Study:
                     raise ConfigError(f"{src}: prompt format {fmt} not defined for task {self.datasets[dname]['task']!r}")
         for dname, ds in self.datasets.items():
             sizes = ds["split"]
-            if max(self.finetune_cfg["sizes"]) > sizes.get("train", 0) and dname in self.finetune_cfg["train_on"]:
+            if dname in self.finetune_cfg["train_on"] and max(self.sizes_for(dname)) > sizes.get("train", 0):
                 raise ConfigError(
-                    f"{src}: finetune.sizes: {max(self.finetune_cfg['sizes'])} exceeds "
+                    f"{src}: finetune.sizes: {max(self.sizes_for(dname))} exceeds "
                     f"datasets.{dname}.split.train = {sizes.get('train')}"
                 )
             if max(self.shots_for(dname)) > sizes.get("fewshot", 0):
@@ -296,6 +296,10 @@ class Study:
         ft = self.finetune_cfg
         return ft.get("variants_by_task", {}).get(self.datasets[dataset]["task"], ft.get("variants", ["sft"]))
 
+    def sizes_for(self, dataset: str) -> list[int]:
+        """Training-set sizes: per training dataset (`finetune.sizes_by_dataset`) or the study's."""
+        return self.finetune_cfg.get("sizes_by_dataset", {}).get(dataset, self.finetune_cfg["sizes"])
+
     @cached_property
     def finetunes(self) -> list[FineTune]:
         ft = self.finetune_cfg
@@ -303,7 +307,7 @@ class Study:
             FineTune(d, v, ft.get("format", 0), n, s)
             for d in ft["train_on"]
             for v in self.variants_for(d)
-            for n in ft["sizes"]
+            for n in self.sizes_for(d)
             for s in ft["seeds"]
         ]
 

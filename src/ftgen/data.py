@@ -319,9 +319,22 @@ def read_rag(src: dict, asset: Path, inputs: list[str]) -> Iterator[tuple[str, R
                     "references": list(row["answers"]), "label": None}
 
 
+def read_nq_restored(src: dict, asset: Path, inputs: list[str]) -> Iterator[tuple[str, Row]]:
+    """Reading comprehension on real Natural Questions: the passage restored from BIG-bench's
+    knowledge-conflicts task (see `ftgen.corpus.read_knowledge_conflicts`) + question -> answer."""
+    from .corpus import read_knowledge_conflicts
+
+    for loc, passage, qa in read_knowledge_conflicts(src, asset):
+        if passage is None or qa is None:
+            continue  # not restorable (counted in the corpus card; 1 of 17,528)
+        yield loc, {"id": qa["id"], "group": passage["id"], "inputs": {inputs[0]: passage["text"], inputs[1]: qa["question"]},
+                    "references": qa["answers"], "label": None}
+
+
 ADAPTER_READERS = {
     "bigbench": read_bigbench, "vader": read_vader, "squad": read_squad, "paraphrase_pairs": read_paraphrase_pairs,
     "jsonl": read_jsonl, "csv": read_csv, "parquet": read_parquet, "hf": read_hf, "rag": read_rag,
+    "nq_restored": read_nq_restored,
 }
 
 
