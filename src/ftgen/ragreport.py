@@ -124,7 +124,9 @@ def correlations(cells: list[dict], criteria: list[str]) -> pl.DataFrame:
 
 def retrieval_table(recall_files: list[str]) -> pl.DataFrame:
     rows = [{k: v for k, v in read_json(p).items() if k != "manifest"} for p in recall_files]
-    return pl.DataFrame(rows).sort("corpus", "retriever")
+    table = pl.DataFrame(rows).sort("corpus", "retriever")
+    ks = sorted((c for c in table.columns if c.startswith("recall@")), key=lambda c: int(c.split("@")[1]))
+    return table.select("corpus", "retriever", "passages", "questions", *ks)
 
 
 def markdown_view(table: pl.DataFrame) -> pl.DataFrame:
