@@ -412,7 +412,9 @@ class Study:
         return {
             "study": self.name,
             "datasets": {d: {"task": self.datasets[d]["task"]} for d in self.datasets},
-            "primary_metric": {t: v["primary_metric"] for t, v in self.tasks.items()},
+            # only the study's tasks: adding a task to the registry must not rerun every study's tables
+            "primary_metric": {t: v["primary_metric"] for t, v in self.tasks.items()
+                               if t in {ds["task"] for ds in self.datasets.values()}},
             "labels": {d: self.labels_of(d) for d in self.datasets},
             "bootstrap": int(self.eval_cfg.get("bootstrap", 1000)),
             "bootstrap_seed": int(self.eval_cfg.get("seed", 0)),
@@ -477,7 +479,8 @@ class Study:
     def s3ft_report_params(self) -> dict:
         return {"study": self.name, "general": list(self.eval_cfg.get("general", [])),
                 "train_on": [d for d in self.finetune_cfg["train_on"] if "s3ft" in self.variants_for(d)],
-                "primary_metric": {t: v["primary_metric"] for t, v in self.tasks.items()},
+                "primary_metric": {t: v["primary_metric"] for t, v in self.tasks.items()
+                                   if t in {ds["task"] for ds in self.datasets.values()}},
                 "tasks": {d: self.datasets[d]["task"] for d in self.datasets}}
 
     def rule_resources(self, rule: str) -> dict:
