@@ -188,7 +188,7 @@ def test_openai_judge_retries_caches_and_counts_missing(tmp_path, endpoint):
     report = {"study": "t", "criteria": ["accuracy"], "score": "logprobs", "samples": 2, "bootstrap": 200,
               "datasets": {"qa": "qa"}}
     recall = tmp_path / "results" / "recall.json"
-    recall.write_text(json.dumps({"corpus": "qa", "retriever": "bm25", "questions": 6, "recall@1": 50.0}))
+    recall.write_text(json.dumps({"corpus": "qa", "retriever": "bm25", "passages": 12, "questions": 6, "recall@1": 50.0}))
     tables = tmp_path / "results" / "tables"
     table = rag_report([str(cell / "judge.json")], [str(recall)], report, str(tables / "rag.parquet"),
                        str(tables / "rag.csv"), str(tables / "rag.md"), str(tables / "rag.manifest.json"))

@@ -147,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--table", required=True)
     for name in ("csv", "md", "png", "pdf"):
         s.add_argument(f"--{name}", required=True)
+    s.add_argument("--eval-dir", help="results/<study>/eval/<model>: per-item scores for the mean-delta CI")
     s.add_argument("cards", nargs="+")
 
     s = sub.add_parser("rag-plot", help="RAG table -> score vs training size")
@@ -239,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.step == "s3ft-report":
         from .s3ftreport import s3ft_report
 
-        s3ft_report(args.table, args.cards, args.params, args.csv, args.md, args.png, args.pdf)
+        s3ft_report(args.table, args.cards, args.params, args.csv, args.md, args.png, args.pdf, args.eval_dir)
     elif args.step == "rag-plot":
         from .ragreport import plot_vs_size
 

@@ -148,7 +148,10 @@ class Study:
                     f"{source}: datasets.{name}: not in config/registry/datasets.yaml and no "
                     f"`source` given"
                 )
-            merged = deep_merge(catalog.get(name, {}), spec or {})
+            # a study's `source` replaces the catalog's (a hub copy of a dataset shares no adapter keys)
+            merged = deep_merge(catalog.get(name, {}), {k: v for k, v in (spec or {}).items() if k != "source"})
+            if (spec or {}).get("source"):
+                merged["source"] = copy.deepcopy(spec["source"])
             merged["split"] = deep_merge(self.split_defaults, merged.get("split", {}))
             self.datasets[name] = merged
         self._check_references()
@@ -195,8 +198,6 @@ class Study:
         for name in self.model_names:
             if name not in self.models:
                 raise ConfigError(f"{src}: model: {name!r} is not defined under models")
-        self._check_rag()
-        self._check_s3ft()
         from .demos import VariantError, parse_variant
 
         by_task = self.finetune_cfg.get("variants_by_task", {})
@@ -235,9 +236,14 @@ class Study:
                     f"{src}: evaluate.shots: {max(self.shots_for(dname))} shots need a few-shot pool of "
                     f"that size; datasets.{dname}.split.fewshot = {sizes.get('fewshot')}"
                 )
+        self._check_rag()
+        self._check_s3ft()
 
     def _check_s3ft(self) -> None:
         src = self.source
+        for dname in self.finetune_cfg.get("sizes_by_dataset", {}):
+            if dname not in self.finetune_cfg["train_on"]:
+                raise ConfigError(f"{src}: finetune.sizes_by_dataset: {dname!r} is not in finetune.train_on")
         for dname in self.finetune_cfg["train_on"]:
             if "s3ft" in self.variants_for(dname):
                 task = self.datasets[dname]["task"]

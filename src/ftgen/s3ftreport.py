@@ -40,7 +40,41 @@ def s3ft_table(transfer: pl.DataFrame, cards: list[dict], params: dict) -> pl.Da
                                                                   "eval_dataset")
 
 
-def summary(table: pl.DataFrame) -> pl.DataFrame:
+def _item_scores(path: str, metric: str) -> dict[str, float]:
+    with open(path, encoding="utf-8") as fh:
+        return {r["id"]: r["scores"][metric] for r in map(json.loads, fh)}
+
+
+def mean_general_delta(transfer: pl.DataFrame, params: dict, eval_dir: str, n_boot: int = 2000, seed: int = 0
+                       ) -> pl.DataFrame:
+    """The mean over general benchmarks of (fine-tuned - base), with a 95 % CI from a stratified
+    paired bootstrap: items resampled within each benchmark, the same items for both models."""
+    import numpy as np
+
+    rows = []
+    general = transfer.filter(pl.col("primary") & pl.col("eval_dataset").is_in(params["general"]) &
+                              pl.col("train_dataset").is_in(params["train_on"]))
+    rng = np.random.default_rng(seed)
+    for key, group in general.group_by("train_dataset", "variant", "train_format", "train_size", "seeds", "format",
+                                       "shots", maintain_order=True):
+        train, variant, tfmt, size, seeds, fmt, shots = key
+        diffs = []
+        for row in group.iter_rows(named=True):
+            cell = f"{row['eval_dataset']}/f{fmt}.k{shots}/predictions.jsonl"
+            base = _item_scores(f"{eval_dir}/base/{cell}", row["metric"])
+            per_seed = [_item_scores(f"{eval_dir}/{train}.{variant}.f{tfmt}.n{size}.s{s}/{cell}", row["metric"])
+                        for s in str(seeds).split(",")]
+            ids = sorted(base)
+            diffs.append(np.array([np.mean([ft[i] for ft in per_seed]) - base[i] for i in ids]))
+        point = float(np.mean([d.mean() for d in diffs]))
+        boots = np.mean([d[rng.integers(0, len(d), size=(n_boot, len(d)))].mean(axis=1) for d in diffs], axis=0)
+        lo, hi = np.quantile(boots, [0.025, 0.975])
+        rows.append({"train_dataset": train, "variant": variant, "train_size": size, "mean general Δ": round(point, 2),
+                     "mean general Δ CI": f"[{lo:.1f}, {hi:.1f}]"})
+    return pl.DataFrame(rows)
+
+
+def summary(table: pl.DataFrame, mean_delta: pl.DataFrame | None = None) -> pl.DataFrame:
     """One line per fine-tune: in-domain score and delta, the mean delta over the general
     benchmarks, and (S3FT) the provenance of its targets."""
     def ci(col: str) -> pl.Expr:
@@ -50,9 +84,10 @@ def summary(table: pl.DataFrame) -> pl.DataFrame:
         "train_dataset", "variant", "train_size", pl.col("metric").alias("in_domain_metric"),
         pl.col("base").round(1).alias("base"), ci("finetuned").alias("fine-tuned"), ci("delta").alias("in-domain Δ"))
     general = table.filter(pl.col("kind") == "general").group_by("train_dataset", "variant", "train_size").agg(
-        pl.col("delta").mean().round(2).alias("mean general Δ"),
         pl.format("{}: {} [{}, {}]", "eval_dataset", pl.col("delta").round(1), pl.col("delta_lo").round(1),
                   pl.col("delta_hi").round(1)).str.join("; ").alias("general Δ [CI]"))
+    if mean_delta is not None and mean_delta.height:
+        general = mean_delta.join(general, on=["train_dataset", "variant", "train_size"], how="right")
     prov = table.select("train_dataset", "variant", "self", "paraphrase", "gold", "targets").unique(
         ["train_dataset", "variant"]).with_columns(
         pl.when(pl.col("variant") == "s3ft").then(
@@ -63,18 +98,20 @@ def summary(table: pl.DataFrame) -> pl.DataFrame:
 
 
 def s3ft_report(transfer_path: str, card_paths: list[str], params: dict, out_csv: str, out_md: str, out_png: str,
-                out_pdf: str) -> pl.DataFrame:
+                out_pdf: str, eval_dir: str | None = None) -> pl.DataFrame:
     cards = [json.loads(open(p, encoding="utf-8").read()) for p in card_paths]
-    table = s3ft_table(pl.read_parquet(transfer_path), cards, params)
+    transfer = pl.read_parquet(transfer_path)
+    table = s3ft_table(transfer, cards, params)
+    mean_delta = mean_general_delta(transfer, params, eval_dir) if eval_dir and params["general"] else None
     with atomic_file(out_csv) as fh:
         table.write_csv(fh)
     with atomic_file(out_md) as fh:
         fh.write(f"# S3FT vs SFT — study `{params['study']}`\n\n"
                  "Primary metric per task; mean [95 % bootstrap CI]; Δ = fine-tuned − base on the same examples "
                  "(paired bootstrap). `mean general Δ`: unweighted mean of the deltas on the general benchmarks "
-                 f"({', '.join(params['general'])}). S3FT targets: the base model's own accepted answers / its "
+                 f"({', '.join(params['general'])}), its CI from a paired bootstrap stratified by benchmark. S3FT targets: the base model's own accepted answers / its "
                  "accepted paraphrases of the gold answer / the gold answer.\n\n")
-        fh.write(to_markdown(summary(table)))
+        fh.write(to_markdown(summary(table, mean_delta)))
     plot(table, out_png, out_pdf)
     return table
 

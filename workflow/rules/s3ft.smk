@@ -66,6 +66,7 @@ rule s3ft_report:
     input:
         table=f"{R}/tables/transfer.parquet",
         cards=s3ft_cards(),
+        predictions=all_predictions(),
     output:
         csv=report(
             f"{R}/tables/s3ft.csv", caption="../report/s3ft.rst", category="Tables"
@@ -85,7 +86,8 @@ rule s3ft_report:
         runtime=res("aggregate", "runtime"),
     params:
         spec=lambda wc: as_json(STUDY.s3ft_report_params()),
+        eval_dir=f"{R}/eval/{STUDY.model_name}",
     shell:
-        "python -m ftgen s3ft-report --params {params.spec:q} --table {input.table:q} "
+        "python -m ftgen s3ft-report --params {params.spec:q} --table {input.table:q} --eval-dir {params.eval_dir:q} "
         "--csv {output.csv:q} --md {output.md:q} --png {output.png:q} --pdf {output.pdf:q} "
         "{input.cards:q} > {log:q} 2>&1"
