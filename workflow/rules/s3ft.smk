@@ -86,7 +86,9 @@ rule s3ft_report:
         runtime=res("aggregate", "runtime"),
     params:
         spec=lambda wc: as_json(STUDY.s3ft_report_params()),
-        eval_dir=f"{R}/eval/{STUDY.model_name}",
+        eval_dir=lambda wc, input: str(
+            Path(input.table).parents[1] / "eval" / STUDY.model_name
+        ),
     shell:
         "python -m ftgen s3ft-report --params {params.spec:q} --table {input.table:q} --eval-dir {params.eval_dir:q} "
         "--csv {output.csv:q} --md {output.md:q} --png {output.png:q} --pdf {output.pdf:q} "
