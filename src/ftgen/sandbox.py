@@ -11,7 +11,8 @@ Each program runs in its own process with:
   PID namespace whose PID 1 is the program (it sees no other process to signal, and when it
   exits the kernel kills and reaps whatever it started), and a throw-away uid with no files and
   no right to signal other users' processes (RLIMIT_NPROC applies to it: root ignores it).
-Without root, the namespaces and the uid switch are not available: the program then runs as
+Without root (or where a container forbids namespaces), the namespaces and the uid switch are
+not available: the program then runs as
 the caller's user, with rlimits and a clean environment only (network, files outside the work
 folder and the parent are *not* protected). `Outcome.isolation` records which protections
 applied; run code judging as root or inside a container to get all of them.
@@ -20,6 +21,7 @@ applied; run code judging as root or inside a container to get all of them.
 from __future__ import annotations
 
 import ctypes
+import functools
 import json
 import os
 import random
@@ -79,6 +81,21 @@ def _check(rc: int, what: str) -> None:
     if rc != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"sandbox: {what}: {os.strerror(err)}")
+
+
+@functools.lru_cache(maxsize=1)
+def namespaces_available() -> bool:
+    """Root, and allowed to create network, mount and PID namespaces (some containers are not)."""
+    if os.geteuid() != 0:
+        return False
+
+    def probe():
+        _check(_libc().unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID), "unshare")
+
+    try:
+        return subprocess.run(["/bin/true"], preexec_fn=probe, timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
 
 
 def _uids_in_use() -> set[int]:
@@ -192,7 +209,7 @@ def run_python(code: str, limits: Limits | None = None, python: str | None = Non
     """
     limits = limits or Limits()
     python = python or default_python()
-    root = os.geteuid() == 0
+    root = namespaces_available()  # full isolation; else rlimits + a clean environment only
     uid = _pick_uid() if root else None
     base = Path(tempfile.mkdtemp(prefix="ftgen-sandbox-"))  # outputs (and, without root, the work folder)
     work = base / "work"
