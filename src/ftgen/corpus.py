@@ -19,7 +19,7 @@ import polars as pl
 
 from .artifacts import atomic_file, manifest, sha256_file, write_json
 from .assets import member_path, verify_asset
-from .data import BIGBENCH_ROOT, DataError
+from .data import BIGBENCH_ROOT, DataError, load_hf_split
 
 CORPUS_SCHEMA = {"id": pl.String, "title": pl.String, "text": pl.String}
 QA_SCHEMA = {"id": pl.String, "question": pl.String, "answers": pl.List(pl.String),
@@ -89,7 +89,7 @@ def read_hf_corpus(src: dict, asset: Path | None) -> Iterator[tuple[str, Passage
     may be a string or a list column (e.g. rag-mini-bioasq's `relevant_passage_ids`).
     """
     def rows(spec):
-        ds = _load_hf(spec)
+        ds = load_hf_split(spec)
         where = f"{spec['name']}[{spec.get('config') or 'default'}/{spec.get('split', 'train')}]"
         for i, raw in enumerate(ds):
             yield f"{where}: row {i}", raw
@@ -125,24 +125,13 @@ def _records(value) -> list[dict]:
     return list(value or [])
 
 
-def _load_hf(spec: dict):
-    import datasets
-
-    name = spec["name"]
-    if Path(name).exists():  # a folder written by `save_to_disk` (tests, air-gapped sites)
-        ds = datasets.load_from_disk(name)
-        return ds[spec.get("split", "train")] if isinstance(ds, datasets.DatasetDict) else ds
-    return datasets.load_dataset(name, spec.get("config"), split=spec.get("split", "train"),
-                                 revision=spec.get("revision"))
-
-
 def read_qasper(src: dict, asset: Path | None) -> Iterator[tuple[str, Passage | None, QA | None]]:
     """Qasper (allenai/qasper): every paragraph of every paper's full text is a passage; a question's
     answers are its annotators' answers (free-form, extractive spans joined, or yes/no; unanswerable
     ones dropped) and its gold passages the paragraphs quoted as evidence (figure/table evidence is
     not in the text corpus). Questions with no answer or no textual evidence are skipped (counted).
     """
-    ds = _load_hf(src)
+    ds = load_hf_split(src)
     for i, paper in enumerate(ds):
         loc = f"{src['name']}[{src.get('split', 'train')}]: row {i} ({paper.get('id')})"
         ids = set()

@@ -284,18 +284,23 @@ def read_parquet(src: dict, asset: Path | None, inputs: list[str]) -> Iterator[t
         yield loc, _map_columns(loc, raw, src, inputs, i)
 
 
-def read_hf(src: dict, asset: Path | None, inputs: list[str]) -> Iterator[tuple[str, Row]]:
-    """A Hugging Face dataset (the HPC path): hub name or local folder, config, split."""
+def load_hf_split(src: dict):
+    """One split of a Hugging Face dataset: a folder written by `save_to_disk` (tests, air-gapped
+    sites) or a hub name with config, split and revision (the HPC path)."""
     import datasets
 
     name = src["name"]
     saved = Path(name) / "dataset_dict.json", Path(name) / "state.json"
-    if any(p.exists() for p in saved):  # a folder written by `save_to_disk`
+    if any(p.exists() for p in saved):
         ds = datasets.load_from_disk(name)
-        ds = ds[src.get("split", "train")] if isinstance(ds, datasets.DatasetDict) else ds
-    else:
-        ds = datasets.load_dataset(name, src.get("config"), split=src.get("split", "train"),
-                                   revision=src.get("revision"))
+        return ds[src.get("split", "train")] if isinstance(ds, datasets.DatasetDict) else ds
+    return datasets.load_dataset(name, src.get("config"), split=src.get("split", "train"), revision=src.get("revision"))
+
+
+def read_hf(src: dict, asset: Path | None, inputs: list[str]) -> Iterator[tuple[str, Row]]:
+    """A Hugging Face dataset (the HPC path): hub name or local folder, config, split."""
+    name = src["name"]
+    ds = load_hf_split(src)
     for i, raw in enumerate(ds):
         loc = f"{name}[{src.get('config') or 'default'}/{src.get('split', 'train')}]: row {i}"
         yield loc, _map_columns(loc, raw, src, inputs, i)
