@@ -74,10 +74,10 @@ def test_s3ft_rerun_is_a_no_op(s3ft_run):
 
 
 def test_gupta2025_studies_plan_without_hub_access(s3ft_run):
-    """GPU: 3 training sets x (SFT, S3FT), every model on 8 general benchmarks; CPU: 2 benchmarks."""
+    """GPU: 3 training sets x (SFT, S3FT), every model on 8 general benchmarks; CPU: 5."""
     jobs = planned_jobs(s3ft_run, "--configfile", "config/studies/gupta2025.yaml")
     assert jobs == {"fetch_asset": 1, "prepare_dataset": 11, "prepare_model": 1, "self_answers": 3, "s3ft_dataset": 3,
                     "tokenize": 6, "finetune": 6, "evaluate": 11 + 6 * (1 + 8), "aggregate": 1, "s3ft_report": 1,
                     "all": 1}
     jobs = planned_jobs(s3ft_run, "--configfile", "config/studies/gupta2025-cpu.yaml")
-    assert jobs["finetune"] == 6 and jobs["evaluate"] == 5 + 6 * (1 + 2) and jobs["fetch_asset"] == 4
+    assert jobs["finetune"] == 6 and jobs["evaluate"] == 8 + 6 * (1 + 5) and jobs["fetch_asset"] == 4
