@@ -4,13 +4,11 @@ in a private copy of the repo; and the HPC RAG study's plan."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import polars as pl
 import pytest
 import yaml
-from conftest import REPO
-from test_workflow import COPY, planned_jobs, smk
+from test_workflow import planned_jobs, run_in_copy
 
 STUDY = "config/studies/smoke-rag.yaml"
 R = "results/smoke_rag"
@@ -18,12 +16,7 @@ R = "results/smoke_rag"
 
 @pytest.fixture(scope="module")
 def rag_run(tmp_path_factory):
-    wd = tmp_path_factory.mktemp("rag-repo")
-    for item in COPY:
-        src = REPO / item
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, wd / item)
-    smk(wd, "--cores", "2", "--configfile", STUDY)
-    return wd
+    return run_in_copy(tmp_path_factory, STUDY)
 
 
 def variant(wd, name: str, mutate) -> str:

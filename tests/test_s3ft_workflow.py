@@ -4,14 +4,12 @@ code and multiple-choice data), in a private copy of the repo."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import polars as pl
 import pytest
 import torch
-from conftest import REPO
 from safetensors.torch import load_file
-from test_workflow import COPY, planned_jobs, smk
+from test_workflow import planned_jobs, run_in_copy
 
 STUDY = "config/studies/smoke-s3ft.yaml"
 R = "results/smoke_s3ft"
@@ -19,12 +17,7 @@ R = "results/smoke_s3ft"
 
 @pytest.fixture(scope="module")
 def s3ft_run(tmp_path_factory):
-    wd = tmp_path_factory.mktemp("s3ft-repo")
-    for item in COPY:
-        src = REPO / item
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, wd / item)
-    smk(wd, "--cores", "2", "--configfile", STUDY)
-    return wd
+    return run_in_copy(tmp_path_factory, STUDY)
 
 
 def test_s3ft_dag_writes_targets_with_provenance_and_the_table(s3ft_run):

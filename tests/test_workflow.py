@@ -42,14 +42,19 @@ def write_study(wd: Path, name: str, mutate) -> str:
     return str(path.relative_to(wd))
 
 
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory) -> Path:
+def run_in_copy(tmp_path_factory, study: str) -> Path:
+    """A private copy of the repo with `study` run to completion in it."""
     wd = tmp_path_factory.mktemp("repo")
     for item in COPY:
         src = REPO / item
         (shutil.copytree if src.is_dir() else shutil.copy)(src, wd / item)
-    smk(wd, "--cores", "2", "--configfile", SMOKE)
+    smk(wd, "--cores", "2", "--configfile", study)
     return wd
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory) -> Path:
+    return run_in_copy(tmp_path_factory, SMOKE)
 
 
 def test_smoke_dag_writes_tables_and_plots(smoke_run):
