@@ -58,3 +58,27 @@ def test_mathqa_numeric_rows_and_the_value_check(datasets):
     wrong = [f"The answer is {float(r[0]) + 1}" for r in refs]
     assert score(["math_match"], right, refs)[0]["math_match"] == 100.0
     assert score(["math_match"], wrong, refs)[0]["math_match"] == 0.0
+
+
+def test_mbpp_rows_become_checkable_code_tasks(tmp_path):
+    """MBPP's layout (saved with `datasets`, read back like the hub): canonical code passes its tests."""
+    import datasets
+
+    rows = [{"task_id": 11, "text": "Write a function to add two numbers.", "code": "def add(a, b):\n    return a + b",
+             "test_list": ["assert add(1, 2) == 3", "assert add(-1, 1) == 0"], "test_setup_code": "",
+             "challenge_test_list": []},
+            {"task_id": 12, "text": "Write a function to square a number.", "code": "def sq(x):\n    return x * x",
+             "test_list": ["assert sq(3) == 9"], "test_setup_code": "", "challenge_test_list": []}]
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "mbpp"))
+    params = {"name": "mbpp", "task": "code_completion", "task_type": "generation",
+              "inputs": ["prompt", "test", "entry_point"], "labels": None,
+              "source": {"adapter": "mbpp", "name": str(tmp_path / "mbpp"), "split": "train", "keep_whitespace": True},
+              "split": {"seed": 0, "test": 2, "dev": 0, "fewshot": 0, "train": 0}, "asset": None}
+    prepare_dataset(params, None, str(tmp_path / "m.parquet"), str(tmp_path / "c.json"), str(tmp_path / "mm.json"))
+    got = pl.read_parquet(tmp_path / "m.parquet").sort("id").to_dicts()
+    assert got[0]["inputs"]["entry_point"] == "add" and "assert add(1, 2) == 3" in got[0]["inputs"]["prompt"]
+    inputs, gold = [r["inputs"] for r in got], [r["references"][0] for r in got]
+    fenced = [f"```python\n{g}\n```" for g in gold]  # an instruct model's answer
+    assert score(["pass_at_1"], fenced, [[g] for g in gold], inputs=inputs)[0]["pass_at_1"] == 100.0
+    wrong = ["```python\ndef add(a, b):\n    return a - b\n```", "```python\ndef sq(x):\n    return x\n```"]
+    assert score(["pass_at_1"], wrong, [[g] for g in gold], inputs=inputs)[0]["pass_at_1"] == 0.0

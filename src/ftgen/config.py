@@ -26,7 +26,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 REGISTRY_DIR = REPO_ROOT / "config" / "registry"
 SCHEMA_DIR = REPO_ROOT / "config" / "schema"
 
-ADAPTERS = ("bigbench", "vader", "squad", "paraphrase_pairs", "jsonl", "csv", "parquet", "hf", "rag", "nq_restored")
+ADAPTERS = ("bigbench", "vader", "squad", "paraphrase_pairs", "jsonl", "csv", "parquet", "hf", "rag", "nq_restored", "mbpp")
 TASK_TYPES = ("classification", "generation", "multiple_choice")
 MODEL_SOURCES = ("hub", "local", "pypi_gguf", "tiny_random")
 NAME_RE = r"[A-Za-z0-9_]+"

@@ -336,10 +336,26 @@ def read_nq_restored(src: dict, asset: Path, inputs: list[str]) -> Iterator[tupl
                     "references": qa["answers"], "label": None}
 
 
+def read_mbpp(src: dict, asset: Path | None, inputs: list[str]) -> Iterator[tuple[str, Row]]:
+    """MBPP (google-research-datasets/mbpp) as a HumanEval-style code task: the description and
+    the first test as the prompt, the test list as `check()`, the reference code as the answer."""
+    ds = load_hf_split(src)
+    for i, raw in enumerate(ds):
+        loc = f"{src['name']}[{src.get('split', 'train')}]: row {i}"
+        m = re.search(r"def\s+(\w+)\s*\(", raw.get("code") or "")
+        if not m or not raw.get("test_list"):
+            raise DataError(f"{loc}: MBPP row needs `code` with a function and a `test_list`")
+        tests = "".join(f"    {t}\n" for t in [*(raw.get("test_setup_code") or "").splitlines(), *raw["test_list"]] if t)
+        prompt = f'"""\n{raw["text"]}\n{raw["test_list"][0]}\n"""\n'
+        yield loc, {"id": str(raw.get("task_id", i)), "group": str(raw.get("task_id", i)),
+                    "inputs": {"prompt": prompt, "test": f"def check(candidate):\n{tests}", "entry_point": m.group(1)},
+                    "references": [raw["code"]], "label": None}
+
+
 ADAPTER_READERS = {
     "bigbench": read_bigbench, "vader": read_vader, "squad": read_squad, "paraphrase_pairs": read_paraphrase_pairs,
     "jsonl": read_jsonl, "csv": read_csv, "parquet": read_parquet, "hf": read_hf, "rag": read_rag,
-    "nq_restored": read_nq_restored,
+    "nq_restored": read_nq_restored, "mbpp": read_mbpp,
 }
 
 
