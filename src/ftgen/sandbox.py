@@ -61,9 +61,6 @@ class Outcome:
     wall_s: float
     isolation: dict = field(default_factory=dict)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 def default_python() -> str:
     """An interpreter the throw-away uid can execute (a venv under /root is not readable)."""
