@@ -80,12 +80,14 @@ def single(tiny_model, tokenized, tmp_path_factory):  # noqa: F811
     return runs
 
 
-@pytest.mark.parametrize("method", ["lora", "full"])
-@pytest.mark.parametrize("stage", [2, 3])
-def test_deepspeed_two_processes_match_single_process(tiny_model, tokenized, single, tmp_path, stage, method):  # noqa: F811
-    recipe = RECIPE | {"method": method, "per_device_batch_size": 2,
+@pytest.mark.parametrize(("stage", "method", "packing"), [
+    (2, "lora", False), (2, "full", False), (3, "lora", False), (3, "full", False),
+    (2, "lora", True), (3, "full", True),  # packed rows + target-only loss, scaled across the 2 ranks
+])
+def test_deepspeed_two_processes_match_single_process(tiny_model, tokenized, single, tmp_path, stage, method, packing):  # noqa: F811
+    recipe = RECIPE | {"method": method, "per_device_batch_size": 2, "packing": packing,
                        "deepspeed": str(REPO / f"config/deepspeed/zero{stage}.json")}
-    out = tmp_path / f"z{stage}_{method}"
+    out = tmp_path / f"z{stage}_{method}_{packing}"
     got = _run(tiny_model, tokenized, out, recipe, procs=2)
     assert "torch.distributed.run" in got["log"] and "--nproc_per_node 2" in got["log"]
     dist = got["distributed"]

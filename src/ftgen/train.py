@@ -4,6 +4,12 @@ Read top to bottom: load data -> build model (+ LoRA) -> Trainer -> resume from 
 folder if one matches this exact recipe -> train -> save the final adapter/model atomically with
 a manifest. Checkpoints live outside the declared output so a killed job resumes on rerun.
 
+Speed levers (each measured in benchmarks/train_throughput.py): bf16 autocast where the hardware
+has it; `packing`: each batch's examples concatenated into one row with position ids restarting
+per example, so no padding is computed and transformers isolates the examples' attention (same
+examples per optimizer step as padded batches); `target_logits_only` (with packing): the
+vocabulary projection and loss run only where a target token is predicted, not on the prompt.
+
 The same function runs as one process or as every rank of a `torchrun` launch (see launch.py):
 on GPUs with NCCL, on CPUs with gloo (DeepSpeed included). Saving is collective (ZeRO-3 gathers
 the shards) and only rank 0 writes the output.
@@ -118,11 +124,46 @@ def _publish(trainer, tok, out_dir: str, write_extra) -> None:
     trainer.accelerator.wait_for_everyone()
 
 
+class PackedTrainer:
+    """Mixin for packed batches: the loss is computed from logits at target positions only.
+
+    The prompt is most of every training row (a sentiment example: ~70 prompt tokens, 2 target
+    tokens), and its logits (49k-way for SmolLM2) are computed and thrown away by the model's own
+    loss. Same value as that loss: the sum of target-token cross-entropies divided by the
+    Trainer's `num_items_in_batch` (targets across the accumulated batch and devices).
+    """
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels = inputs.pop("labels")
+        following = labels[0, 1:]  # position t predicts token t+1; -100 marks prompt and example starts
+        keep = (following != -100).nonzero().squeeze(-1)
+        outputs = model(**inputs, logits_to_keep=keep, use_cache=False)
+        loss = torch.nn.functional.cross_entropy(outputs.logits[0].float(), following[keep], reduction="sum")
+        if num_items_in_batch is None:
+            loss = loss / max(1, keep.numel())
+        else:
+            loss = loss / num_items_in_batch
+            if self.args.average_tokens_across_devices:  # as Trainer.compute_loss: DDP averages the grads
+                loss = loss * self.accelerator.num_processes
+        return (loss, outputs) if return_outputs else loss
+
+
+def _trainer_and_collator(recipe: dict, tok):
+    from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening, Trainer
+
+    if not recipe.get("packing"):
+        return Trainer, DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100)
+    collator = DataCollatorWithFlattening(return_position_ids=True, separator_id=-100)
+    if recipe.get("target_logits_only", True):
+        return type("PackedTargetTrainer", (PackedTrainer, Trainer), {}), collator
+    return Trainer, collator
+
+
 def finetune(model_dir: str, tokenized_dir: str, recipe: dict, out_dir: str, ckpt_dir: str,
              threads: int | None = None, log=print) -> dict:
     from datasets import load_from_disk
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq, Trainer, set_seed
+    from transformers import AutoModelForCausalLM, set_seed
 
     _, local_world = _world()
     if threads and local_world > 1:
@@ -139,6 +180,9 @@ def finetune(model_dir: str, tokenized_dir: str, recipe: dict, out_dir: str, ckp
     _init_cpu_distributed(recipe)
 
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    # Training needs no KV cache, and with one transformers skips the packed-sequence attention
+    # isolation it derives from restarting position ids: packed examples would see each other.
+    model.config.use_cache = False
     if recipe["method"] == "lora":
         lora = recipe.get("lora", {})
         model = get_peft_model(model, LoraConfig(
@@ -149,8 +193,8 @@ def finetune(model_dir: str, tokenized_dir: str, recipe: dict, out_dir: str, ckp
     log(f"method={recipe['method']} trainable={trainable:,} bf16={bf16} examples={len(train)} "
         f"world_size={args.world_size} rank={args.process_index}")
 
-    trainer = Trainer(model=model, args=args, train_dataset=train, processing_class=tok,
-                      data_collator=DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100))
+    trainer_cls, collator = _trainer_and_collator(recipe, tok)
+    trainer = trainer_cls(model=model, args=args, train_dataset=train, processing_class=tok, data_collator=collator)
     if trainer.is_world_process_zero():
         _prepare_checkpoint_dir(Path(ckpt_dir), recipe)
     trainer.accelerator.wait_for_everyone()

@@ -1,0 +1,241 @@
+"""Training throughput: the project's fine-tune entry point vs a plain HF Trainer baseline.
+
+    python benchmarks/train_throughput.py                 # 3 alternating repeats, ~15 min here
+    python benchmarks/train_throughput.py --repeat 1 --steps 4 --configs baseline,project
+
+Same model (SmolLM2-135M-Instruct, the default study's converted folder), same examples (the
+default study's tokenized training sets: sentiment, NLI, question generation with and without a
+demonstration, mixed and shuffled with a fixed seed), same batch size, learning rate, LoRA and
+number of optimizer steps (one epoch over `steps x batch` examples) for every configuration.
+
+- `baseline`: `transformers.Trainer` as a newcomer writes it: pad to the longest in the batch
+  (DataCollatorForSeq2Seq), fp32, random order, LoRA r 8 on q_proj, v_proj.
+- the rest call `ftgen.train.finetune` (what the `finetune` rule runs) with one lever added at a
+  time: bf16 autocast, length-grouped batches, packing (padding-free rows, positions restarting
+  per example), logits + loss on target positions only, and a LoRA-targets comparison.
+
+Every trial runs in its own subprocess (so peak RSS is that trial's), configurations alternate
+within each repeat, and medians are reported with the ratio to the baseline's median. Useful
+tokens = prompt + target tokens of the examples trained on (no padding); the clock covers
+`trainer.train()` only, not model loading or saving. Quality: the mean training loss of the run
+and the loss of the trained weights on 64 held-out examples (same for all configurations).
+Writes benchmarks/out/train_throughput.{json,md}. Needs the default study's tokenized sets and
+model; they are built with snakemake if missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+RESULTS = REPO / "results" / "default"
+MODEL = RESULTS / "models" / "smollm2"
+TOKENIZED = [RESULTS / "tokenized" / "smollm2" / d for d in
+             ("vader_movies/sft.f0", "vitaminc/sft.f0", "squad_wiki_qg/sft.f0", "squad_wiki_qg/fticl-fixed-k1.f0")]
+HELD_OUT = 64
+LORA_QV = {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": ["q_proj", "v_proj"]}
+ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+# name -> recipe keys over the common recipe ("baseline" is the plain Trainer, not the project)
+CONFIGS = {
+    "baseline": None,
+    "project_fp32": {"bf16": False},
+    "+bf16": {"bf16": "auto"},
+    "+bf16+grouped": {"bf16": "auto", "group_by_length": True},
+    "+bf16+packed": {"bf16": "auto", "packing": True, "target_logits_only": False},
+    "+bf16+packed+target_logits": {"bf16": "auto", "packing": True, "target_logits_only": True},
+    "+bf16+packed+target_logits+lora_all_linear": {"bf16": "auto", "packing": True, "target_logits_only": True,
+                                 "lora": {**LORA_QV, "target_modules": ALL_LINEAR}},
+}
+PROJECT = "+bf16+packed+target_logits"  # what config/config.yaml runs
+
+
+def ensure_inputs() -> None:
+    missing = [p for p in [MODEL, *TOKENIZED] if not (p / "manifest.json").exists()]
+    if missing:
+        targets = [str(p.relative_to(REPO)) for p in missing]
+        subprocess.run([str(Path(sys.executable).parent / "snakemake"), "--cores", "2", *targets], cwd=REPO, check=True)
+
+
+def build_workload(folder: Path, n_train: int, seed: int) -> dict:
+    """Mix the tokenized sets, shuffle, and save train (n_train) + held-out rows as one dataset."""
+    from datasets import DatasetDict, concatenate_datasets, load_from_disk
+
+    parts = [load_from_disk(str(p / "dataset"))["train"] for p in TOKENIZED]
+    mixed = concatenate_datasets(parts).shuffle(seed=seed)
+    if n_train + HELD_OUT > len(mixed):
+        raise SystemExit(f"{n_train} + {HELD_OUT} examples requested, {len(mixed)} available")
+    train, held = mixed.select(range(n_train)), mixed.select(range(n_train, n_train + HELD_OUT))
+    DatasetDict({"train": train, "heldout": held}).save_to_disk(str(folder / "dataset"))
+    lengths = [len(x) for x in train["input_ids"]]
+    return {"examples": n_train, "tokens": sum(lengths), "target_tokens": sum(sum(t != -100 for t in lab) for lab in train["labels"]),
+            "mean_length": round(statistics.fmean(lengths), 1), "max_length": max(lengths), "min_length": min(lengths)}
+
+
+def heldout_loss(model, tok, folder: Path) -> float:
+    """Mean target-token loss of `model` on the held-out rows (fp32, one example at a time: exact)."""
+    import torch
+    from datasets import load_from_disk
+
+    held = load_from_disk(str(folder / "dataset"))["heldout"]
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for ids, labels in zip(held["input_ids"], held["labels"]):
+            logits = model(input_ids=torch.tensor([ids])).logits[0, :-1].float()
+            target = torch.tensor(labels[1:])
+            keep = target != -100
+            total += float(torch.nn.functional.cross_entropy(logits[keep], target[keep], reduction="sum"))
+            count += int(keep.sum())
+    return total / count
+
+
+def run_baseline(folder: Path, recipe: dict, out: Path) -> dict:
+    """The plain Trainer a newcomer would write: padded batches, fp32, random order."""
+    import torch
+    from datasets import load_from_disk
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, Trainer, TrainingArguments
+
+    torch.set_num_threads(recipe["threads"])
+    tok = AutoTokenizer.from_pretrained(str(MODEL))
+    train = load_from_disk(str(folder / "dataset"))["train"].remove_columns(["id", "truncated"])
+    model = AutoModelForCausalLM.from_pretrained(str(MODEL), dtype=torch.float32)
+    lora = recipe["lora"]
+    model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", r=lora["r"], lora_alpha=lora["alpha"],
+                                             lora_dropout=lora["dropout"], target_modules=lora["target_modules"]))
+    args = TrainingArguments(output_dir=str(out), per_device_train_batch_size=recipe["per_device_batch_size"],
+                             learning_rate=recipe["learning_rate"], num_train_epochs=1, lr_scheduler_type="linear",
+                             seed=recipe["seed"], data_seed=recipe["seed"], use_cpu=True, save_strategy="no",
+                             logging_steps=recipe["logging_steps"], report_to=[], remove_unused_columns=False)
+    trainer = Trainer(model=model, args=args, train_dataset=train, processing_class=tok,
+                      data_collator=DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100))
+    start = time.perf_counter()
+    result = trainer.train()
+    wall = time.perf_counter() - start
+    return {"wall_s": wall, "train_loss": result.training_loss, "steps": result.global_step,
+            "heldout_loss": heldout_loss(model, tok, folder)}
+
+
+def run_project(folder: Path, recipe: dict, out: Path) -> dict:
+    from ftgen.modeling import load_model, load_tokenizer
+    from ftgen.train import finetune
+
+    summary = finetune(str(MODEL), str(folder), recipe, str(out / "model"), str(out / "ckpt"),
+                       threads=recipe["threads"], log=lambda *_: None)
+    model = load_model(out / "model", base_dir=MODEL)
+    return {"wall_s": summary["wall_time_s"], "train_loss": summary["train_loss"], "steps": summary["global_steps"],
+            "heldout_loss": heldout_loss(model, load_tokenizer(MODEL), folder), "bf16": summary["bf16"]}
+
+
+def trial(name: str, folder: str, recipe: dict) -> None:
+    """One configuration in this (child) process; prints its JSON result."""
+    with tempfile.TemporaryDirectory() as tmp:
+        runner = run_baseline if CONFIGS[name] is None else run_project
+        result = runner(Path(folder), recipe, Path(tmp))
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print("RESULT " + json.dumps(result))
+
+
+def spawn(name: str, folder: Path, recipe: dict) -> dict:
+    cmd = [sys.executable, __file__, "--trial", name, "--folder", str(folder), "--recipe", json.dumps(recipe)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
+    if proc.returncode != 0 or line is None:
+        raise SystemExit(f"trial {name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return json.loads(line[len("RESULT "):])
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def report(results: dict, workload: dict, args) -> tuple[dict, str]:
+    base = statistics.median(r["wall_s"] for r in results["baseline"])
+    rows = []
+    for name, runs in results.items():
+        wall = statistics.median(r["wall_s"] for r in runs)
+        rows.append({
+            "config": name, "median_s": round(wall, 2), "runs_s": [round(r["wall_s"], 2) for r in runs],
+            "tokens_per_s": round(workload["tokens"] / wall, 1), "speedup_vs_baseline": round(base / wall, 2),
+            "peak_rss_mb": round(max(r["peak_rss_mb"] for r in runs)),
+            "train_loss": round(statistics.median(r["train_loss"] for r in runs), 4),
+            "heldout_loss": round(statistics.median(r["heldout_loss"] for r in runs), 4),
+            "steps": runs[0]["steps"],
+        })
+    meta = {"device": f"CPU: {cpu_name()}", "threads": args.threads, "repeats": args.repeat, "workload": workload,
+            "batch_size": args.batch, "steps": args.steps, "project_config": PROJECT,
+            "command": "python benchmarks/train_throughput.py " + " ".join(sys.argv[1:])}
+    lines = [f"# Training throughput: `ftgen.train.finetune` vs a plain HF Trainer ({meta['device']}, "
+             f"{args.threads} threads)", "",
+             f"`{meta['command'].strip()}` - {args.repeat} alternating repeats, medians. Workload: "
+             f"{workload['examples']} examples ({workload['tokens']:,} prompt + target tokens, "
+             f"{workload['target_tokens']:,} of them targets; length {workload['min_length']}-{workload['max_length']}, "
+             f"mean {workload['mean_length']}), batch {args.batch}, {args.steps} optimizer steps, LoRA r 8.", "",
+             "| configuration | median s | runs s | useful tokens/s | speed-up vs baseline | peak RSS MB | "
+             "mean train loss | held-out loss |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        bold = "**" if r["config"] == PROJECT else ""
+        lines.append(f"| {bold}{r['config']}{bold} | {r['median_s']} | {', '.join(map(str, r['runs_s']))} | "
+                     f"{r['tokens_per_s']} | {bold}{r['speedup_vs_baseline']}x{bold} | {r['peak_rss_mb']} | "
+                     f"{r['train_loss']} | {r['heldout_loss']} |")
+    return {**meta, "results": rows}, "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=16)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated subset (baseline is always run)")
+    ap.add_argument("--trial"), ap.add_argument("--folder"), ap.add_argument("--recipe")
+    args = ap.parse_args()
+    if args.trial:
+        trial(args.trial, args.folder, json.loads(args.recipe))
+        return 0
+    names = ["baseline"] + [n for n in args.configs.split(",") if n and n != "baseline"]
+    unknown = set(names) - set(CONFIGS)
+    if unknown:
+        raise SystemExit(f"unknown configs {sorted(unknown)}; known: {list(CONFIGS)}")
+    ensure_inputs()
+    common = {"method": "lora", "learning_rate": 1e-3, "epochs": 1, "per_device_batch_size": args.batch,
+              "lr_scheduler": "linear", "save_steps": 10 ** 6, "logging_steps": 4, "seed": 0,
+              "size": args.steps * args.batch, "lora": LORA_QV, "threads": args.threads}
+    results: dict[str, list] = {n: [] for n in names}
+    with tempfile.TemporaryDirectory() as tmp:
+        workload = build_workload(Path(tmp), args.steps * args.batch, seed=0)
+        for rep in range(args.repeat):
+            for name in names:
+                recipe = {**common, **(CONFIGS[name] or {})}
+                results[name].append(spawn(name, Path(tmp), recipe))
+                r = results[name][-1]
+                print(f"repeat {rep + 1} {name:28s} {r['wall_s']:7.1f} s  train loss {r['train_loss']:.4f}  "
+                      f"held-out {r['heldout_loss']:.4f}  rss {r['peak_rss_mb']:.0f} MB", flush=True)
+    data, md = report(results, workload, args)
+    out = REPO / "benchmarks" / "out"
+    out.mkdir(exist_ok=True)
+    (out / "train_throughput.json").write_text(json.dumps(data, indent=2) + "\n")
+    (out / "train_throughput.md").write_text(md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
