@@ -1,7 +1,7 @@
 """Training throughput: the project's fine-tune entry point vs a plain HF Trainer baseline.
 
     python benchmarks/train_throughput.py                 # 3 alternating repeats, ~15 min here
-    python benchmarks/train_throughput.py --repeat 1 --steps 4 --configs baseline,project
+    python benchmarks/train_throughput.py --repeat 1 --steps 4 --configs '+bf16;+bf16+packed'
 
 Same model (SmolLM2-135M-Instruct, the default study's converted folder), same examples (the
 default study's tokenized training sets: sentiment, NLI, question generation with and without a
@@ -12,7 +12,8 @@ number of optimizer steps (one epoch over `steps x batch` examples) for every co
   (DataCollatorForSeq2Seq), fp32, random order, LoRA r 8 on q_proj, v_proj.
 - the rest call `ftgen.train.finetune` (what the `finetune` rule runs) with one lever added at a
   time: bf16 autocast, length-grouped batches, packing (padding-free rows, positions restarting
-  per example), logits + loss on target positions only, and a LoRA-targets comparison.
+  per example), logits + loss on target positions only, frozen base weights stored in bf16, and
+  (a comparison, not a lever of ours) LoRA on all linear layers instead of q_proj, v_proj.
 
 Every trial runs in its own subprocess (so peak RSS is that trial's), configurations alternate
 within each repeat, and medians are reported with the ratio to the baseline's median. Useful
@@ -54,10 +55,12 @@ CONFIGS = {
     "+bf16+grouped": {"bf16": "auto", "group_by_length": True},
     "+bf16+packed": {"bf16": "auto", "packing": True, "target_logits_only": False},
     "+bf16+packed+target_logits": {"bf16": "auto", "packing": True, "target_logits_only": True},
-    "+bf16+packed+target_logits+lora_all_linear": {"bf16": "auto", "packing": True, "target_logits_only": True,
-                                 "lora": {**LORA_QV, "target_modules": ALL_LINEAR}},
+    "+bf16+packed+target_logits+frozen_bf16": {"bf16": "auto", "packing": True, "target_logits_only": True,
+                                               "bf16_frozen_weights": True},
+    "same, LoRA on all linear layers": {"bf16": "auto", "packing": True, "target_logits_only": True,
+                                        "bf16_frozen_weights": True, "lora": {**LORA_QV, "target_modules": ALL_LINEAR}},
 }
-PROJECT = "+bf16+packed+target_logits"  # what config/config.yaml runs
+PROJECT = "+bf16+packed+target_logits+frozen_bf16"  # what config/config.yaml runs
 
 
 def ensure_inputs() -> None:
@@ -201,16 +204,16 @@ def report(results: dict, workload: dict, args) -> tuple[dict, str]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--steps", type=int, default=16)
+    ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated subset (baseline is always run)")
+    ap.add_argument("--configs", default=";".join(CONFIGS), help="semicolon-separated subset (baseline always runs)")
     ap.add_argument("--trial"), ap.add_argument("--folder"), ap.add_argument("--recipe")
     args = ap.parse_args()
     if args.trial:
         trial(args.trial, args.folder, json.loads(args.recipe))
         return 0
-    names = ["baseline"] + [n for n in args.configs.split(",") if n and n != "baseline"]
+    names = ["baseline"] + [n for n in args.configs.split(";") if n and n != "baseline"]
     unknown = set(names) - set(CONFIGS)
     if unknown:
         raise SystemExit(f"unknown configs {sorted(unknown)}; known: {list(CONFIGS)}")

@@ -61,3 +61,18 @@ def test_packed_training_learns_like_padded_training(tiny_model, examples, tmp_p
     packed = _train(tiny_model, examples, tmp_path, "packed", {**RECIPE, "packing": True})
     lp, lk = (json.loads((d / "manifest.json").read_text())["train_loss"] for d in (padded, packed))
     assert abs(lp - lk) < 1e-3 * max(1.0, abs(lp)), (lp, lk)
+
+
+def test_bf16_frozen_weights_keep_fp32_adapters(tiny_model, examples, tmp_path):  # noqa: F811
+    """LoRA with bf16 on: base weights stored in bf16, the trained adapter saved in fp32."""
+    import json
+
+    from safetensors.torch import load_file
+
+    recipe = {**RECIPE, "bf16": True, "packing": True, "bf16_frozen_weights": True}
+    out = _train(tiny_model, examples, tmp_path, "frozen_bf16", recipe)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["frozen_weights_bf16"] is True and manifest["bf16"] is True
+    weights = load_file(out / "adapter_model.safetensors")
+    assert weights and all(w.dtype == torch.float32 for w in weights.values())
+    assert any(w.abs().sum() > 0 for k, w in weights.items() if "lora_B" in k), "LoRA did not train"

@@ -8,7 +8,8 @@ Speed levers (each measured in benchmarks/train_throughput.py): bf16 autocast wh
 has it; `packing`: each batch's examples concatenated into one row with position ids restarting
 per example, so no padding is computed and transformers isolates the examples' attention (same
 examples per optimizer step as padded batches); `target_logits_only` (with packing): the
-vocabulary projection and loss run only where a target token is predicted, not on the prompt.
+vocabulary projection and loss run only where a target token is predicted, not on the prompt;
+`bf16_frozen_weights` (LoRA + bf16): the frozen base weights stored in bf16.
 
 The same function runs as one process or as every rank of a `torchrun` launch (see launch.py):
 on GPUs with NCCL, on CPUs with gloo (DeepSpeed included). Saving is collective (ZeRO-3 gathers
@@ -179,7 +180,11 @@ def finetune(model_dir: str, tokenized_dir: str, recipe: dict, out_dir: str, ckp
     args = _training_args(recipe, Path(ckpt_dir), len(train), bf16)
     _init_cpu_distributed(recipe)
 
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    # LoRA trains only the adapters: frozen base weights in bf16 spare autocast re-casting every
+    # weight at every matmul (the adapters stay fp32; peft upcasts them). Full fine-tuning keeps
+    # fp32 master weights.
+    frozen_bf16 = bf16 and recipe["method"] == "lora" and recipe.get("bf16_frozen_weights", False)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16 if frozen_bf16 else torch.float32)
     # Training needs no KV cache, and with one transformers skips the packed-sequence attention
     # isolation it derives from restarting position ids: packed examples would see each other.
     model.config.use_cache = False
@@ -190,7 +195,8 @@ def finetune(model_dir: str, tokenized_dir: str, recipe: dict, out_dir: str, ckp
             lora_dropout=lora.get("dropout", 0.05), target_modules=lora.get("target_modules", ["q_proj", "v_proj"]),
         ))
     trainable = sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters() if p.requires_grad)
-    log(f"method={recipe['method']} trainable={trainable:,} bf16={bf16} examples={len(train)} "
+    log(f"method={recipe['method']} trainable={trainable:,} bf16={bf16} frozen_bf16={frozen_bf16} "
+        f"packing={bool(recipe.get('packing'))} examples={len(train)} "
         f"world_size={args.world_size} rank={args.process_index}")
 
     trainer_cls, collator = _trainer_and_collator(recipe, tok)
@@ -218,6 +224,7 @@ def finetune(model_dir: str, tokenized_dir: str, recipe: dict, out_dir: str, ckp
         "tokens_per_s": round(tokens / wall, 1) if wall > 0 else None,
         "trainable_params": trainable,
         "bf16": bf16,
+        "frozen_weights_bf16": frozen_bf16,
         "resumed_from": resume,
         "distributed": {
             "world_size": args.world_size,
