@@ -1,7 +1,7 @@
 """Training throughput: the project's fine-tune entry point vs a plain HF Trainer baseline.
 
     python benchmarks/train_throughput.py                 # 3 alternating repeats, ~15 min here
-    python benchmarks/train_throughput.py --repeat 1 --steps 4 --configs '+bf16;+bf16+packed'
+    python benchmarks/train_throughput.py --repeat 1 --steps 4 --configs '+bf16;+bf16+packed_one_row'
 
 Same model (SmolLM2-135M-Instruct, the default study's converted folder), same examples (the
 default study's tokenized training sets: sentiment, NLI, question generation with and without a
@@ -11,8 +11,9 @@ number of optimizer steps (one epoch over `steps x batch` examples) for every co
 - `baseline`: `transformers.Trainer` as a newcomer writes it: pad to the longest in the batch
   (DataCollatorForSeq2Seq), fp32, random order, LoRA r 8 on q_proj, v_proj.
 - the rest call `ftgen.train.finetune` (what the `finetune` rule runs) with one lever added at a
-  time: bf16 autocast, length-grouped batches, packing (padding-free rows, positions restarting
-  per example), logits + loss on target positions only, frozen base weights stored in bf16, and
+  time: bf16 autocast, length-grouped batches (an alternative to packing), packing (positions
+  restarting per example: the whole batch in one row, or rows of <= 256 tokens), logits + loss on
+  target positions only, frozen base weights stored in bf16, and
   (a comparison, not a lever of ours) LoRA on all linear layers instead of q_proj, v_proj.
 
 Every trial runs in its own subprocess (so peak RSS is that trial's), configurations alternate
@@ -48,19 +49,20 @@ LORA_QV = {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": ["q_proj", "v
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 # name -> recipe keys over the common recipe ("baseline" is the plain Trainer, not the project)
+PACKED_ROWS = {"bf16": "auto", "packing": True, "packing_row_tokens": 256}
 CONFIGS = {
     "baseline": None,
     "project_fp32": {"bf16": False},
     "+bf16": {"bf16": "auto"},
     "+bf16+grouped": {"bf16": "auto", "group_by_length": True},
-    "+bf16+packed": {"bf16": "auto", "packing": True, "target_logits_only": False},
-    "+bf16+packed+target_logits": {"bf16": "auto", "packing": True, "target_logits_only": True},
-    "+bf16+packed+target_logits+frozen_bf16": {"bf16": "auto", "packing": True, "target_logits_only": True,
-                                               "bf16_frozen_weights": True},
-    "same, LoRA on all linear layers": {"bf16": "auto", "packing": True, "target_logits_only": True,
-                                        "bf16_frozen_weights": True, "lora": {**LORA_QV, "target_modules": ALL_LINEAR}},
+    "+bf16+packed_one_row": {"bf16": "auto", "packing": True, "target_logits_only": False},
+    "+bf16+packed_rows256": {**PACKED_ROWS, "target_logits_only": False},
+    "+bf16+packed_rows256+target_logits": PACKED_ROWS,
+    "+bf16+packed_rows256+target_logits+frozen_bf16": {**PACKED_ROWS, "bf16_frozen_weights": True},
+    "same, LoRA on all linear layers": {**PACKED_ROWS, "bf16_frozen_weights": True,
+                                        "lora": {**LORA_QV, "target_modules": ALL_LINEAR}},
 }
-PROJECT = "+bf16+packed+target_logits+frozen_bf16"  # what config/config.yaml runs
+PROJECT = "+bf16+packed_rows256+target_logits+frozen_bf16"  # what config/config.yaml runs
 
 
 def ensure_inputs() -> None:

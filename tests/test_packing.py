@@ -4,10 +4,10 @@ target-only loss must equal the model's own loss on the same padded batch."""
 import torch
 from test_model_train_eval import RECIPE, _train  # noqa: F401  (fixtures come from conftest)
 from test_model_train_eval import examples  # noqa: F401
-from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening
+from transformers import DataCollatorForSeq2Seq
 
 from ftgen.modeling import load_model, load_tokenizer
-from ftgen.train import PackedTrainer
+from ftgen.train import PackingCollator, TargetLogitsTrainer
 
 ROWS = [
     {"input_ids": [5, 9, 14, 22, 31, 7], "labels": [-100, -100, -100, 22, 31, 7]},
@@ -18,19 +18,29 @@ ROWS = [
 
 def test_packed_examples_do_not_see_each_other(tiny_model):
     model = load_model(tiny_model)
-    packed = DataCollatorWithFlattening(return_position_ids=True)(ROWS)
+    packed = PackingCollator(pad_id=0)(ROWS)  # one row, longest example first
+    order = sorted(ROWS, key=lambda r: -len(r["input_ids"]))
+    assert packed["input_ids"].shape == (1, 17)
     with torch.no_grad():
         # use_cache=False as in training (finetune sets it): with a cache transformers does not isolate
         logits = model(input_ids=packed["input_ids"], position_ids=packed["position_ids"], use_cache=False).logits[0]
         start = 0
-        for row in ROWS:
+        for row in order:
             alone = model(input_ids=torch.tensor([row["input_ids"]])).logits[0]
             n = len(row["input_ids"])
             torch.testing.assert_close(logits[start:start + n], alone, rtol=1e-4, atol=1e-5)
             start += n
         # without restarting positions the model treats the row as one sequence: the test can fail
         leaky = model(input_ids=packed["input_ids"], use_cache=False).logits[0]
-        assert not torch.allclose(leaky[6:9], logits[6:9], atol=1e-4)
+        assert not torch.allclose(leaky[8:], logits[8:], atol=1e-4)
+
+
+def test_rows_are_bounded_and_padded_apart():
+    batch = PackingCollator(pad_id=0, row_tokens=10)(ROWS)  # 8 | 6 + 3 -> two rows of width 9
+    assert batch["input_ids"].shape == (2, 9)
+    assert batch["position_ids"].tolist() == [[0, 1, 2, 3, 4, 5, 6, 7, 0], [0, 1, 2, 3, 4, 5, 0, 1, 2]]
+    assert batch["labels"][0].tolist() == [-100, -100, -100, -100, -100, 16, 17, 2, -100]
+    assert batch["labels"][1].tolist() == [-100, -100, -100, 22, 31, 7, -100, 3, 18]
 
 
 class _Args:
@@ -41,16 +51,18 @@ def test_target_only_loss_equals_model_loss_on_padded_batch(tiny_model):
     model = load_model(tiny_model)
     tok = load_tokenizer(tiny_model, padding_side="right")
     padded = DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100)([dict(r) for r in ROWS])
-    packed = DataCollatorWithFlattening(return_position_ids=True)([dict(r) for r in ROWS])
+    packed = PackingCollator(tok.pad_token_id)(ROWS)
+    rows = PackingCollator(tok.pad_token_id, row_tokens=10)(ROWS)
     n_targets = sum(sum(t != -100 for t in r["labels"][1:]) for r in ROWS)
-    trainer = PackedTrainer()
+    trainer = TargetLogitsTrainer()
     trainer.args = _Args()
     with torch.no_grad():
         reference = model(**padded).loss  # the model's mean over target tokens
         ours = trainer.compute_loss(model, dict(packed), num_items_in_batch=torch.tensor(n_targets))
         ours_no_count = trainer.compute_loss(model, dict(packed))
-    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(ours_no_count, reference, rtol=1e-5, atol=1e-6)
+        in_rows = trainer.compute_loss(model, dict(rows), num_items_in_batch=torch.tensor(n_targets))
+    for loss in (ours, ours_no_count, in_rows):
+        torch.testing.assert_close(loss, reference, rtol=1e-5, atol=1e-6)
 
 
 def test_packed_training_learns_like_padded_training(tiny_model, examples, tmp_path):  # noqa: F811
@@ -58,9 +70,10 @@ def test_packed_training_learns_like_padded_training(tiny_model, examples, tmp_p
     import json
 
     padded = _train(tiny_model, examples, tmp_path, "padded")
-    packed = _train(tiny_model, examples, tmp_path, "packed", {**RECIPE, "packing": True})
-    lp, lk = (json.loads((d / "manifest.json").read_text())["train_loss"] for d in (padded, packed))
-    assert abs(lp - lk) < 1e-3 * max(1.0, abs(lp)), (lp, lk)
+    for name, extra in {"packed": {}, "rows": {"packing_row_tokens": 32}, "all_logits": {"target_logits_only": False}}.items():
+        packed = _train(tiny_model, examples, tmp_path, name, {**RECIPE, "packing": True, **extra})
+        lp, lk = (json.loads((d / "manifest.json").read_text())["train_loss"] for d in (padded, packed))
+        assert abs(lp - lk) < 1e-3 * max(1.0, abs(lp)), (name, lp, lk)
 
 
 def test_bf16_frozen_weights_keep_fp32_adapters(tiny_model, examples, tmp_path):  # noqa: F811

@@ -125,23 +125,64 @@ def _publish(trainer, tok, out_dir: str, write_extra) -> None:
     trainer.accelerator.wait_for_everyone()
 
 
-class PackedTrainer:
-    """Mixin for packed batches: the loss is computed from logits at target positions only.
+class PackingCollator:
+    """Packs a batch's examples into rows of at most `row_tokens` tokens (first fit, longest first;
+    an example longer than that gets a row of its own; 0: the whole batch in one row).
+
+    Position ids restart at 0 for every example, which is how transformers keeps packed examples
+    from attending to each other (it derives the segments from them; the model must run without a
+    KV cache). Rows are right-padded with a segment of their own, labelled -100. Bounded rows keep
+    attention cheap: with a dense mask its cost grows with the square of the row length.
+    """
+
+    def __init__(self, pad_id: int, row_tokens: int = 0):
+        self.pad_id, self.row_tokens = pad_id, row_tokens
+
+    def __call__(self, features: list[dict]) -> dict:
+        rows: list[list[dict]] = []
+        for f in sorted(features, key=lambda f: -len(f["input_ids"])):
+            n = len(f["input_ids"])
+            row = next((r for r in rows if not self.row_tokens or sum(len(x["input_ids"]) for x in r) + n <= self.row_tokens), None)
+            if row is None:
+                rows.append([f])
+            else:
+                row.append(f)
+        width = max(sum(len(x["input_ids"]) for x in r) for r in rows)
+        batch = {"input_ids": [], "position_ids": [], "labels": []}
+        for r in rows:
+            ids, pos, labels = [], [], []
+            for x in r:
+                ids += list(x["input_ids"])
+                pos += range(len(x["input_ids"]))
+                labels += [-100] + list(x["labels"][1:])  # nothing predicts an example's first token
+            pad = width - len(ids)
+            batch["input_ids"].append(ids + [self.pad_id] * pad)
+            batch["position_ids"].append(pos + list(range(pad)))
+            batch["labels"].append(labels + [-100] * pad)
+        return {k: torch.tensor(v, dtype=torch.long) for k, v in batch.items()}
+
+
+class TargetLogitsTrainer:
+    """Trainer mixin: the loss from logits at target positions only.
 
     The prompt is most of every training row (a sentiment example: ~70 prompt tokens, 2 target
     tokens), and its logits (49k-way for SmolLM2) are computed and thrown away by the model's own
     loss. Same value as that loss: the sum of target-token cross-entropies divided by the
-    Trainer's `num_items_in_batch` (targets across the accumulated batch and devices).
+    Trainer's `num_items_in_batch` (targets across the accumulated batch and devices). The
+    vocabulary projection runs on the positions where any row predicts a target.
     """
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.pop("labels")
-        following = labels[0, 1:]  # position t predicts token t+1; -100 marks prompt and example starts
-        keep = (following != -100).nonzero().squeeze(-1)
-        outputs = model(**inputs, logits_to_keep=keep, use_cache=False)
-        loss = torch.nn.functional.cross_entropy(outputs.logits[0].float(), following[keep], reduction="sum")
+        following = labels[:, 1:]  # position t predicts token t+1; -100: prompt, example start, padding
+        valid = following != -100
+        cols = valid.any(0).nonzero().squeeze(-1)
+        outputs = model(**inputs, logits_to_keep=cols, use_cache=False)
+        chosen = valid[:, cols]
+        loss = torch.nn.functional.cross_entropy(outputs.logits[chosen].float(), following[:, cols][chosen],
+                                                 reduction="sum")
         if num_items_in_batch is None:
-            loss = loss / max(1, keep.numel())
+            loss = loss / max(1, int(chosen.sum()))
         else:
             loss = loss / num_items_in_batch
             if self.args.average_tokens_across_devices:  # as Trainer.compute_loss: DDP averages the grads
@@ -150,13 +191,13 @@ class PackedTrainer:
 
 
 def _trainer_and_collator(recipe: dict, tok):
-    from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening, Trainer
+    from transformers import DataCollatorForSeq2Seq, Trainer
 
     if not recipe.get("packing"):
         return Trainer, DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100)
-    collator = DataCollatorWithFlattening(return_position_ids=True, separator_id=-100)
+    collator = PackingCollator(tok.pad_token_id, recipe.get("packing_row_tokens", 0))
     if recipe.get("target_logits_only", True):
-        return type("PackedTargetTrainer", (PackedTrainer, Trainer), {}), collator
+        return type("PackedTrainer", (TargetLogitsTrainer, Trainer), {}), collator
     return Trainer, collator
 
 
