@@ -198,3 +198,50 @@ def test_yang2024_hpc_study_plans_without_hub_access(smoke_run):
     finetunes = 5 * 3 * 3  # train sets x variants x sizes (one seed)
     assert jobs == {"prepare_dataset": 18, "prepare_model": 1, "tokenize": 5 * 3, "finetune": finetunes,
                     "evaluate": (1 + finetunes) * 18 * 2 * 4, "aggregate": 1, "plots": 1, "all": 1}
+
+
+HPC_STUDIES = ("yang2024", "barnett2024", "gupta2025")
+
+
+@pytest.fixture(scope="module")
+def fresh_copy(tmp_path_factory) -> Path:
+    """A private copy of the repo with nothing run in it (no data/cache/: assets plan as fetches)."""
+    wd = tmp_path_factory.mktemp("fresh")
+    for item in COPY:
+        src = REPO / item
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, wd / item)
+    return wd
+
+
+def test_hpc_studies_plan_as_one_dag(fresh_copy):
+    """config/hpc.yaml (workflow/studies.smk): the three GPU studies in one DAG, each with the jobs
+    it plans alone under its rule prefix; one `all`, and each pinned asset fetched once."""
+    wd = fresh_copy
+    alone = {s: planned_jobs(wd, "--configfile", f"config/studies/{s}.yaml") for s in HPC_STUDIES}
+    together = planned_jobs(wd, "--configfile", "config/hpc.yaml")
+    # the BIG-bench wheel: barnett2024's NQ corpus and gupta2025's nq_rc / MC sets read it
+    assert alone["barnett2024"]["fetch_asset"] == alone["gupta2025"]["fetch_asset"] == 1
+    assert "fetch_asset" not in alone["yang2024"]
+    prefixed = {f"{s}_{rule}": n for s, jobs in alone.items() for rule, n in jobs.items()
+                if rule not in ("all", "fetch_asset")}
+    # data/cache/pypi/ is shared: the first study listed keeps fetch_asset and fetches for all
+    assert together == {**prefixed, "yang2024_fetch_asset": 1, "all": 1}
+    # = the sum of the three plans, less their three `all` jobs (one `all` asks for every
+    # study's targets), less the second fetch of the shared BIG-bench wheel
+    assert sum(together.values()) == sum(sum(jobs.values()) for jobs in alone.values()) - 3 + 1 - 1
+    one = planned_jobs(wd, "--configfile", "config/hpc.yaml", "--", "gupta2025_all")
+    assert one == {f"gupta2025_{rule}": n for rule, n in alone["gupta2025"].items() if rule != "fetch_asset"} | \
+        {"yang2024_fetch_asset": 1}
+
+
+def test_hpc_studies_pin_shared_assets_alike(fresh_copy, tmp_path):
+    """Two studies sharing a cache must pin its assets alike: the first one's fetch_asset fetches for both."""
+    wd = fresh_copy
+    cfg = yaml.safe_load((wd / "config/studies/gupta2025.yaml").read_text())
+    cfg["assets"] = {"bigbench": {"sha256": "0" * 64}}
+    (wd / "config/studies/gupta_repinned.yaml").write_text(yaml.safe_dump(cfg))
+    (wd / "config/two.yaml").write_text(yaml.safe_dump(
+        {"studies": ["config/studies/barnett2024.yaml", "config/studies/gupta_repinned.yaml"]}))
+    proc = smk(wd, "-n", "--configfile", "config/two.yaml", check=False)
+    assert proc.returncode != 0
+    assert "config/studies/gupta_repinned.yaml: asset 'bigbench'" in proc.stdout + proc.stderr

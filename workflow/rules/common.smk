@@ -1,19 +1,22 @@
 import json
 import sys
+from functools import cache
 from pathlib import Path
 
 # The rules run `python -m ftgen` from the active environment: make the package importable
 # without installing it (the conda envs in envs/ carry only its dependencies).
 SRC = str(Path(workflow.basedir) / "src")
-sys.path.insert(0, SRC)
+if SRC not in sys.path:  # once per study when workflow/studies.smk imports several
+    sys.path.insert(0, SRC)
 shell.prefix(f"export PYTHONPATH='{SRC}'${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
 from ftgen.config import FineTune, Study  # noqa: E402
 
-CONFIG_SOURCE = ", ".join(
+# A study imported by workflow/studies.smk names its own file under `_source` (not a study key).
+CONFIG_SOURCE = config.get("_source") or ", ".join(
     str(p) for p in workflow.config_settings.configfiles or ["config/config.yaml"]
 )
-STUDY = Study(config, source=CONFIG_SOURCE)
+STUDY = Study({k: v for k, v in config.items() if k != "_source"}, source=CONFIG_SOURCE)
 R = str(STUDY.results_dir)
 CACHE = str(STUDY.cache_dir)
 LOGS = f"{R}/logs"
@@ -39,6 +42,18 @@ wildcard_constraints:
 def as_json(obj):
     """Params are JSON strings: a changed value reruns exactly the jobs that read it."""
     return json.dumps(obj, sort_keys=True)
+
+
+# Params of the per-cell rules, built once per distinct value: thousands of cells share a few
+# (yang2024: 6,624 evaluations, 144 distinct evaluation params; one judge for every cell).
+@cache
+def eval_spec(dataset, fmt, shots, model):
+    return as_json(STUDY.eval_params(dataset, fmt, shots, model))
+
+
+@cache
+def judge_spec():
+    return as_json(STUDY.judge_params())
 
 
 def res(rule, key):
@@ -140,11 +155,12 @@ def s3ft_cards():
 
 def all_judged():
     """Judge summaries of every RAG eval cell (their folders hold predictions + judgements)."""
+    rag = set(STUDY.rag_datasets)
     return [
         f"{eval_dir(c, m)}/judge.json"
         for m in STUDY.model_names
         for c in STUDY.eval_cells
-        if c.dataset in STUDY.rag_datasets
+        if c.dataset in rag
     ]
 
 

@@ -23,9 +23,7 @@ rule evaluate:
         runtime=res("evaluate", "runtime"),
         gpu=res("evaluate", "gpu"),
     params:
-        spec=lambda wc: as_json(
-            STUDY.eval_params(wc.dataset, int(wc.format), int(wc.shots), wc.model)
-        ),
+        spec=lambda wc: eval_spec(wc.dataset, int(wc.format), int(wc.shots), wc.model),
     shell:
         "python -m ftgen evaluate --model {input.model:q} --base {input.base:q} "
         "--examples {input.examples:q} --params {params.spec:q} --cell {wildcards.model} "

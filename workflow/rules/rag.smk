@@ -99,7 +99,7 @@ rule judge_steps:
         runtime=res("judge", "runtime"),
         gpu=res("judge", "gpu"),
     params:
-        spec=lambda wc: as_json(STUDY.judge_params()),
+        spec=lambda wc: judge_spec(),
         cache=JUDGE_CACHE,
     shell:
         "python -m ftgen judge-steps --params {params.spec:q} --model '{input.model}' "
@@ -128,7 +128,7 @@ rule judge:
         runtime=res("judge", "runtime"),
         gpu=res("judge", "gpu"),
     params:
-        spec=lambda wc: as_json(STUDY.judge_params()),
+        spec=lambda wc: judge_spec(),
         cache=JUDGE_CACHE,
     shell:
         "python -m ftgen judge --params {params.spec:q} --model '{input.model}' "
@@ -138,9 +138,9 @@ rule judge:
 
 
 rule rag_report:
-    input:
-        judged=all_judged(),
-        recall=all_recall(),
+    input:  # functions: built with the job only, not for every study parsing this rule
+        judged=lambda wc: all_judged(),
+        recall=lambda wc: all_recall(),
     output:
         parquet=f"{R}/tables/rag.parquet",
         csv=report(

@@ -65,8 +65,8 @@ rule s3ft_dataset:
 rule s3ft_report:
     input:
         table=f"{R}/tables/transfer.parquet",
-        cards=s3ft_cards(),
-        predictions=all_predictions(),
+        cards=lambda wc: s3ft_cards(),
+        predictions=lambda wc: all_predictions(),
     output:
         csv=report(
             f"{R}/tables/s3ft.csv", caption="../report/s3ft.rst", category="Tables"
