@@ -46,11 +46,12 @@ def evaluate_cell(model_dir: str, base_dir: str, examples: str, params: dict, ou
             pairs = [encode_pair(tok, pp, enc.prompt_text, continuation(pp, o)) for o in opts]
             all_pairs.append([(ctx[-(budget - room):], cont) for ctx, cont in pairs])
         same_context = all(ctx == ex_pairs[0][0] for ex_pairs in all_pairs for ctx, _ in ex_pairs)
-        if same_context and len({len(o) for o in options}) == 1:
+        if same_context:
             # the usual case: every option continues the same context -> encode each context once
+            # (examples may have different numbers of options, e.g. TruthfulQA MC1)
             rows = option_loglikelihoods(model, tok.pad_token_id, [p[0][0] for p in all_pairs],
                                          [[cont for _, cont in p] for p in all_pairs], params["batch_size"], bf16)
-        else:  # an option's first token merges with the prompt's end, or option counts differ
+        else:  # an option's first token merges with the prompt's end
             flat = loglikelihoods(model, tok.pad_token_id, [pair for p in all_pairs for pair in p],
                                   params["batch_size"], bf16)
             rows, start_at = [], 0
