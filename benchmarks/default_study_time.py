@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import shutil
 import subprocess
 import sys
 import time
 from collections import defaultdict
 from pathlib import Path
+
+from results import write_results  # benchmarks/results.py (this script's folder is on sys.path)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -71,11 +72,7 @@ def main() -> int:
     for rule, r in sorted(rules.items(), key=lambda kv: -kv[1]["total_s"]):
         lines.append(f"| {rule} | {r['jobs']} | {r['total_s']:.0f} | {r['max_s']:.0f} | {r['peak_rss_mb']:.0f} |")
     md = "\n".join(lines) + "\n"
-    dest = REPO / "benchmarks" / "out"
-    dest.mkdir(exist_ok=True)
-    (dest / f"{args.study}_time.json").write_text(json.dumps(out, indent=2) + "\n")
-    (dest / f"{args.study}_time.md").write_text(md)
-    print(md)
+    write_results(f"{args.study}_time", out, md)
     return 0
 
 

@@ -70,6 +70,8 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
+from results import write_results  # benchmarks/results.py (this script's folder is on sys.path)
+
 REPO = Path(__file__).resolve().parents[1]
 GOAL = 0.5
 MC_DATASETS = {"vader_movies": "config/config.yaml", "mmlu": "config/studies/gupta2025-cpu.yaml",
@@ -430,10 +432,7 @@ def main() -> int:
                         "lm-eval": "lm_eval.simple_evaluate on a preloaded HFLM; core = HFLM.loglikelihood/generate_until"},
               "results": results}
     md = render_md(report)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "eval_vs_lmeval.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.out / "eval_vs_lmeval.md").write_text(md)
-    print(md)
+    write_results("eval_vs_lmeval", report, md, args.out)
     tmp_ctx.cleanup()
     return 0
 

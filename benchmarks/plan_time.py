@@ -19,7 +19,6 @@ a dry run resolves the DAG from the config alone.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import re
@@ -29,6 +28,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from results import write_results  # benchmarks/results.py (this script's folder is on sys.path)
 
 REPO = Path(__file__).resolve().parents[1]
 GOAL_S = 15.0
@@ -95,12 +96,8 @@ def main() -> int:
     lines += [f"| {r['label']} | {r['jobs']} | {r['median_s']} | {', '.join(map(str, r['runs_s']))} | "
               f"{r['median_cpu_s']} | {GOAL_S} | {r['ratio_to_goal']} |" for r in results]
     md = "\n".join(lines) + "\n"
-    out = REPO / "benchmarks" / "out"
-    out.mkdir(exist_ok=True)
     # a list of per-config results, as before; each names the run it came from
-    (out / "plan_time.json").write_text(json.dumps([{**r, "run": meta} for r in results], indent=2) + "\n")
-    (out / "plan_time.md").write_text(md)
-    print(md)
+    write_results("plan_time", [{**r, "run": meta} for r in results], md)
     return 0
 
 

@@ -14,12 +14,13 @@ each batch width. Writes benchmarks/out/profile_generation.{json,md}.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from results import write_results  # benchmarks/results.py (this script's folder is on sys.path)
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
@@ -99,11 +100,7 @@ def main() -> int:
                      f"{100 * r['decode_share']:.1f} % | {r['calls']} | {r['decode_steps']} | {widths} |")
     lines += ["", f"Output lengths (tokens, fp32): {results[0]['output_tokens']}"]
     md = "\n".join(lines) + "\n"
-    out = REPO / "benchmarks" / "out"
-    out.mkdir(exist_ok=True)
-    (out / "profile_generation.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out / "profile_generation.md").write_text(md)
-    print(md)
+    write_results("profile_generation", results, md)
     return 0
 
 

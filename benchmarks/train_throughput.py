@@ -38,6 +38,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from results import write_results  # benchmarks/results.py (this script's folder is on sys.path)
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 RESULTS = REPO / "results" / "default"
@@ -234,11 +236,7 @@ def main() -> int:
                 print(f"repeat {rep + 1} {name:28s} {r['wall_s']:7.1f} s  train loss {r['train_loss']:.4f}  "
                       f"held-out {r['heldout_loss']:.4f}  rss {r['peak_rss_mb']:.0f} MB", flush=True)
     data, md = report(results, workload, args)
-    out = REPO / "benchmarks" / "out"
-    out.mkdir(exist_ok=True)
-    (out / "train_throughput.json").write_text(json.dumps(data, indent=2) + "\n")
-    (out / "train_throughput.md").write_text(md)
-    print(md)
+    write_results("train_throughput", data, md)
     return 0
 
 
