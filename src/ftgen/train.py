@@ -5,11 +5,12 @@ folder if one matches this exact recipe -> train -> save the final adapter/model
 a manifest. Checkpoints live outside the declared output so a killed job resumes on rerun.
 
 Speed levers (each measured in benchmarks/train_throughput.py): bf16 autocast where the hardware
-has it; `packing`: each batch's examples concatenated into one row with position ids restarting
-per example, so no padding is computed and transformers isolates the examples' attention (same
-examples per optimizer step as padded batches); `target_logits_only` (with packing): the
-vocabulary projection and loss run only where a target token is predicted, not on the prompt;
-`bf16_frozen_weights` (LoRA + bf16): the frozen base weights stored in bf16.
+has it; `packing`: each batch's examples packed into rows of at most `packing_row_tokens`, with
+position ids restarting per example, so almost no padding is computed and transformers keeps the
+examples' attention apart (same examples per optimizer step as padded batches);
+`target_logits_only` (with packing): the vocabulary projection and loss run only where a target
+token is predicted, not on the prompt; `bf16_frozen_weights` (LoRA + bf16): the frozen base
+weights stored in bf16.
 
 The same function runs as one process or as every rank of a `torchrun` launch (see launch.py):
 on GPUs with NCCL, on CPUs with gloo (DeepSpeed included). Saving is collective (ZeRO-3 gathers
