@@ -20,7 +20,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from results import write_results  # benchmarks/results.py (this script's folder is on sys.path)
+from benchio import write_results  # benchmarks/benchio.py (this script's folder is on sys.path)
 
 REPO = Path(__file__).resolve().parents[1]
 

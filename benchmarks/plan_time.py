@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from results import write_results  # benchmarks/results.py (this script's folder is on sys.path)
+from benchio import write_results  # benchmarks/benchio.py (this script's folder is on sys.path)
 
 REPO = Path(__file__).resolve().parents[1]
 GOAL_S = 15.0
