@@ -1,6 +1,6 @@
 """Training throughput: the project's fine-tune entry point vs a plain HF Trainer baseline.
 
-    python benchmarks/train_throughput.py                 # 3 alternating repeats, ~15 min here
+    python benchmarks/train_throughput.py                 # 3 alternating repeats, ~30 min here
     python benchmarks/train_throughput.py --repeat 1 --steps 4 --configs '+bf16;+bf16+packed_one_row'
 
 Same model (SmolLM2-135M-Instruct, the default study's converted folder), same examples (the

@@ -66,14 +66,17 @@ def test_target_only_loss_equals_model_loss_on_padded_batch(tiny_model):
 
 
 def test_packed_training_learns_like_padded_training(tiny_model, examples, tmp_path):  # noqa: F811
-    """Same examples and steps: the packed run's final loss is that of the padded run (float noise)."""
+    """Through `finetune` (Trainer, loss normalisation by `num_items_in_batch`): same examples and
+    steps, the packed runs end at the padded run's loss up to float noise (5e-7 measured). Attention
+    isolation is checked by the logits and loss tests above (the random tiny model's loss barely
+    depends on attention)."""
     import json
 
     padded = _train(tiny_model, examples, tmp_path, "padded")
     for name, extra in {"packed": {}, "rows": {"packing_row_tokens": 32}, "all_logits": {"target_logits_only": False}}.items():
         packed = _train(tiny_model, examples, tmp_path, name, {**RECIPE, "packing": True, **extra})
         lp, lk = (json.loads((d / "manifest.json").read_text())["train_loss"] for d in (padded, packed))
-        assert abs(lp - lk) < 1e-3 * max(1.0, abs(lp)), (name, lp, lk)
+        assert abs(lp - lk) < 1e-4, (name, lp, lk)
 
 
 def test_bf16_frozen_weights_keep_fp32_adapters(tiny_model, examples, tmp_path):  # noqa: F811

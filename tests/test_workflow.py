@@ -42,12 +42,18 @@ def write_study(wd: Path, name: str, mutate) -> str:
     return str(path.relative_to(wd))
 
 
-def run_in_copy(tmp_path_factory, study: str) -> Path:
-    """A private copy of the repo with `study` run to completion in it."""
-    wd = tmp_path_factory.mktemp("repo")
+def copy_repo(tmp_path_factory, name: str = "repo") -> Path:
+    """A private copy of the repo's code and configs, nothing run in it (no data/cache/)."""
+    wd = tmp_path_factory.mktemp(name)
     for item in COPY:
         src = REPO / item
         (shutil.copytree if src.is_dir() else shutil.copy)(src, wd / item)
+    return wd
+
+
+def run_in_copy(tmp_path_factory, study: str) -> Path:
+    """A private copy of the repo with `study` run to completion in it."""
+    wd = copy_repo(tmp_path_factory)
     smk(wd, "--cores", "2", "--configfile", study)
     return wd
 
@@ -206,11 +212,7 @@ HPC_STUDIES = ("yang2024", "barnett2024", "gupta2025")
 @pytest.fixture(scope="module")
 def fresh_copy(tmp_path_factory) -> Path:
     """A private copy of the repo with nothing run in it (no data/cache/: assets plan as fetches)."""
-    wd = tmp_path_factory.mktemp("fresh")
-    for item in COPY:
-        src = REPO / item
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, wd / item)
-    return wd
+    return copy_repo(tmp_path_factory, "fresh")
 
 
 def test_hpc_studies_plan_as_one_dag(fresh_copy):

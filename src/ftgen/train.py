@@ -60,6 +60,9 @@ def _training_args(recipe: dict, ckpt_dir: Path, n_examples: int, bf16: bool):
         activation_checkpointing=recipe.get("activation_checkpointing", False),
         deepspeed=recipe.get("deepspeed"),
         report_to=[],
+        # Trainer sets model.config.use_cache from this. It must stay off for packing: with a KV
+        # cache transformers skips the attention isolation it derives from restarting positions.
+        use_cache=False,
         dataloader_num_workers=0,
         remove_unused_columns=False,
     )
@@ -227,9 +230,6 @@ def finetune(model_dir: str, tokenized_dir: str, recipe: dict, out_dir: str, ckp
     # fp32 master weights.
     frozen_bf16 = bf16 and recipe["method"] == "lora" and recipe.get("bf16_frozen_weights", False)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16 if frozen_bf16 else torch.float32)
-    # Training needs no KV cache, and with one transformers skips the packed-sequence attention
-    # isolation it derives from restarting position ids: packed examples would see each other.
-    model.config.use_cache = False
     if recipe["method"] == "lora":
         lora = recipe.get("lora", {})
         model = get_peft_model(model, LoraConfig(
