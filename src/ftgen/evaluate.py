@@ -18,6 +18,49 @@ from .modeling import default_device, load_model, load_tokenizer, resolve_bf16, 
 from .prompts import continuation, encode_example, encode_pair
 
 
+def choose(scores: list[float]) -> tuple[int, bool]:
+    """The best option and whether it tied: ties go to the first option in order (the task's
+    label order, or the example's seeded option order), as lm-eval's argmax does."""
+    best = max(scores)
+    return scores.index(best), scores.count(best) > 1
+
+
+def _option_pairs(tok, pp, fmt, test, demos, options, budget):
+    """(context, option) token pairs per example: every option continues the same prompt."""
+    room = max(len(tok(continuation(pp, o), add_special_tokens=False)["input_ids"]) for opts in options for o in opts) + 1
+    pairs_by_ex, prompts, truncated = [], [], 0
+    for ex, opts in zip(test, options):
+        enc = encode_example(tok, pp, fmt, ex, demos, None, budget=budget - room)
+        truncated += enc.truncated
+        prompts.append(enc.prompt_text)
+        pairs = [encode_pair(tok, pp, enc.prompt_text, continuation(pp, o)) for o in opts]
+        pairs_by_ex.append([(ctx[-(budget - room):], cont) for ctx, cont in pairs])
+    return pairs_by_ex, prompts, truncated
+
+
+def _partial_pairs(tok, pp, fmt, test, demos, options, budget):
+    """Partial scoring (Winogrande, as lm-eval scores it): the sentence up to its blank "_" with
+    each option filled in is the context, the rest of the sentence is the one continuation scored."""
+    field = pp["inputs"][0]
+    pairs_by_ex, prompts, truncated = [], [], 0
+    for ex, opts in zip(test, options):
+        sentence = ex["inputs"][field]
+        if "_" not in sentence:
+            raise ValueError(f"example {ex['id']}: partial scoring needs a blank '_' in {field!r}: {sentence!r}")
+        cut = sentence.index("_")
+        rest = " " + sentence[cut + 1:].strip()
+        room = len(tok(rest, add_special_tokens=False)["input_ids"]) + 1
+        pairs = []
+        for o in opts:
+            filled = {**ex, "inputs": {**ex["inputs"], field: sentence[:cut] + o}}
+            enc = encode_example(tok, pp, fmt, filled, demos, None, budget=budget - room)
+            truncated += enc.truncated
+            pairs.append(encode_pair(tok, pp, enc.prompt_text, rest))
+        prompts.append(pp["prompts"][str(fmt)].format(**{**ex["inputs"], field: sentence[:cut]}))
+        pairs_by_ex.append(pairs)
+    return pairs_by_ex, prompts, truncated
+
+
 def evaluate_cell(model_dir: str, base_dir: str, examples: str, params: dict, out_predictions: str,
                   out_scores: str, cell: dict, threads: int | None = None, log=print) -> dict:
     """`cell` names this evaluation (model tag, dataset, format, shots); it is stored in scores.json."""
@@ -38,49 +81,60 @@ def evaluate_cell(model_dir: str, base_dir: str, examples: str, params: dict, ou
     if pp["type"] in ("classification", "multiple_choice"):
         # classification: the task's label set; multiple choice: each example's own options
         options = [ex["references"] if pp["type"] == "multiple_choice" else pp["labels"] for ex in test]
-        room = max(len(tok(continuation(pp, o), add_special_tokens=False)["input_ids"]) for opts in options for o in opts) + 1
-        all_pairs, truncated = [], 0
-        for ex, opts in zip(test, options):
-            enc = encode_example(tok, pp, fmt, ex, demos, None, budget=budget - room)
-            truncated += enc.truncated
-            pairs = [encode_pair(tok, pp, enc.prompt_text, continuation(pp, o)) for o in opts]
-            all_pairs.append([(ctx[-(budget - room):], cont) for ctx, cont in pairs])
-        same_context = all(ctx == ex_pairs[0][0] for ex_pairs in all_pairs for ctx, _ in ex_pairs)
+        if pp.get("scoring") == "partial":
+            pairs_by_ex, prompts, truncated = _partial_pairs(tok, pp, fmt, test, demos, options, budget)
+        else:
+            pairs_by_ex, prompts, truncated = _option_pairs(tok, pp, fmt, test, demos, options, budget)
+        same_context = all(ctx == ex_pairs[0][0] for ex_pairs in pairs_by_ex for ctx, _ in ex_pairs)
         if same_context:
             # the usual case: every option continues the same context -> encode each context once
             # (examples may have different numbers of options, e.g. TruthfulQA MC1)
-            rows = option_loglikelihoods(model, tok.pad_token_id, [p[0][0] for p in all_pairs],
-                                         [[cont for _, cont in p] for p in all_pairs], params["batch_size"], bf16)
-        else:  # an option's first token merges with the prompt's end
-            flat = loglikelihoods(model, tok.pad_token_id, [pair for p in all_pairs for pair in p],
+            rows = option_loglikelihoods(model, tok.pad_token_id, [p[0][0] for p in pairs_by_ex],
+                                         [[cont for _, cont in p] for p in pairs_by_ex], params["batch_size"], bf16)
+        else:  # an option's first token merges with the prompt's end, or (partial scoring) contexts differ
+            flat = loglikelihoods(model, tok.pad_token_id, [pair for p in pairs_by_ex for pair in p],
                                   params["batch_size"], bf16)
             rows, start_at = [], 0
             for opts in options:
                 rows.append(flat[start_at:start_at + len(opts)])
                 start_at += len(opts)
-        predictions, details = [], []
+        predictions, details, norm_predictions, ties = [], [], [], 0
         for row, opts in zip(rows, options):
-            predictions.append(opts[max(range(len(opts)), key=row.__getitem__)])
-            details.append({"loglik": dict(zip(opts, row))})
+            pick, tied = choose(row)
+            ties += tied
+            predictions.append(opts[pick])
+            # lm-eval's acc_norm: log-likelihood per character of the option string (their
+            # `len(choice)`; "bytes" in their docs, the same for ASCII options)
+            norm_predictions.append(opts[choose([ll / max(1, len(o)) for ll, o in zip(row, opts)])[0]])
+            details.append({"loglik": dict(zip(opts, row)), "tie": tied})
     else:
         encoded = [encode_example(tok, pp, fmt, ex, demos, None, budget=budget - pp["max_new_tokens"]) for ex in test]
         truncated = sum(e.truncated for e in encoded)
+        prompts = [e.prompt_text for e in encoded]
         predictions = greedy_generate(model, tok, [e.prompt_ids for e in encoded], pp["max_new_tokens"],
                                       params["batch_size"], bf16, stop=pp.get("stop", "\n\n"))
-        details = [{} for _ in test]
+        details, norm_predictions, ties = [{} for _ in test], None, None
     wall = time.time() - start
     # multiple choice is scored against the correct option (its references are all the options)
     refs = [[ex["label"]] if pp["type"] == "multiple_choice" else ex["references"] for ex in test]
     corpus, per = score(params["metrics"], predictions, refs, pp.get("labels"), inputs=[ex["inputs"] for ex in test])
+    if norm_predictions is not None and pp.get("scoring") != "partial":
+        for row, pred, ref in zip(per, norm_predictions, refs):
+            row["acc_norm"] = 100.0 * (pred == ref[0])
+        corpus["acc_norm"] = sum(row["acc_norm"] for row in per) / max(1, len(per))
     with atomic_file(out_predictions) as fh:
-        for ex, pred, s, d in zip(test, predictions, per, details):
-            fh.write(json.dumps({"id": ex["id"], "prediction": pred, "references": ex["references"],
-                                 "scores": s, **d}) + "\n")
+        for ex, pred, s, d, prompt in zip(test, predictions, per, details, prompts):
+            # the group is the resampling unit of the bootstrap; the prompt is the exact text that
+            # was scored (for partial scoring: the prompt before the blank's options)
+            fh.write(json.dumps({"id": ex["id"], "group": ex.get("group") or ex["id"], "prediction": pred,
+                                 "references": ex["references"], "scores": s, **d, "prompt": prompt}) + "\n")
     result = {
         "cell": cell,
         "scores": corpus,
         "n": len(test),
         "truncated_prompts": truncated,
+        # examples whose best options scored exactly the same; the first in option order wins
+        **({"ties": ties} if ties is not None else {}),
         "wall_time_s": round(wall, 2),
         "bf16": bf16,
         "demonstrations": [d["id"] for d in demos],

@@ -35,6 +35,34 @@ def _cast_once(bf16: bool, device: torch.device):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=False)
 
 
+@contextlib.contextmanager
+def fp32_head(model, enabled: bool = True):
+    """Project the scored positions to the vocabulary in fp32 even when the body runs in bf16.
+
+    Logits made under bf16 autocast are bf16: log-likelihood gaps between labels then come in
+    steps of 1/16 and exact ties are common (on a 64-example sentiment cell 4-8 tied, all resolved
+    to the first label). The output projection's input (after the final norm) is fp32 in a
+    mixed-precision model; only the projection is cast down. Here it runs outside autocast, on
+    an fp32 copy of the weight made once per call (a no-op for fp32 weights).
+    """
+    head = model.get_output_embeddings() if enabled else None
+    if head is None or not isinstance(head, torch.nn.Linear):
+        yield
+        return
+    weight = head.weight.float()
+    bias = None if head.bias is None else head.bias.float()
+
+    def forward(hidden):
+        with torch.autocast(device_type=hidden.device.type, enabled=False):
+            return torch.nn.functional.linear(hidden.float(), weight, bias)
+
+    head.forward = forward
+    try:
+        yield
+    finally:
+        del head.forward  # the class's own forward again
+
+
 def _left_pad(seqs: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
@@ -80,7 +108,7 @@ def loglikelihoods(model, pad_id: int, requests: list[tuple[list[int], list[int]
     device = next(model.parameters()).device
     order = sorted(range(len(requests)), key=lambda i: -(len(requests[i][0]) + len(requests[i][1])))
     out = [0.0] * len(requests)
-    with _cast_once(bf16, device):
+    with _cast_once(bf16, device), fp32_head(model):
         prefix = _SharedPrefix(model, [ctx for ctx, _ in requests], bf16, device)
         for start in tqdm(range(0, len(order), batch_size), desc=desc, mininterval=5):
             idx = order[start:start + batch_size]
@@ -114,7 +142,7 @@ def option_loglikelihoods(model, pad_id: int, contexts: list[list[int]], options
     device = next(model.parameters()).device
     order = sorted(range(len(contexts)), key=lambda i: -len(contexts[i]))
     out: list[list[float]] = [[0.0] * len(opts) for opts in options]
-    with _cast_once(bf16, device):
+    with _cast_once(bf16, device), fp32_head(model):
         prefix = _SharedPrefix(model, contexts, bf16, device)
         for start in tqdm(range(0, len(order), batch_size), desc=desc, mininterval=5):
             idx = order[start:start + batch_size]
