@@ -241,3 +241,25 @@ def test_paraphrase_pairs_are_balanced_and_never_split_a_group(tmp_path):
         assert same == (row["label"] == "yes"), "a negative must pair two different groups"
         for sent in (a, b):
             assert seen.setdefault(source_group[sent], row["split"]) == row["split"], "a group crossed splits"
+
+
+def test_drop_empty_drops_and_counts_rows_with_an_empty_field(tmp_path):
+    """SciQ layout (allenai/sciq card: question, distractor1-3, correct_answer, support; `support`
+    is "" for some test questions): with `drop_empty: [context]` those rows are dropped and
+    counted in the card; without it preparation names the first such row."""
+    rows = [{"question": f"What is {i}?", "distractor1": "x", "distractor2": "y", "distractor3": "z",
+             "correct_answer": f"a{i}", "support": "" if i % 4 == 0 else f"Paragraph about {i}."} for i in range(16)]
+    path = write_jsonl(tmp_path / "sciq.jsonl", rows)
+    params = {"name": "sciq", "task": "question_generation", "task_type": "generation", "inputs": ["context", "answer"],
+              "labels": None, "split": {"seed": 0, "test": 4, "dev": 0, "fewshot": 0, "train": 0},
+              "source": {"adapter": "jsonl", "path": str(path), "columns": {"context": "support", "answer": "correct_answer"},
+                         "references": "question", "group": "support"}}
+    with pytest.raises(DataError, match=r"sciq\.jsonl:1: input field 'context' missing or empty"):
+        run_prepare(params, tmp_path / "strict")
+    params["source"]["drop_empty"] = ["context"]
+    card, out = run_prepare(params, tmp_path / "dropping")
+    assert card["rows_valid"] == 12 and card["rows_dropped"] == {"drop_empty:context": 4}
+    assert all(ex["inputs"]["context"] for ex in load_examples(out / "examples.parquet"))
+    params["source"]["drop_empty"] = ["contxt"]  # a typo is an error, not a no-op
+    with pytest.raises(DataError, match=r"drop_empty names \['contxt'\]"):
+        run_prepare(params, tmp_path / "typo")

@@ -392,6 +392,7 @@ class Study:
             "max_new_tokens": int(task.get("max_new_tokens", 32)),
             # only when the task sets it, so existing studies' params (and outputs) stay as they are
             **({"stop": task["stop"]} if "stop" in task else {}),
+            **({"scoring": task["scoring"]} if "scoring" in task else {}),
         }
 
     def recipe(self, ft: FineTune) -> dict:
@@ -407,16 +408,24 @@ class Study:
         return params
 
     def eval_params(self, cell_dataset: str, fmt: int, shots: int, model: str | None = None) -> dict:
+        from .metrics import METRIC_OPTIONS, ROUGE_DEFAULTS
+
         ev = self.eval_cfg
+        task = self.task_of(cell_dataset)
+        defaults = {"rouge": ROUGE_DEFAULTS}
+        metric_options = {k: {**defaults[k], **task[k]} for k in METRIC_OPTIONS if k in task}
         return {
             "prompt": self.prompt_params(cell_dataset, model),
             "format": fmt,
             "shots": shots,
-            "metrics": self.task_of(cell_dataset)["metrics"],
+            "metrics": task["metrics"],
             "batch_size": int(ev.get("batch_size", 8)),
             "limit": ev.get("limit"),
             "seed": int(ev.get("seed", 0)),
             "bf16": ev.get("bf16", "auto"),
+            # only when the task sets a metric option (completed with the defaults), so existing
+            # studies' params (and outputs) stay as they are; metrics.score(..., options=...)
+            **({"metric_options": metric_options} if metric_options else {}),
         }
 
     def aggregate_params(self) -> dict:

@@ -360,9 +360,27 @@ ADAPTER_READERS = {
 
 
 # ----------------------------------------------------------------------------- normalise
-def normalise(rows: Iterable[tuple[str, Row]], params: dict) -> list[Row]:
-    """Check every row against the task (fields present, label in label set, map labels)."""
+def _is_empty(value) -> bool:
+    if isinstance(value, (list, tuple)):
+        return not any(v is not None and str(v).strip() for v in value)
+    return value is None or not str(value).strip()
+
+
+def normalise(rows: Iterable[tuple[str, Row]], params: dict, dropped: Counter | None = None) -> list[Row]:
+    """Check every row against the task (fields present, label in label set, map labels).
+
+    Rows are dropped only where the source says so, and counted in `dropped` (the card shows
+    it): `drop_labels` (e.g. SNLI's -1, no gold label) and `drop_empty` (input fields or
+    "references" that may be empty in the source, e.g. SciQ's `support`; elsewhere an empty
+    field is an error naming the row).
+    """
     src = params["source"]
+    dropped = Counter() if dropped is None else dropped
+    drop_empty = list(src.get("drop_empty") or [])
+    unknown = [f for f in drop_empty if f not in params["inputs"] and f != "references"]
+    if unknown:
+        raise DataError(f"dataset {params['name']!r}: source.drop_empty names {unknown}, which are not input fields "
+                        f"{params['inputs']} of task {params['task']!r} nor 'references'")
     label_map = {str(k): v for k, v in src["label_map"].items()} if src.get("label_map") else None
     drop = {str(v) for v in src.get("drop_labels", [])}  # e.g. SNLI's -1: no gold label
     labels = params.get("labels")
@@ -372,6 +390,11 @@ def normalise(rows: Iterable[tuple[str, Row]], params: dict) -> list[Row]:
     out, seen = [], set()
     for loc, row in rows:
         if drop and str(row["label"]) in drop:
+            dropped["drop_labels"] += 1
+            continue
+        empty = [f for f in drop_empty if _is_empty(row["references"] if f == "references" else row["inputs"].get(f))]
+        if empty:
+            dropped[f"drop_empty:{empty[0]}"] += 1
             continue
         for field in params["inputs"]:
             value = row["inputs"].get(field)
@@ -465,7 +488,8 @@ def prepare_dataset(params: dict, asset: str | None, out_parquet: str, out_card:
     reader = ADAPTER_READERS[src["adapter"]]
     asset_path = Path(asset) if asset else None
     input_sha256 = _source_sha256(src, asset_path, params.get("asset"))
-    rows = normalise(reader(src, asset_path, params["inputs"]), params)
+    dropped: Counter = Counter()
+    rows = normalise(reader(src, asset_path, params["inputs"]), params, dropped)
     where = f"dataset {params['name']!r}"
     if not rows:
         raise DataError(f"{where}: the source yielded no rows")
@@ -484,6 +508,7 @@ def prepare_dataset(params: dict, asset: str | None, out_parquet: str, out_card:
         "dataset": params["name"],
         "task": params["task"],
         "rows_valid": n_valid,
+        "rows_dropped": dict(sorted(dropped.items())),
         "counts": {s: int((df["split"] == s).sum()) for s in SPLITS},
         "groups": {s: df.filter(pl.col("split") == s)["group"].n_unique() for s in SPLITS},
         "label_distribution": {

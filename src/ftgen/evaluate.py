@@ -117,7 +117,8 @@ def evaluate_cell(model_dir: str, base_dir: str, examples: str, params: dict, ou
     wall = time.time() - start
     # multiple choice is scored against the correct option (its references are all the options)
     refs = [[ex["label"]] if pp["type"] == "multiple_choice" else ex["references"] for ex in test]
-    corpus, per = score(params["metrics"], predictions, refs, pp.get("labels"), inputs=[ex["inputs"] for ex in test])
+    corpus, per = score(params["metrics"], predictions, refs, pp.get("labels"), inputs=[ex["inputs"] for ex in test],
+                        options=params.get("metric_options"))
     if norm_predictions is not None and pp.get("scoring") != "partial":
         for row, pred, ref in zip(per, norm_predictions, refs):
             row["acc_norm"] = 100.0 * (pred == ref[0])
