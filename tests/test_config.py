@@ -83,3 +83,22 @@ def test_deepspeed_config_must_exist():
         cfg["finetune"]["recipe"]["deepspeed"] = str(REPO / f"config/deepspeed/{name}.json")
         json.loads((REPO / f"config/deepspeed/{name}.json").read_text())
         Study(cfg)
+
+
+def test_a_two_way_dataset_prompt_names_only_its_labels():
+    """RTE inside 3-way NLI: the prompt offers "entailment or contradiction", never "neutral"."""
+    from ftgen.prompts import render_body
+
+    cfg = smoke_cfg()
+    cfg["datasets"]["nli_b"]["labels"] = ["entailment", "contradiction"]
+    study = Study(cfg)
+    inputs = {"premise": "p", "hypothesis": "h"}
+    for fmt in (0, 1):
+        two = render_body(study.prompt_params("nli_b"), fmt, inputs)
+        three = render_body(study.prompt_params("nli_a"), fmt, inputs)
+        assert "entailment or contradiction" in two and "neutral" not in two
+        assert "entailment, neutral or contradiction" in three
+    # a template that spells out a label the dataset never scores is refused
+    cfg["tasks"] = {"nli": {**study.tasks["nli"], "prompts": {0: "{premise} {hypothesis} (entailment, neutral or contradiction):"}}}
+    with pytest.raises(ConfigError, match=r"datasets.nli_b.labels: task 'nli' prompt 0 names \['neutral'\]"):
+        Study(cfg)

@@ -168,9 +168,11 @@ class Study:
             validate_schema(task, "task.schema.yaml", f"{src} (task {tname!r})")
             if task["type"] == "classification" and not task.get("labels"):
                 raise ConfigError(f"{src}: tasks.{tname}.labels: classification task needs labels")
+            if "labels" in task["inputs"]:
+                raise ConfigError(f"{src}: tasks.{tname}.inputs: 'labels' is reserved (the {{labels}} placeholder)")
             for fmt, template in task["prompts"].items():
                 used = set(re.findall(r"{(\w+)}", template))
-                unknown = used - set(task["inputs"])
+                unknown = used - set(task["inputs"]) - ({"labels"} if task.get("labels") else set())
                 if unknown:
                     raise ConfigError(
                         f"{src}: tasks.{tname}.prompts.{fmt}: placeholder(s) {sorted(unknown)} "
@@ -192,9 +194,17 @@ class Study:
             asset = ds["source"].get("asset")
             if asset is not None and asset not in self.assets:
                 raise ConfigError(f"{where}.source.asset: unknown asset {asset!r}; known: {sorted(self.assets)}")
-            extra = set(ds.get("labels") or []) - set(self.tasks[ds["task"]].get("labels") or [])
+            task_labels = self.tasks[ds["task"]].get("labels") or []
+            extra = set(ds.get("labels") or []) - set(task_labels)
             if extra:
                 raise ConfigError(f"{where}.labels: {sorted(extra)} not in the labels of task {ds['task']!r}")
+            unscored = [lab for lab in task_labels if ds.get("labels") and lab not in ds["labels"]]
+            for fmt, template in self.tasks[ds["task"]]["prompts"].items():
+                named = [lab for lab in unscored if re.search(rf"\b{re.escape(lab)}\b", template)]
+                if named:  # the model would be asked to choose a label that is never scored
+                    raise ConfigError(
+                        f"{where}.labels: task {ds['task']!r} prompt {fmt} names {named}, which this dataset "
+                        f"never scores; write the label set as {{labels}} in the task's prompts")
             if not re.fullmatch(NAME_RE, dname):
                 raise ConfigError(f"{where}: dataset names may use letters, digits and _ only")
         for mname, model in self.models.items():

@@ -40,7 +40,9 @@ def _option_pairs(tok, pp, fmt, test, demos, options, budget):
 
 def _partial_pairs(tok, pp, fmt, test, demos, options, budget):
     """Partial scoring (Winogrande, as lm-eval scores it): the sentence up to its blank "_" with
-    each option filled in is the context, the rest of the sentence is the one continuation scored."""
+    each option filled in is the context, the rest of the sentence is the one continuation scored.
+    Plain text even for chat models: the blank's continuation must follow the sentence directly."""
+    pp = {**pp, "chat_template": False}
     field = pp["inputs"][0]
     pairs_by_ex, prompts, truncated = [], [], 0
     for ex, opts in zip(test, options):

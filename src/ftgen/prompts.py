@@ -19,8 +19,18 @@ class Encoded:
     prompt_text: str
 
 
+def say_labels(labels: list[str]) -> str:
+    """A label set as a prompt names it: "a or b", "a, b or c"."""
+    return labels[0] if len(labels) == 1 else f"{', '.join(labels[:-1])} or {labels[-1]}"
+
+
 def render_body(pp: dict, fmt: int, inputs: dict) -> str:
-    return pp["prompts"][str(fmt)].format(**inputs)
+    """The template filled with the example's inputs; `{labels}` names the labels this dataset is
+    scored on (RTE's two inside NLI's three), so the prompt never offers an unscored label."""
+    template = pp["prompts"][str(fmt)]
+    if "{labels}" in template:
+        return template.format(**inputs, labels=say_labels(pp["labels"]))
+    return template.format(**inputs)
 
 
 def target_of(pp: dict, example: dict) -> str:
