@@ -8,10 +8,13 @@ Two scores per (item, criterion), both recorded:
 Backends: a local Hugging Face model, or any OpenAI-compatible endpoint (vLLM, OpenAI) through
 the `openai` client; its API key is read from the environment variable the config names and is
 never written anywhere. Every judgement is cached on disk keyed by (judge, prompt, sample index),
-so a rerun or a resumed partial run asks nothing twice. A reply without a score is re-asked up to
-`parse_retries` times and then cached as missing; a transport failure (timeout, 5xx, connection)
-is retried with exponential backoff and, if it persists, counted as missing but *not* cached, so
-the next run asks again.
+so a rerun or a resumed partial run asks nothing twice. The cache keeps what the judge wrote (the
+replies; for logprobs every generated token with its top logprobs), never a parsed score: scores
+and score positions are parsed again on every read (`parse_score`, `score_position`), so a parser
+fix needs no new requests. A reply without a score is re-asked up to `parse_retries` times and
+then cached as missing; a transport failure (timeout, 5xx, connection) is retried with
+exponential backoff and, if it persists, counted as missing but *not* cached, so the next run
+asks again.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ import math
 import os
 import re
 import time
+import unicodedata
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +36,6 @@ import numpy as np
 from .artifacts import atomic_file, manifest, read_json, write_json
 
 SCORES = ("1", "2", "3", "4", "5")
-_SCORE_RE = re.compile(r"(?<![\d.])([1-5])(?![\d.])")
 
 
 class JudgeUnavailable(RuntimeError):
@@ -39,10 +43,111 @@ class JudgeUnavailable(RuntimeError):
 
 
 # ----------------------------------------------------------------------------- scoring
-def parse_score(text: str) -> int | None:
-    """The first stand-alone digit 1-5 in a reply ("4", "Score: 4/5", "- Accuracy: 4"), else None."""
-    m = _SCORE_RE.search(text or "")
-    return int(m.group(1)) if m else None
+# Scale descriptions name the scale, not a score: "(1-5)", "1 to 5", "between 1 and 5", "/5",
+# "out of 5", "5-point", "1 means". They are blanked (same length: offsets still match) before parsing.
+_SCALE_RE = re.compile(
+    r"\(?[ \t]*(?<![\d.])1\s*(?:-|–|—|to|and)\s*5(?![\d.])[ \t]*\)?"
+    r"|(?:/|\bout\s+of)\s*5(?![\d.])"
+    r"|(?<![\d.])5[\s-]*points?\b"
+    r"|(?<![\d.:=])(?<![:=] )[1-5]\s+means\b",  # an echoed definition: "1 means wrong, 5 fully correct"
+    re.I)
+# A stand-alone number: not glued to a word, a decimal point, a thousands comma or a slash; not the
+# numerator of "4/10" or "4 out of 10" (another scale). A minus counts only when attached ("-1").
+_NUMBER_RE = re.compile(
+    r"(?:(?P<sign>(?<![\w)])[-−])|(?<![\w.,/]))(?P<num>\d+(?:\.\d+)?)"
+    r"(?!\w|[.,]\d|\s*/\s*\d|\s*out\s+of\s+\d)",
+    re.I)
+# "3-4", "3 or 4", "3 to 4", "3/4": a range or a choice, not one score ("4 - 1 detail is missing" is a dash)
+_ALTERNATIVE_RE = re.compile(r"(?:[-–—]|\s*/\s*|\s+(?:to|or)\s+)\d", re.I)
+_FILLER = r"[\s*_#`'\"]*"  # markdown and quotes between a label and its score: "**Accuracy:** 4", "## Score\n4"
+_GENERIC_LABELS = ("score", "rating", "grade")
+
+
+def criterion_label(criterion: str) -> str:
+    """The criterion's name as the form writes it ("- {name} (1-5):")."""
+    return criterion.capitalize()
+
+
+def _normalise(text: str) -> str:
+    """Unicode digits ("４", Arabic-Indic "٤") to ASCII, compatibility forms ("：") folded;
+    one character per character, so positions in the result are positions in `text`."""
+    out = []
+    for ch in text:
+        digit = unicodedata.decimal(ch, None)
+        if digit is not None:
+            out.append(str(digit))
+            continue
+        folded = unicodedata.normalize("NFKC", ch)
+        out.append(folded if len(folded) == 1 else ch)
+    return "".join(out)
+
+
+def _blank_scales(text: str) -> str:
+    return _SCALE_RE.sub(lambda m: " " * len(m.group(0)), text)
+
+
+def _label_re(label: str | None) -> re.Pattern:
+    own = [label, label.replace("_", " ")] if label else []
+    alternatives = []
+    if own:
+        alternatives.append("(?P<own>" + "|".join(re.escape(n) for n in dict.fromkeys(own)) + ")")
+    alternatives.append("(?P<generic>" + "|".join(_GENERIC_LABELS) + ")")
+    return re.compile(r"(?<!\w)(?:" + "|".join(alternatives) + r")(?!\w)" + _FILLER
+                      + r"(?:(?::|=|-|–|\bis\b|\bof\b)" + _FILLER + r"[\[(]?)?", re.I)
+
+
+def _value(match: re.Match) -> Fraction:
+    value = Fraction(match["num"])
+    return -value if match["sign"] else value
+
+
+def _locate_score(text: str, label: str | None) -> re.Match | None:
+    """The number the reply gives as its score (a `_NUMBER_RE` match on the normalised, scale-blanked
+    text, positions as in `text`), else None. Rule: see `parse_score`."""
+    clean = _blank_scales(_normalise(text or ""))
+    own = generic = None
+    for m in _label_re(label).finditer(clean):
+        number = _NUMBER_RE.match(clean, m.end())
+        if number is None:
+            continue
+        if m["generic"] is None:
+            own = number
+            break
+        generic = generic or number
+    number = own or generic
+    if number is None:
+        numbers = list(_NUMBER_RE.finditer(clean))
+        if not numbers or len({_value(n) for n in numbers}) > 1:
+            return None
+        number = numbers[0]
+    if _ALTERNATIVE_RE.match(clean, number.end()):
+        return None
+    return number
+
+
+def _as_score(value: Fraction) -> int | None:
+    return int(value) if value.denominator == 1 and 1 <= value <= 5 else None
+
+
+def parse_score(text: str, label: str | None = None) -> int | None:
+    """The judge's score in a reply: an integer 1..5, else None (missing).
+
+    Rules, in order:
+    1. Digits are normalised ("４", "٤" are 4) and scale descriptions are ignored: "(1-5)", "1-5",
+       "1 to 5", "between 1 and 5", "/5", "out of 5", "5-point" never give the score, so an echoed
+       form "- Accuracy (1-5): 4" is 4 and "Accuracy (1-5):" alone is None.
+    2. The number right after the criterion `label` (e.g. "Accuracy") or after "score" / "rating" /
+       "grade", with an optional ":", "=", "-", "is" or "of" and markdown between ("Score: 4",
+       "**Accuracy:** 4", "## Score\\n4", "rating of 4"); the criterion's own label wins over the
+       generic ones, the first occurrence over later ones.
+    3. Without such a labelled number: the only number in the reply ("4", "I'd give it a 3.");
+       different numbers without a label ("3 or 4", "2 facts, so 4") are ambiguous: None.
+    The chosen number must be an integer from 1 to 5: "4.0" is 4, "3.5", "0", "6", "10", "-1" are
+    None (never rounded or clipped); so is a range or a choice ("Score: 3-4", "3 or 4"), and a score
+    on another scale ("4/10", "4 out of 10").
+    """
+    number = _locate_score(text, label)
+    return _as_score(_value(number)) if number else None
 
 
 def weighted_score(top_logprobs: dict[str, float], min_prob: float = 0.01) -> tuple[float | None, dict]:
@@ -63,13 +168,39 @@ def weighted_score(top_logprobs: dict[str, float], min_prob: float = 0.01) -> tu
     return sum(int(t) * p for t, p in probs.items()) / total, probs
 
 
-def score_position(positions: list[tuple[str, dict[str, float]]]) -> dict[str, float] | None:
-    """The top logprobs where the judge writes its score: the first position whose chosen token is
-    a score digit (a judge may open with a space or "Score:"), else the first position."""
-    for chosen, top in positions:
-        if chosen.strip() in SCORES:
-            return top
-    return positions[0][1] if positions else None
+def score_position(positions, label: str | None = None) -> dict[str, float] | None:
+    """The top logprobs where the judge writes its score.
+
+    `positions` are (chosen token, top logprobs) per generated token. The tokens are joined into the
+    reply, and the score is located as `parse_score` does (after the label, never inside "(1-5)" or
+    "1 to 5"); its position is chosen when its token is a score digit ("4", " 4"). Otherwise the first
+    position whose token is a score digit standing alone in the reply (not part of a scale
+    description or of a longer number such as "10" or "4.5"); otherwise the first position.
+    """
+    positions = [(str(tok), top) for tok, top in positions]
+    if not positions:
+        return None
+    starts, offset = [], 0
+    for tok, _ in positions:
+        starts.append(offset)
+        offset += len(tok)
+    text = "".join(tok for tok, _ in positions)
+    clean = _blank_scales(_normalise(text))
+    standalone = {}
+    for m in _NUMBER_RE.finditer(clean):
+        if _as_score(_value(m)) is not None and not m["sign"]:
+            standalone[m.start("num")] = m
+    digits = []  # (offset of the digit in the reply, position index)
+    for i, (tok, _) in enumerate(positions):
+        if tok.strip() in SCORES:
+            at = starts[i] + len(tok) - len(tok.lstrip())
+            if at in standalone and standalone[at]["num"].split(".")[0] == tok.strip():
+                digits.append((at, i))
+    located = _locate_score(text, label)
+    for at, i in digits:
+        if located is not None and located.start("num") == at:
+            return positions[i][1]
+    return positions[digits[0][1]][1] if digits else positions[0][1]
 
 
 # ----------------------------------------------------------------------------- cache
@@ -88,12 +219,17 @@ class JudgeCache:
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.json"
 
-    def get(self, key: str) -> dict | None:
+    def get(self, key: str, valid=None) -> dict | None:
+        """The cached record, or None; a record that fails `valid` (written by an older version,
+        lacking what this one needs) counts as a miss."""
         path = self._path(key)
         if not path.exists():
             return None
+        record = read_json(path)
+        if valid is not None and not valid(record):
+            return None
         self.hits += 1
-        return read_json(path)
+        return record
 
     def put(self, key: str, record: dict) -> None:
         write_json(self._path(key), record)
@@ -294,75 +430,107 @@ def form_prompt(params: dict, criterion: str, steps: dict, item: dict) -> str:
     return params["form_prompt"].format(
         definition=steps[criterion]["definition"], steps=steps[criterion]["steps"], question=item["question"],
         reference=" / ".join(item["references"]), answer=item["prediction"] or "(no answer)",
-        name=criterion.capitalize())
+        name=criterion_label(criterion))
 
 
 def _seed(key: str, attempt: int) -> int:
     return int(hashlib.sha256(f"{key}:{attempt}".encode()).hexdigest()[:8], 16)
 
 
-def _ask_logprobs(backend, params, cache, prompts: list[str], counters: Counters) -> list[dict]:
+def _logprob_attempts(record: dict) -> bool:
+    """A cached logprobs record this version can re-score: every attempt keeps its positions."""
+    attempts = record.get("attempts")
+    return isinstance(attempts, list) and bool(attempts) and all("positions" in a for a in attempts)
+
+
+def _score_logprobs(attempts: list[dict], label: str | None, min_prob: float) -> dict:
+    """Score the first attempt whose score position holds score tokens (the one a run stops at)."""
+    for attempt in attempts:
+        top = score_position(attempt["positions"], label)
+        score, probs = weighted_score(top or {}, min_prob)
+        if score is not None:
+            break
+    return {"attempts": attempts, "reply": attempt["reply"], "top": top, "score": score, "probs": probs,
+            "status": "ok" if score is not None else "unparseable"}
+
+
+def _ask_logprobs(backend, params, cache, prompts: list[str], counters: Counters,
+                  label: str | None = None) -> list[dict]:
     """Logprob-weighted scores for many prompts; cached ones are not asked again.
 
-    The cache keeps the judge's raw top logprobs at the score position, so the score is
-    recomputed from them (a changed `min_prob` needs no new requests).
+    The cache keeps every attempt's generated tokens with their top logprobs, so the score position
+    (`score_position`, for the criterion `label`) and the score are chosen again on every read: a
+    changed parser or `min_prob` needs no new requests. A cached record that the current parser finds
+    no score in is asked again only for the attempts it has left (`parse_retries`), exactly as a fresh
+    run would. Records of older versions without the positions are asked again.
     """
     keys = [cache.key(backend.id, p, "logprobs", 0) for p in prompts]
-    raw: list[dict | None] = [cache.get(k) for k in keys]
+    cached = [cache.get(k, valid=_logprob_attempts) for k in keys]
+    attempts: list[list[dict]] = [list(r["attempts"]) if r else [] for r in cached]
     min_prob = float(params["min_prob"])
-
-    def scored(record: dict) -> dict:
-        if record["status"] == "unavailable":
-            return {**record, "score": None}
-        score, probs = weighted_score(record["top"] or {}, min_prob)
-        return {**record, "score": score, "probs": probs, "status": "ok" if score is not None else "unparseable"}
-
-    todo = [i for i, r in enumerate(raw) if r is None]
-    fresh = list(todo)
     retries = 0 if backend.deterministic_logprobs else int(params["parse_retries"])
-    for attempt in range(retries + 1):
-        if not todo:
-            break
-        if attempt:
-            counters.parse_retries += len(todo)
+
+    def unscored(i: int) -> bool:
+        return not attempts[i] or _score_logprobs(attempts[i], label, min_prob)["score"] is None
+
+    todo = [i for i in range(len(prompts)) if unscored(i) and len(attempts[i]) <= retries]
+    asked, unavailable = set(todo), {}
+    while todo:
+        counters.parse_retries += sum(1 for i in todo if attempts[i])
         replies = backend.top_logprobs([prompts[i] for i in todo])
-        still = []
         for i, reply in zip(todo, replies):
             if isinstance(reply, Exception):
-                raw[i] = {"top": None, "status": "unavailable", "error": str(reply)}
+                unavailable[i] = str(reply)
                 continue
-            raw[i] = {"top": score_position(reply), "reply": "".join(tok for tok, _ in reply), "status": "asked"}
-            if scored(raw[i])["score"] is None:
-                still.append(i)
-        todo = still
-    for i in fresh:
-        if raw[i]["status"] != "unavailable":
-            cache.put(keys[i], raw[i])
-    return [scored(r) for r in raw]
+            attempts[i].append({"reply": "".join(tok for tok, _ in reply),
+                                "positions": [[tok, top] for tok, top in reply]})
+        todo = [i for i in todo if i not in unavailable and unscored(i) and len(attempts[i]) <= retries]
+    out = []
+    for i in range(len(prompts)):
+        if i in unavailable:  # not cached: the next run asks again
+            out.append({"top": None, "score": None, "status": "unavailable", "error": unavailable[i]})
+            continue
+        record = _score_logprobs(attempts[i], label, min_prob)
+        if i in asked:
+            cache.put(keys[i], {"attempts": attempts[i], "status": record["status"]})
+        out.append(record)
+    return out
 
 
-def _ask_sample(backend, params, cache, prompt: str, sample: int, counters: Counters) -> dict:
+def _score_samples(attempts: list[dict], label: str | None) -> dict:
+    """Parse every reply again; the score is the first reply that has one (the one a run stops at)."""
+    attempts = [{"reply": a["reply"], "score": parse_score(a["reply"], label)} for a in attempts]
+    score = next((a["score"] for a in attempts if a["score"] is not None), None)
+    return {"score": score, "status": "ok" if score is not None else "unparseable", "attempts": attempts}
+
+
+def _ask_sample(backend, params, cache, prompt: str, sample: int, counters: Counters, label: str | None = None) -> dict:
+    """One sampled judgement. The cache keeps the raw replies and the score is parsed again on every
+    read (for the criterion `label`), so a parser change needs no new requests; a cached record in
+    which the current parser finds no score is asked again only for the attempts it has left."""
     key = cache.key(backend.id, prompt, "sample", sample)
-    record = cache.get(key)
-    if record is not None:
-        return record
-    attempts = []
+    record = cache.get(key, valid=lambda r: isinstance(r.get("attempts"), list) and bool(r["attempts"]))
+    attempts = [{"reply": a["reply"]} for a in record["attempts"]] if record else []
+    retries = int(params["parse_retries"])
+    if attempts:
+        result = _score_samples(attempts, label)
+        if result["score"] is not None or len(attempts) > retries:
+            return result
     try:
-        for attempt in range(int(params["parse_retries"]) + 1):
+        for attempt in range(len(attempts), retries + 1):
             if attempt:
                 counters.parse_retries += 1
             text = backend.generate(prompt, temperature=float(params["temperature"]), seed=_seed(key, attempt),
                                     max_tokens=int(params["max_tokens"]))
-            score = parse_score(text)
-            attempts.append({"reply": text, "score": score})
-            if score is not None:
+            attempts.append({"reply": text})
+            if parse_score(text, label) is not None:
                 break
     except JudgeUnavailable as exc:
-        return {"score": None, "status": "unavailable", "error": str(exc), "attempts": attempts}
-    score = attempts[-1]["score"]
-    record = {"score": score, "status": "ok" if score is not None else "unparseable", "attempts": attempts}
-    cache.put(key, record)
-    return record
+        return {"score": None, "status": "unavailable", "error": str(exc),
+                "attempts": _score_samples(attempts, label)["attempts"]}
+    result = _score_samples(attempts, label)
+    cache.put(key, result)
+    return result
 
 
 def krippendorff_alpha(matrix: np.ndarray) -> float | None:
@@ -406,13 +574,15 @@ def judge_cell(params: dict, items: list[dict], steps_file: str, backend, cache:
     start = time.time()
     for c in params["criteria"]:
         prompts = [form_prompt(params, c, steps, it) for it in items]
-        lp = _ask_logprobs(backend, params, cache, prompts, counters) if use_logprobs else [None] * len(items)
+        label = criterion_label(c)  # the form's "- {name} (1-5):", which judges echo
+        lp = (_ask_logprobs(backend, params, cache, prompts, counters, label) if use_logprobs
+              else [None] * len(items))
         matrix = np.full((n_samples, len(items)), np.nan)
         for j, (it, prompt) in enumerate(zip(items, prompts)):
             row = rows[(it["id"], c)]
             if lp[j] is not None:
                 row.update(logprob_score=lp[j]["score"], logprob_status=lp[j]["status"], probs=lp[j].get("probs"))
-            samples = [_ask_sample(backend, params, cache, prompt, s, counters) for s in range(n_samples)]
+            samples = [_ask_sample(backend, params, cache, prompt, s, counters, label) for s in range(n_samples)]
             for s, rec in enumerate(samples):
                 if rec["score"] is not None:
                     matrix[s, j] = rec["score"]
