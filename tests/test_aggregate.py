@@ -2,9 +2,11 @@
 
 import json
 
+import numpy as np
 import polars as pl
 import pytest
 
+from ftgen import stats
 from ftgen.aggregate import aggregate, relation
 from ftgen.metrics import score
 from ftgen.plots import PLOTS, make_plots
@@ -14,14 +16,17 @@ PARAMS = {"study": "t", "datasets": {"a1": {"task": "A"}, "a2": {"task": "A"}, "
           "bootstrap": 300, "bootstrap_seed": 0}
 
 
-def write_cell(tmp_path, tag, dataset, preds, golds, metrics):
+def write_cell(tmp_path, tag, dataset, preds, golds, metrics, groups=None):
     folder = tmp_path / tag / dataset
     folder.mkdir(parents=True, exist_ok=True)
     refs = [[g] for g in golds]
     corpus, per = score(metrics, preds, refs, labels=["x", "y"])
     with open(folder / "predictions.jsonl", "w") as fh:
         for i, (p, r, s) in enumerate(zip(preds, refs, per)):
-            fh.write(json.dumps({"id": f"{i:03d}", "prediction": p, "references": r, "scores": s}) + "\n")
+            row = {"id": f"{i:03d}", "prediction": p, "references": r, "scores": s}
+            if groups is not None:
+                row["group"] = groups[i]
+            fh.write(json.dumps(row) + "\n")
     (folder / "scores.json").write_text(json.dumps({
         "cell": {"model_tag": tag, "dataset": dataset, "format": 0, "shots": 0}, "scores": corpus, "n": len(preds)}))
     return str(folder / "scores.json"), corpus
@@ -71,3 +76,66 @@ def test_missing_base_is_an_error(tmp_path):
     paths = [write_cell(tmp_path, "a1.sft.f0.n100.s0", "a1", ["x"], ["x"], ["accuracy"])[0]]
     with pytest.raises(ValueError, match="no base score"):
         aggregate(paths, PARAMS, *(str(tmp_path / f"x.{k}") for k in ("parquet", "csv", "md", "json")))
+
+
+def grouped_study(tmp_path, groups, n_boot=300):
+    """10 contexts of 8 questions; the fine-tune gets whole contexts right or wrong (6 of 10)."""
+    gold = ["x", "y"] * 40
+    ft = [g if k // 8 < 6 else ("y" if g == "x" else "x") for k, g in enumerate(gold)]
+    clf = ["accuracy", "macro_f1"]
+    paths = [write_cell(tmp_path, "base", "a1", ["x"] * 80, gold, clf)[0],  # predictions without groups
+             write_cell(tmp_path, "a1.sft.f0.n100.s0", "a1", ft, gold, clf, groups)[0]]
+    out = [str(tmp_path / f"t.{k}") for k in ("parquet", "csv", "md", "json")]
+    table = aggregate(paths, {**PARAMS, "bootstrap": n_boot}, *out)
+    return table, open(out[2]).read()
+
+
+def test_grouped_examples_are_resampled_together(tmp_path):
+    contexts = [f"context {k // 8}" for k in range(80)]
+    grouped, md = grouped_study(tmp_path / "g", contexts)
+    plain, plain_md = grouped_study(tmp_path / "p", None)
+    acc = grouped.filter(pl.col("metric") == "accuracy").row(0, named=True)
+    acc0 = plain.filter(pl.col("metric") == "accuracy").row(0, named=True)
+    assert (acc["resampling_unit"], acc["n_groups"], acc["n"]) == ("group (n_groups=10)", 10, 80)
+    assert (acc0["resampling_unit"], acc0["n_groups"]) == ("example", 80)
+    assert acc["finetuned"] == acc0["finetuned"] == pytest.approx(60.0)  # point estimates unchanged
+    # 10 independent contexts, not 80 examples: SE ~ sd(context means) / sqrt(10) = 49 / sqrt(10)
+    assert acc["finetuned_se"] == pytest.approx(49.0 / np.sqrt(10), rel=0.15)
+    assert acc["finetuned_se"] > 2 * acc0["finetuned_se"]
+    assert acc["finetuned_hi"] - acc["finetuned_lo"] > 2 * (acc0["finetuned_hi"] - acc0["finetuned_lo"])
+    for row in (acc, acc0):
+        for col in ("base", "finetuned", "delta"):
+            assert row[f"{col}_se"] >= 0 and row[f"{col}_lo"] <= row[col] <= row[f"{col}_hi"]
+    # the base gets 4 of 8 right in every context: no spread between contexts, none between examples
+    assert acc["base_se"] == 0.0 and acc0["base_se"] > 4
+    f1 = grouped.filter(pl.col("metric") == "macro_f1").row(0, named=True)  # corpus metric: whole contexts too
+    f1_0 = plain.filter(pl.col("metric") == "macro_f1").row(0, named=True)
+    assert f1["n_groups"] == 10 and f1["finetuned_se"] > 1.5 * f1_0["finetuned_se"]
+    assert "a1: group (n_groups=10)" in md and "a1: example" in plain_md
+    assert " ± " in md.split("|---|")[-1]  # mean ± se [lo, hi] in the table rows
+
+
+def test_p_values_are_floored_and_adjusted(tmp_path):
+    contexts = [f"context {k // 8}" for k in range(80)]
+    gold = ["x", "y"] * 40
+    clf = ["accuracy", "macro_f1"]
+    paths = [write_cell(tmp_path, "base", d, ["x"] * 80, gold, clf)[0] for d in ("a1", "a2")]
+    for seed in (0, 1):
+        tag = f"a1.sft.f0.n100.s{seed}"
+        paths.append(write_cell(tmp_path, tag, "a1", gold, gold, clf, contexts)[0])  # all right: p at the floor
+        paths.append(write_cell(tmp_path, tag, "a2", gold[:6] + ["x"] * 74, gold, clf, contexts)[0])
+    out = [str(tmp_path / f"t.{k}") for k in ("parquet", "csv", "md", "json")]
+    table = aggregate(paths, {**PARAMS, "bootstrap": 1000}, *out)
+    md = open(out[2]).read()
+    top = table.filter((pl.col("eval_dataset") == "a1") & (pl.col("metric") == "accuracy")).row(0, named=True)
+    assert top["delta"] == pytest.approx(50.0) and top["p_value"] == 0.001 and top["n_boot"] == 1000
+    assert "| < 0.001 |" in md and 'shown as "< 0.001"' in md
+    # family: the primary-metric rows of the table; each other metric on its own
+    primary = table.filter("primary")
+    assert primary["p_holm"].to_list() == pytest.approx(list(stats.holm(primary["p_value"].to_list())))
+    assert primary["p_bh"].to_list() == pytest.approx(list(stats.bh(primary["p_value"].to_list())))
+    assert primary.height == 2 and primary["p_holm"].min() == pytest.approx(0.002)
+    f1 = table.filter(pl.col("metric") == "macro_f1")
+    assert f1["p_holm"].to_list() == pytest.approx(list(stats.holm(f1["p_value"].to_list())))
+    assert "family = all rows of the primary metric in this table (2 tests" in md
+    assert all(c in md.splitlines()[4] for c in ("| p_value |", "| p_holm |", "| p_bh |"))

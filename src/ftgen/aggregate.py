@@ -1,9 +1,12 @@
 """Aggregate rule: every eval cell -> the transfer table (fine-tuned vs base, per metric).
 
 One row per (fine-tune without its seed, eval dataset, prompt format, shots, metric) with the
-base score, the fine-tuned score (mean over seeds), the delta, 95 % bootstrap CIs of all three
-(over test examples, and over seeds when there are several), a paired bootstrap p-value, and the
-relation: in-domain (trained on this dataset), cross-domain (same task) or cross-task.
+base score, the fine-tuned score (mean over seeds), the delta, 95 % bootstrap CIs and bootstrap
+SEs of all three (over test examples, and over seeds when there are several), a paired bootstrap
+p-value floored at 1/B with Holm and Benjamini-Hochberg adjusted versions, and the relation:
+in-domain (trained on this dataset), cross-domain (same task) or cross-task. Examples that share
+a group (predictions' `group`: a context, premise or passage) are resampled together; rows
+without one are their own group.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import polars as pl
 from .artifacts import atomic_file, manifest, read_json, write_json
 from .config import FineTune
 from .metrics import bleu_from_stats, bleu_stats, macro_f1
-from .stats import paired_bootstrap
+from .stats import adjust_within, format_p, paired_bootstrap
 
 CORPUS_METRICS = ("bleu", "macro_f1")
 
@@ -47,19 +50,30 @@ def _corpus_fn(metric: str, rows: list[dict], labels: list[str]):
     return lambda idx: 100 * macro_f1(list(preds[idx]), list(gold[idx]), labels)
 
 
+def example_groups(cells: list[dict]) -> list[str]:
+    """The resampling group of each example (rows in id order): its `group` from the first cell
+    that has one, else its own id (predictions written before groups existed)."""
+    out = []
+    for rows in zip(*(c["rows"] for c in cells)):
+        group = next((r["group"] for r in rows if r.get("group") is not None), None)
+        out.append(f"id:{rows[0]['id']}" if group is None else f"group:{group}")
+    return out
+
+
 def compare(ft_cells: list[dict], base: dict, metric: str, labels: list[str], n_boot: int, seed: int):
     ids = [r["id"] for r in base["rows"]]
     for cell in ft_cells:
         if [r["id"] for r in cell["rows"]] != ids:
             raise ValueError(f"{cell['cell']} and the base cell scored different examples")
+    groups = example_groups([base, *ft_cells])
     if metric in CORPUS_METRICS:
         ft_fns = [_corpus_fn(metric, c["rows"], labels) for c in ft_cells]
         corpus = (lambda s, idx: ft_fns[s](idx), _corpus_fn(metric, base["rows"], labels))
         zeros = np.zeros((len(ft_cells), len(ids)))
-        return paired_bootstrap(zeros, zeros[0], n_boot=n_boot, seed=seed, corpus=corpus)
+        return paired_bootstrap(zeros, zeros[0], n_boot=n_boot, seed=seed, corpus=corpus, groups=groups)
     ft = np.array([[r["scores"][metric] for r in c["rows"]] for c in ft_cells])
     b = np.array([r["scores"][metric] for r in base["rows"]])
-    return paired_bootstrap(ft, b, n_boot=n_boot, seed=seed)
+    return paired_bootstrap(ft, b, n_boot=n_boot, seed=seed, groups=groups)
 
 
 def transfer_table(cells: list[dict], params: dict) -> pl.DataFrame:
@@ -90,14 +104,49 @@ def transfer_table(cells: list[dict], params: dict) -> pl.DataFrame:
                 "train_size": size, "seeds": ",".join(str(s) for s, _ in seeded), "eval_dataset": eval_ds,
                 "eval_task": tasks[eval_ds], "relation": relation(train, tasks[train], eval_ds, tasks[eval_ds]),
                 "format": fmt, "shots": shots, "metric": metric, "primary": metric == primary[tasks[eval_ds]],
-                "n": len(b["rows"]),
-                "base": est.base.mean, "base_lo": est.base.lo, "base_hi": est.base.hi,
+                "n": len(b["rows"]), "n_groups": est.n_groups, "resampling_unit": est.resampling_unit,
+                "base": est.base.mean, "base_lo": est.base.lo, "base_hi": est.base.hi, "base_se": est.base.se,
                 "finetuned": est.finetuned.mean, "finetuned_lo": est.finetuned.lo, "finetuned_hi": est.finetuned.hi,
-                "delta": est.delta.mean, "delta_lo": est.delta.lo, "delta_hi": est.delta.hi,
-                "p_value": est.p_value,
+                "finetuned_se": est.finetuned.se,
+                "delta": est.delta.mean, "delta_lo": est.delta.lo, "delta_hi": est.delta.hi, "delta_se": est.delta.se,
+                "p_value": est.p_value, "n_boot": n_boot,
             })
+    # families: every primary-metric row of the table together; each other metric on its own
+    holm, bh = adjust_within([r["p_value"] for r in rows],
+                             ["primary" if r["primary"] else f"metric:{r['metric']}" for r in rows])
+    for r, h, f in zip(rows, holm, bh):
+        r.update(p_holm=float(h), p_bh=float(f))
     return pl.DataFrame(rows).sort(["train_task", "train_dataset", "variant", "train_size", "eval_task",
                                     "eval_dataset", "format", "shots", "metric"])
+
+
+FAMILY_NOTE = ("p_holm / p_bh: Holm (family-wise error) and Benjamini-Hochberg (false discovery rate) adjusted p, "
+               "from the floored p (so conservative)")
+
+
+def units_note(table: pl.DataFrame, by: str) -> str:
+    """'a1: group (n_groups=20); a2: example': the bootstrap's resampling unit per eval dataset
+    (a range of n_groups where rows drop different items)."""
+    kinds = table.drop_nulls("resampling_unit").with_columns(
+        kind=pl.col("resampling_unit").str.extract(r"^(\w+)")).group_by(by, "kind").agg(
+        lo=pl.col("n_groups").min(), hi=pl.col("n_groups").max()).sort(by, "kind")
+    return "; ".join(f"{d}: example" if k == "example" else f"{d}: {k} (n_groups={lo}{'' if lo == hi else f'-{hi}'})"
+                     for d, k, lo, hi in kinds.iter_rows())
+
+
+def mean_se(col: str, nd: int = 1, ci: bool = True) -> pl.Expr:
+    """`mean ± se [lo, hi]` text (`mean [lo, hi]` where a table has no SE, e.g. an older one)."""
+    parts = [pl.col(col).round(nd), pl.lit(" ± "), pl.col(f"{col}_se").round(nd)]
+    tail = [pl.lit(" ["), pl.col(f"{col}_lo").round(nd), pl.lit(", "), pl.col(f"{col}_hi").round(nd), pl.lit("]")]
+    with_se = pl.concat_str(parts + (tail if ci else []))
+    without = pl.concat_str(parts[:1] + (tail if ci else []))
+    return pl.when(pl.col(f"{col}_se").is_null()).then(without).otherwise(with_se).alias(col)
+
+
+def p_column(table: pl.DataFrame, col: str = "p_value", floor: bool = True) -> pl.Series:
+    """p as text: '< 1/B' (as a number) at the bootstrap's floor; adjusted p as plain numbers."""
+    boots = table["n_boot"] if floor and "n_boot" in table.columns else [None] * table.height
+    return pl.Series(col, [format_p(p, b) for p, b in zip(table[col], boots)], dtype=pl.String)
 
 
 def to_markdown(df: pl.DataFrame, floats: int = 2) -> str:
@@ -110,14 +159,12 @@ def to_markdown(df: pl.DataFrame, floats: int = 2) -> str:
 
 
 def markdown_view(table: pl.DataFrame) -> pl.DataFrame:
-    """Primary metric only; every score as `mean [lo, hi]`."""
-    def ci(col: str) -> pl.Expr:
-        return pl.format("{} [{}, {}]", *(pl.col(c).round(1) for c in (col, f"{col}_lo", f"{col}_hi"))).alias(col)
-
-    return table.filter("primary").select(
+    """Primary metric only; every score as `mean ± se [lo, hi]`, p as text ('< 0.001' at 1/B)."""
+    view = table.filter("primary")
+    return view.select(
         "train_dataset", "variant", "train_size", "seeds", "eval_dataset", "relation", "format", "shots", "metric",
-        "n", ci("base"), ci("finetuned"), ci("delta"), pl.col("p_value").round(3),
-    )
+        "n", "n_groups", mean_se("base"), mean_se("finetuned"), mean_se("delta"),
+    ).with_columns(p_column(view), p_column(view, "p_holm", floor=False), p_column(view, "p_bh", floor=False))
 
 
 def aggregate(score_paths: list[str], params: dict, out_parquet: str, out_csv: str, out_md: str,
@@ -128,9 +175,17 @@ def aggregate(score_paths: list[str], params: dict, out_parquet: str, out_csv: s
     with atomic_file(out_csv) as fh:
         table.write_csv(fh)
     with atomic_file(out_md) as fh:
+        primary = table.filter("primary")
+        n_boot = params.get("bootstrap", 1000)
         fh.write(f"# Transfer table — study `{params['study']}`\n\n"
-                 "Primary metric per task (all metrics in transfer.csv); mean [95 % bootstrap CI] over test "
-                 "examples (and seeds); p: paired bootstrap, fine-tuned vs base.\n\n")
+                 "Primary metric per task (all metrics in transfer.csv); mean ± SE [95 % percentile CI] from a "
+                 f"paired bootstrap with B = {n_boot} replicates over test examples (and seeds); SE = the SD of the "
+                 "bootstrap replicates. Resampling unit: whole groups of examples that share a context / premise / "
+                 "passage where the eval set has them (cluster bootstrap), else single examples; per eval dataset: "
+                 f"{units_note(primary, 'eval_dataset')}. p: paired bootstrap, fine-tuned vs base, two-sided; "
+                 f"below 1/B it is shown as \"< {format_p(1 / n_boot, n_boot)[2:]}\". {FAMILY_NOTE}; "
+                 f"family = all rows of the primary metric in this table ({primary.height} tests; in transfer.csv "
+                 "each other metric is adjusted as its own family).\n\n")
         fh.write(to_markdown(markdown_view(table)))
     inputs = {Path(p).parent.as_posix(): p for p in score_paths}
     write_json(out_manifest, manifest("table", params, inputs=inputs, seed=params.get("bootstrap_seed", 0)))

@@ -1,8 +1,10 @@
 """RAG study tables and the score-vs-training-size plot (Barnett & Brannelly 2024's figure).
 
 One row per (generator, domain, training size, metric): the judge's accuracy and completeness
-(1-5) and exact match / token F1 (0-100), each mean [95 % bootstrap CI] over the judged items,
-the base model's score in the same RAG pipeline and the paired delta. Missing judgements are
+(1-5) and exact match / token F1 (0-100), each mean ± bootstrap SE [95 % CI] over the judged items,
+the base model's score in the same RAG pipeline and the paired delta with a p-value (floored at
+1/B; Holm and BH adjusted per metric). Questions about the same gold passage (predictions'
+`group`) are resampled together: they are not independent. Missing judgements are
 counted per row (`missing`) and left out of that row's mean: never imputed. Agreement between
 the judge's repeats (mean per-item sd, Krippendorff's alpha), retry counts, recall@k of each
 retriever and the judge-vs-reference rank correlation sit next to the scores.
@@ -17,22 +19,26 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from .aggregate import to_markdown
+from .aggregate import FAMILY_NOTE, mean_se, p_column, to_markdown, units_note
 from .artifacts import atomic_file, manifest, read_json, write_json
 from .config import FineTune
-from .stats import paired_bootstrap
+from .stats import adjust_within, format_p, paired_bootstrap
 
 REFERENCE_METRICS = ("exact_match", "token_f1")
 
 
 def load_judged_cell(judge_json: str, criteria: list[str], with_samples: bool) -> dict:
-    """judge.json + its folder's judgements.jsonl and predictions.jsonl -> metric -> {id: value}."""
+    """judge.json + its folder's judgements.jsonl and predictions.jsonl -> metric -> {id: value},
+    and each item's bootstrap group (its gold passage; its own id where predictions have none)."""
     summary = read_json(judge_json)
     folder = Path(judge_json).parent
     values: dict[str, dict[str, float | None]] = defaultdict(dict)
+    groups: dict[str, str] = {}
     with open(folder / "predictions.jsonl", encoding="utf-8") as fh:
         for line in fh:
             row = json.loads(line)
+            if row.get("group") is not None:
+                groups[row["id"]] = f"group:{row['group']}"
             for m in REFERENCE_METRICS:
                 values[m][row["id"]] = row["scores"].get(m)
     with open(folder / "judgements.jsonl", encoding="utf-8") as fh:
@@ -42,10 +48,12 @@ def load_judged_cell(judge_json: str, criteria: list[str], with_samples: bool) -
             values[c][row["id"]] = row["score"]
             if with_samples:
                 values[f"{c}_samples"][row["id"]] = row["sample_mean"]
-    return {"cell": summary["cell"], "summary": summary, "values": values}
+    return {"cell": summary["cell"], "summary": summary, "values": values, "groups": groups}
 
 
-def _estimate(ft: dict[str, float | None], base: dict[str, float | None], n_boot: int, seed: int) -> dict:
+def _estimate(ft: dict[str, float | None], base: dict[str, float | None], n_boot: int, seed: int,
+              groups: dict[str, str] | None = None) -> dict:
+    groups = groups or {}
     ids = sorted(ft)
     have = [i for i in ids if ft[i] is not None]
     paired = [i for i in have if base.get(i) is not None]
@@ -53,13 +61,16 @@ def _estimate(ft: dict[str, float | None], base: dict[str, float | None], n_boot
     if not have:
         return out
     f = np.array([ft[i] for i in have], dtype=float)
-    solo = paired_bootstrap(f, f, n_boot=n_boot, seed=seed).finetuned
-    out.update(score=solo.mean, score_lo=solo.lo, score_hi=solo.hi)
+    solo = paired_bootstrap(f, f, n_boot=n_boot, seed=seed, groups=[groups.get(i, f"id:{i}") for i in have])
+    out.update(score=solo.finetuned.mean, score_lo=solo.finetuned.lo, score_hi=solo.finetuned.hi,
+               score_se=solo.finetuned.se, resampling_unit=solo.resampling_unit, n_groups=solo.n_groups,
+               n_boot=n_boot)
     if paired and ft is not base:
         est = paired_bootstrap(np.array([ft[i] for i in paired]), np.array([base[i] for i in paired]),
-                               n_boot=n_boot, seed=seed)
-        out.update(n_paired=len(paired), base=est.base.mean, delta=est.delta.mean, delta_lo=est.delta.lo,
-                   delta_hi=est.delta.hi, p_value=est.p_value)
+                               n_boot=n_boot, seed=seed, groups=[groups.get(i, f"id:{i}") for i in paired])
+        out.update(n_paired=len(paired), base=est.base.mean, base_se=est.base.se, delta=est.delta.mean,
+                   delta_lo=est.delta.lo, delta_hi=est.delta.hi, delta_se=est.delta.se, p_value=est.p_value,
+                   resampling_unit=est.resampling_unit, n_groups=est.n_groups)
     return out
 
 
@@ -75,27 +86,35 @@ def rag_table(cells: list[dict], params: dict) -> pl.DataFrame:
         size = 0 if tag == "base" else FineTune.parse(tag).size
         crit = c["summary"]["criteria"]
         counts = c["summary"]["counts"]
+        groups = {**b.get("groups", {}), **c.get("groups", {})}
         for metric, vals in c["values"].items():
-            est = _estimate(vals, b["values"][metric], n_boot, seed)
+            est = _estimate(vals, b["values"][metric], n_boot, seed, groups)
             if tag == "base" and est.get("score") is not None:
-                est.update(base=est["score"], delta=0.0, delta_lo=0.0, delta_hi=0.0, p_value=1.0)
+                est.update(base=est["score"], base_se=est["score_se"], delta=0.0, delta_lo=0.0, delta_hi=0.0,
+                           delta_se=0.0, p_value=1.0)
             name = metric.removesuffix("_samples")
             judged = name in crit
             rows.append({
                 "model": model, "dataset": dataset, "corpus": params["datasets"].get(dataset, dataset),
                 "model_tag": tag, "train_size": size, "metric": metric,
                 "scale": "1-5" if judged else "0-100",
-                **{k: est.get(k) for k in ("n", "missing", "score", "score_lo", "score_hi", "base", "delta",
-                                           "delta_lo", "delta_hi", "p_value")},
+                **{k: est.get(k) for k in ("n", "missing", "n_groups", "resampling_unit", "score", "score_lo",
+                                           "score_hi", "score_se", "base", "base_se", "delta", "delta_lo",
+                                           "delta_hi", "delta_se", "p_value", "n_boot")},
                 "sample_sd_mean": crit[name]["sample_sd_mean"] if judged else None,
                 "krippendorff_alpha": crit[name]["krippendorff_alpha"] if judged else None,
                 "transport_retries": counts["transport_retries"] if judged else None,
                 "parse_retries": counts["parse_retries"] if judged else None,
             })
-    floats = ("score", "score_lo", "score_hi", "base", "delta", "delta_lo", "delta_hi", "p_value", "sample_sd_mean",
-              "krippendorff_alpha")
-    ints = ("n", "missing", "train_size", "transport_retries", "parse_retries")
-    schema = {**{k: pl.Float64 for k in floats}, **{k: pl.Int64 for k in ints}}
+    # family: the fine-tuned rows of one metric (base rows compare the base with itself: no test)
+    holm, bh = adjust_within([r["p_value"] for r in rows],
+                             [r["metric"] if r["model_tag"] != "base" else None for r in rows])
+    for r, h, f in zip(rows, holm, bh):
+        r.update(p_holm=None if np.isnan(h) else float(h), p_bh=None if np.isnan(f) else float(f))
+    floats = ("score", "score_lo", "score_hi", "score_se", "base", "base_se", "delta", "delta_lo", "delta_hi",
+              "delta_se", "p_value", "p_holm", "p_bh", "sample_sd_mean", "krippendorff_alpha")
+    ints = ("n", "missing", "n_groups", "n_boot", "train_size", "transport_retries", "parse_retries")
+    schema = {**{k: pl.Float64 for k in floats}, **{k: pl.Int64 for k in ints}, "resampling_unit": pl.String}
     return pl.DataFrame(rows, schema_overrides=schema, infer_schema_length=None).sort(
         "model", "dataset", "metric", "train_size", "model_tag")
 
@@ -130,15 +149,12 @@ def retrieval_table(recall_files: list[str]) -> pl.DataFrame:
 
 
 def markdown_view(table: pl.DataFrame) -> pl.DataFrame:
-    def ci(col: str, lo: str, hi: str, nd: int) -> pl.Expr:
-        return pl.format("{} [{}, {}]", *(pl.col(c).round(nd) for c in (col, lo, hi))).alias(col)
-
-    return table.with_columns(nd=pl.when(pl.col("scale") == "1-5").then(2).otherwise(1)).select(
-        "model", "dataset", "metric", "train_size", "n", "missing",
-        ci("score", "score_lo", "score_hi", 2), pl.col("base").round(2),
-        ci("delta", "delta_lo", "delta_hi", 2), pl.col("p_value").round(3),
+    """`mean ± se [lo, hi]` per score and delta; p as text ('< 0.001' at 1/B)."""
+    return table.select(
+        "model", "dataset", "metric", "train_size", "n", "missing", "n_groups",
+        mean_se("score", 2), mean_se("base", 2, ci=False), mean_se("delta", 2),
         pl.col("sample_sd_mean").round(2), pl.col("krippendorff_alpha").round(2),
-    )
+    ).with_columns(p_column(table), p_column(table, "p_holm", floor=False), p_column(table, "p_bh", floor=False))
 
 
 def rag_report(judge_files: list[str], recall_files: list[str], params: dict, out_parquet: str, out_csv: str,
@@ -158,12 +174,18 @@ def rag_report(judge_files: list[str], recall_files: list[str], params: dict, ou
         for k in ("requests", "cache_hits", "transport_retries", "parse_retries", "unavailable"):
             counts[k] += c["summary"]["counts"][k]
     judges = sorted({c["summary"]["judge"] for c in cells})
+    n_boot = params.get("bootstrap", 1000)
     with atomic_file(out_md) as fh:
         fh.write(f"# RAG study `{params['study']}`: judge and reference scores\n\n"
                  f"Judge: {', '.join(judges)}; table score = `{params['score']}`"
                  f"{' (logprob-weighted, G-Eval)' if params['score'] == 'logprobs' else ' (mean of sampled judgements)'}. "
-                 "Judge metrics on 1-5, EM / token F1 on 0-100; mean [95 % bootstrap CI] over judged items; delta "
-                 "vs the base model in the same RAG pipeline (paired bootstrap over items both have). "
+                 "Judge metrics on 1-5, EM / token F1 on 0-100; mean ± SE [95 % percentile CI] over judged items "
+                 f"from a bootstrap with B = {n_boot} replicates, SE = the SD of the bootstrap replicates; delta "
+                 "vs the base model in the same RAG pipeline (paired bootstrap over items both have). Resampling "
+                 "unit: the questions about one gold passage together (cluster bootstrap) where predictions name "
+                 f"it, else single items; per domain: {units_note(table, 'dataset')}. p: two-sided, below 1/B "
+                 f"shown as \"< {format_p(1 / n_boot, n_boot)[2:]}\". {FAMILY_NOTE}; family = the fine-tuned rows "
+                 "of one metric in this table (base rows are no test). "
                  "`missing` = items without a score (never imputed); `sample_sd_mean` / `krippendorff_alpha`: "
                  "agreement between the judge's repeated samples.\n\n")
         fh.write(to_markdown(markdown_view(table)))

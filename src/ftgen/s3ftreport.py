@@ -1,18 +1,22 @@
 """S3FT study table and plot: base vs SFT vs S3FT in-domain, the change on every generalization
 benchmark (the paper's headline: the average drop vs base), and where S3FT's targets came from.
 
-Built from the transfer table (scores, deltas and 95 % paired-bootstrap CIs per eval cell) and
-the S3FT dataset cards (self / paraphrase / gold counts).
+Built from the transfer table (scores, deltas, bootstrap SEs, 95 % paired-bootstrap CIs and
+floored p per eval cell; groups of examples resampled together where the eval set has them) and
+the S3FT dataset cards (self / paraphrase / gold counts). p-values are Holm / BH adjusted again
+over this table's rows, the family this report tests.
 """
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import polars as pl
 
-from .aggregate import to_markdown
+from .aggregate import mean_se, p_column, to_markdown, units_note
 from .artifacts import atomic_file
+from .stats import adjust_within, format_p, stratified_cluster_means
 
 
 def s3ft_table(transfer: pl.DataFrame, cards: list[dict], params: dict) -> pl.DataFrame:
@@ -28,11 +32,20 @@ def s3ft_table(transfer: pl.DataFrame, cards: list[dict], params: dict) -> pl.Da
                 continue
             rows.append({"train_dataset": train, "variant": variant, "train_size": size, "format": fmt,
                          "shots": shots, "eval_dataset": row["eval_dataset"], "kind": kind,
-                         "metric": row["metric"], "n": row["n"], "base": row["base"],
-                         "finetuned": row["finetuned"], "finetuned_lo": row["finetuned_lo"],
-                         "finetuned_hi": row["finetuned_hi"], "delta": row["delta"], "delta_lo": row["delta_lo"],
-                         "delta_hi": row["delta_hi"], "p_value": row["p_value"]})
-    table = pl.DataFrame(rows)
+                         "metric": row["metric"], "n": row["n"], "n_groups": row.get("n_groups"),
+                         "resampling_unit": row.get("resampling_unit"), "base": row["base"],
+                         "base_se": row.get("base_se"), "finetuned": row["finetuned"],
+                         "finetuned_lo": row["finetuned_lo"], "finetuned_hi": row["finetuned_hi"],
+                         "finetuned_se": row.get("finetuned_se"), "delta": row["delta"], "delta_lo": row["delta_lo"],
+                         "delta_hi": row["delta_hi"], "delta_se": row.get("delta_se"), "p_value": row["p_value"],
+                         "n_boot": row.get("n_boot")})
+    # family: every row of this table (in-domain and general, all fine-tunes)
+    holm, bh = adjust_within([r["p_value"] for r in rows], ["s3ft"] * len(rows))
+    for r, h, f in zip(rows, holm, bh):
+        r.update(p_holm=float(h), p_bh=float(f))
+    schema = {"n_groups": pl.Int64, "n_boot": pl.Int64, "resampling_unit": pl.String,
+              **{c: pl.Float64 for c in ("base_se", "finetuned_se", "delta_se", "p_value", "p_holm", "p_bh")}}
+    table = pl.DataFrame(rows, schema_overrides=schema, infer_schema_length=None)
     by_dataset = {c["dataset"]: c for c in cards}
     prov = pl.DataFrame([{"train_dataset": d, "self": c["self"], "paraphrase": c["paraphrase"], "gold": c["gold"],
                           "targets": c["examples"]} for d, c in by_dataset.items()])
@@ -40,17 +53,19 @@ def s3ft_table(transfer: pl.DataFrame, cards: list[dict], params: dict) -> pl.Da
                                                                   "eval_dataset")
 
 
-def _item_scores(path: str, metric: str) -> dict[str, float]:
+def _item_scores(path: str, metric: str) -> tuple[dict[str, float], dict[str, str]]:
+    """id -> score, and id -> bootstrap group for the rows that name one (older predictions don't)."""
     with open(path, encoding="utf-8") as fh:
-        return {r["id"]: r["scores"][metric] for r in map(json.loads, fh)}
+        rows = list(map(json.loads, fh))
+    groups = {r["id"]: f"group:{r['group']}" for r in rows if r.get("group") is not None}
+    return {r["id"]: r["scores"][metric] for r in rows}, groups
 
 
 def mean_general_delta(transfer: pl.DataFrame, params: dict, eval_dir: str, n_boot: int = 2000, seed: int = 0
                        ) -> pl.DataFrame:
-    """The mean over general benchmarks of (fine-tuned - base), with a 95 % CI from a stratified
-    paired bootstrap: items resampled within each benchmark, the same items for both models."""
-    import numpy as np
-
+    """The mean over general benchmarks of (fine-tuned - base), with its SE and 95 % CI from a
+    stratified paired bootstrap: groups of items (single items where a benchmark has no groups)
+    resampled within each benchmark, the same draws for both models."""
     rows = []
     general = transfer.filter(pl.col("primary") & pl.col("eval_dataset").is_in(params["general"]) &
                               pl.col("train_dataset").is_in(params["train_on"]))
@@ -58,18 +73,22 @@ def mean_general_delta(transfer: pl.DataFrame, params: dict, eval_dir: str, n_bo
     for key, group in general.group_by("train_dataset", "variant", "train_format", "train_size", "seeds", "format",
                                        "shots", maintain_order=True):
         train, variant, tfmt, size, seeds, fmt, shots = key
-        diffs = []
+        diffs, groups = [], []
         for row in group.iter_rows(named=True):
             cell = f"{row['eval_dataset']}/f{fmt}.k{shots}/predictions.jsonl"
-            base = _item_scores(f"{eval_dir}/base/{cell}", row["metric"])
-            per_seed = [_item_scores(f"{eval_dir}/{train}.{variant}.f{tfmt}.n{size}.s{s}/{cell}", row["metric"])
-                        for s in str(seeds).split(",")]
+            base, base_groups = _item_scores(f"{eval_dir}/base/{cell}", row["metric"])
+            loaded = [_item_scores(f"{eval_dir}/{train}.{variant}.f{tfmt}.n{size}.s{s}/{cell}", row["metric"])
+                      for s in str(seeds).split(",")]
+            per_seed = [scores for scores, _ in loaded]
+            labels = {k: v for _, g in reversed(loaded) for k, v in g.items()} | base_groups
             ids = sorted(base)
             diffs.append(np.array([np.mean([ft[i] for ft in per_seed]) - base[i] for i in ids]))
+            groups.append([labels.get(i, f"id:{i}") for i in ids])
         point = float(np.mean([d.mean() for d in diffs]))
-        boots = np.mean([d[rng.integers(0, len(d), size=(n_boot, len(d)))].mean(axis=1) for d in diffs], axis=0)
+        boots = stratified_cluster_means(diffs, groups, n_boot, rng)
         lo, hi = np.quantile(boots, [0.025, 0.975])
         rows.append({"train_dataset": train, "variant": variant, "train_size": size, "mean general Δ": round(point, 2),
+                     "mean general Δ SE": round(float(boots.std(ddof=1)), 2),
                      "mean general Δ CI": f"[{lo:.1f}, {hi:.1f}]"})
     return pl.DataFrame(rows)
 
@@ -77,12 +96,11 @@ def mean_general_delta(transfer: pl.DataFrame, params: dict, eval_dir: str, n_bo
 def summary(table: pl.DataFrame, mean_delta: pl.DataFrame | None = None) -> pl.DataFrame:
     """One line per fine-tune: in-domain score and delta, the mean delta over the general
     benchmarks, and (S3FT) the provenance of its targets."""
-    def ci(col: str) -> pl.Expr:
-        return pl.format("{} [{}, {}]", *(pl.col(c).round(1) for c in (col, f"{col}_lo", f"{col}_hi")))
-
-    indomain = table.filter(pl.col("kind") == "in-domain").select(
+    ind = table.filter(pl.col("kind") == "in-domain")
+    indomain = ind.select(
         "train_dataset", "variant", "train_size", pl.col("metric").alias("in_domain_metric"),
-        pl.col("base").round(1).alias("base"), ci("finetuned").alias("fine-tuned"), ci("delta").alias("in-domain Δ"))
+        mean_se("base", ci=False), mean_se("finetuned").alias("fine-tuned"), mean_se("delta").alias("in-domain Δ"),
+    ).with_columns(p_column(ind).alias("in-domain p"), p_column(ind, "p_holm", floor=False).alias("in-domain p_holm"))
     general = table.filter(pl.col("kind") == "general").group_by("train_dataset", "variant", "train_size").agg(
         pl.format("{}: {} [{}, {}]", "eval_dataset", pl.col("delta").round(1), pl.col("delta_lo").round(1),
                   pl.col("delta_hi").round(1)).str.join("; ").alias("general Δ [CI]"))
@@ -105,11 +123,21 @@ def s3ft_report(transfer_path: str, card_paths: list[str], params: dict, out_csv
     mean_delta = mean_general_delta(transfer, params, eval_dir) if eval_dir and params["general"] else None
     with atomic_file(out_csv) as fh:
         table.write_csv(fh)
+    n_boot = int(table["n_boot"].drop_nulls()[0]) if "n_boot" in table.columns and table["n_boot"].drop_nulls().len() \
+        else None
+    floor = f"below 1/B shown as \"< {format_p(1 / n_boot, n_boot)[2:]}\"" if n_boot else "floored at 1/B"
     with atomic_file(out_md) as fh:
         fh.write(f"# S3FT vs SFT — study `{params['study']}`\n\n"
-                 "Primary metric per task; mean [95 % bootstrap CI]; Δ = fine-tuned − base on the same examples "
-                 "(paired bootstrap). `mean general Δ`: unweighted mean of the deltas on the general benchmarks "
-                 f"({', '.join(params['general'])}), its CI from a paired bootstrap stratified by benchmark. S3FT targets: the base model's own accepted answers / its "
+                 "Primary metric per task; mean ± SE [95 % bootstrap CI], SE = the SD of the bootstrap replicates; "
+                 "Δ = fine-tuned − base on the same examples (paired bootstrap). Resampling unit: groups of "
+                 "examples sharing a context / premise / passage where the eval set has them, else examples; per "
+                 f"eval dataset: {units_note(table, 'eval_dataset') or 'not recorded (transfer table without it)'}. "
+                 f"p: two-sided, {floor}. p_holm (and p_bh in the csv): Holm (family-wise error) and "
+                 "Benjamini-Hochberg (false discovery rate) adjusted p, from the floored p (so conservative); "
+                 "family = all rows of this table (in-domain and general, every fine-tune). "
+                 "`mean general Δ`: unweighted mean of the deltas on the general benchmarks "
+                 f"({', '.join(params['general'])}), its SE and CI from a paired bootstrap stratified by benchmark "
+                 "(the same resampling unit within each). S3FT targets: the base model's own accepted answers / its "
                  "accepted paraphrases of the gold answer / the gold answer.\n\n")
         fh.write(to_markdown(summary(table, mean_delta)))
     plot(table, out_png, out_pdf)
