@@ -139,3 +139,23 @@ def test_p_values_are_floored_and_adjusted(tmp_path):
     assert f1["p_holm"].to_list() == pytest.approx(list(stats.holm(f1["p_value"].to_list())))
     assert "family = all rows of the primary metric in this table (2 tests" in md
     assert all(c in md.splitlines()[4] for c in ("| p_value |", "| p_holm |", "| p_bh |"))
+
+
+def test_two_base_models_are_never_pooled(tmp_path):
+    """The RAG study's two generators: each fine-tune is compared with its own base, and the two
+    models' fine-tunes are not averaged as if they were seeds of one."""
+    gold = ["x", "y"] * 10
+    paths = []
+    for model, base_pred, ft_pred in (("m1", ["x"] * 20, gold), ("m2", ["y"] * 20, ["x"] * 20)):
+        for tag, preds in (("base", base_pred), ("a1.sft.f0.n10.s0", ft_pred)):
+            p, _ = write_cell(tmp_path / model, tag, "a1", preds, gold, ["accuracy"])
+            cell = json.loads(open(p).read())
+            cell["cell"]["model"] = model
+            open(p, "w").write(json.dumps(cell))
+            paths.append(p)
+    params = {**PARAMS, "datasets": {"a1": {"task": "A"}}}
+    out = {k: str(tmp_path / f"transfer.{k}") for k in ("parquet", "csv", "md")}
+    table = aggregate(paths, params, out["parquet"], out["csv"], out["md"], str(tmp_path / "m.json"))
+    rows = {r["model"]: r for r in table.iter_rows(named=True)}
+    assert set(rows) == {"m1", "m2"} and all(r["seeds"] == "0" for r in rows.values())
+    assert rows["m1"]["delta"] == pytest.approx(50.0) and rows["m2"]["delta"] == pytest.approx(0.0)

@@ -88,10 +88,11 @@ def test_changing_the_judge_reruns_only_judging(rag_run):
 
 
 def test_barnett2024_hpc_study_plans_without_hub_access(rag_run):
-    """Two generators x 3 domains x sizes 200/500/1000, in-domain evaluation, an HTTP judge."""
+    """Two generators x 3 domains x sizes 200/500/1000, in-domain evaluation, an HTTP judge; GPT-4
+    (an API model) answers on the 3 domains as the un-fine-tuned baseline."""
     jobs = planned_jobs(rag_run, "--configfile", "config/studies/barnett2024.yaml")
     finetunes = 2 * 3 * 3
-    cells = 2 * (3 + 3 * 3)  # per generator: the base on 3 domains + 9 fine-tunes in-domain
+    cells = 2 * (3 + 3 * 3) + 3  # per generator: the base on 3 domains + 9 fine-tunes in-domain; GPT-4 on 3
     assert jobs == {"fetch_asset": 1, "build_corpus": 3, "index": 3 * 2, "retrieve": 3 * 2, "prepare_dataset": 3,
-                    "prepare_model": 2, "tokenize": 2 * 3, "finetune": finetunes, "evaluate": cells,
+                    "prepare_model": 3, "tokenize": 2 * 3, "finetune": finetunes, "evaluate": cells,
                     "judge_steps": 1, "judge": cells, "aggregate": 1, "rag_report": 1, "rag_plot": 1, "all": 1}

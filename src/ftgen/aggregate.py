@@ -84,23 +84,25 @@ def transfer_table(cells: list[dict], params: dict) -> pl.DataFrame:
     base, groups = {}, defaultdict(list)
     for res in cells:
         c = res["cell"]
-        key = (c["dataset"], c["format"], c["shots"])
+        # several base models in one study (the RAG study's generators): each is its own baseline,
+        # and fine-tunes of different models are never pooled as if they were seeds
+        key = (c.get("model") or "", c["dataset"], c["format"], c["shots"])
         if c["model_tag"] == "base":
             base[key] = res
         else:
             ft = FineTune.parse(c["model_tag"])
-            groups[(ft.dataset, ft.variant, ft.format, ft.size) + key].append((ft.seed, res))
+            groups[key[:1] + (ft.dataset, ft.variant, ft.format, ft.size) + key[1:]].append((ft.seed, res))
     rows = []
-    for (train, variant, tfmt, size, eval_ds, fmt, shots), seeded in sorted(groups.items()):
-        if (eval_ds, fmt, shots) not in base:
-            raise ValueError(f"no base score for {eval_ds} format {fmt} shots {shots}")
+    for (model, train, variant, tfmt, size, eval_ds, fmt, shots), seeded in sorted(groups.items()):
+        if (model, eval_ds, fmt, shots) not in base:
+            raise ValueError(f"no base score for {model or 'the model'} on {eval_ds} format {fmt} shots {shots}")
         seeded.sort(key=lambda t: t[0])
         ft_cells = [res for _, res in seeded]
-        b = base[(eval_ds, fmt, shots)]
+        b = base[(model, eval_ds, fmt, shots)]
         for metric in b["scores"]:
             est = compare(ft_cells, b, metric, labels.get(eval_ds) or [], n_boot, seed)
             rows.append({
-                "train_dataset": train, "train_task": tasks[train], "variant": variant, "train_format": tfmt,
+                "model": model, "train_dataset": train, "train_task": tasks[train], "variant": variant, "train_format": tfmt,
                 "train_size": size, "seeds": ",".join(str(s) for s, _ in seeded), "eval_dataset": eval_ds,
                 "eval_task": tasks[eval_ds], "relation": relation(train, tasks[train], eval_ds, tasks[eval_ds]),
                 "format": fmt, "shots": shots, "metric": metric, "primary": metric == primary[tasks[eval_ds]],
@@ -116,7 +118,7 @@ def transfer_table(cells: list[dict], params: dict) -> pl.DataFrame:
                              ["primary" if r["primary"] else f"metric:{r['metric']}" for r in rows])
     for r, h, f in zip(rows, holm, bh):
         r.update(p_holm=float(h), p_bh=float(f))
-    return pl.DataFrame(rows).sort(["train_task", "train_dataset", "variant", "train_size", "eval_task",
+    return pl.DataFrame(rows).sort(["model", "train_task", "train_dataset", "variant", "train_size", "eval_task",
                                     "eval_dataset", "format", "shots", "metric"])
 
 

@@ -213,6 +213,13 @@ class Study:
         for name in self.model_names:
             if name not in self.models:
                 raise ConfigError(f"{src}: model: {name!r} is not defined under models")
+            if self.is_api(name):  # answers from an endpoint: generation only, never fine-tuned
+                scored = [d for d in self.eval_datasets if self.task_of(d)["type"] != "generation"]
+                if scored:
+                    raise ConfigError(f"{src}: model: {name!r} is an API model (generation only) but the study "
+                                      f"scores {scored} by log-likelihood")
+                if self.s3ft:
+                    raise ConfigError(f"{src}: model: {name!r} is an API model; S3FT needs the model's own weights")
         from .demos import VariantError, parse_variant
 
         by_task = self.finetune_cfg.get("variants_by_task", {})
@@ -390,6 +397,7 @@ class Study:
     def prompt_params(self, dataset: str, model: str | None = None) -> dict:
         """What prompt rendering of `dataset` depends on: task type, template, labels, lengths."""
         task = self.task_of(dataset)
+        ds = self.datasets[dataset]
         model = self.models[model or self.model_name]
         return {
             "task": self.datasets[dataset]["task"],
@@ -399,9 +407,9 @@ class Study:
             "labels": self.labels_of(dataset),
             "chat_template": bool(model.get("chat_template", False)),
             "max_length": int(model.get("max_length", 512)),
-            "max_new_tokens": int(task.get("max_new_tokens", 32)),
-            # only when the task sets it, so existing studies' params (and outputs) stay as they are
-            **({"stop": task["stop"]} if "stop" in task else {}),
+            "max_new_tokens": int(ds.get("max_new_tokens") or task.get("max_new_tokens", 32)),
+            # only when the task or dataset sets it, so existing studies' params (and outputs) stay as they are
+            **({"stop": ds["stop"]} if "stop" in ds else {"stop": task["stop"]} if "stop" in task else {}),
             **({"scoring": task["scoring"]} if "scoring" in task else {}),
         }
 
@@ -416,6 +424,20 @@ class Study:
         if variant != "sft":
             params["demo_seed"] = int(self.finetune_cfg.get("demo_seed", 0))
         return params
+
+    def is_api(self, model: str) -> bool:
+        return self.models[model]["source"] == "api"
+
+    def cells_for(self, model: str) -> list[EvalCell]:
+        """The cells a model is scored in: an API model only as itself (it is never fine-tuned)."""
+        return [c for c in self.eval_cells if c.model_tag == "base" or not self.is_api(model)]
+
+    def api_params(self, model: str) -> dict:
+        spec = self.models[model]
+        return {"name": spec["name"], "base_url": spec.get("base_url"),
+                "api_key_env": spec.get("api_key_env", "OPENAI_API_KEY"), "timeout_s": spec.get("timeout_s", 120),
+                "max_retries": spec.get("max_retries", 6), "backoff_s": spec.get("backoff_s", 2.0),
+                "cache_dir": str(self.cache_dir / "api")}
 
     def eval_params(self, cell_dataset: str, fmt: int, shots: int, model: str | None = None) -> dict:
         from .metrics import METRIC_OPTIONS, ROUGE_DEFAULTS
@@ -436,6 +458,7 @@ class Study:
             # only when the task sets a metric option (completed with the defaults), so existing
             # studies' params (and outputs) stay as they are; metrics.score(..., options=...)
             **({"metric_options": metric_options} if metric_options else {}),
+            **({"api": self.api_params(model or self.model_name)} if self.is_api(model or self.model_name) else {}),
         }
 
     def aggregate_params(self) -> dict:

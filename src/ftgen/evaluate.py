@@ -15,7 +15,7 @@ from .data import load_examples
 from .generation import greedy_generate, loglikelihoods, option_loglikelihoods
 from .metrics import score
 from .modeling import default_device, load_model, load_tokenizer, resolve_bf16, set_threads
-from .prompts import continuation, encode_example, encode_pair
+from .prompts import continuation, encode_example, encode_pair, render_body, with_demos
 
 
 def choose(scores: list[float]) -> tuple[int, bool]:
@@ -70,8 +70,12 @@ def evaluate_cell(model_dir: str, base_dir: str, examples: str, params: dict, ou
     device = default_device()
     bf16 = resolve_bf16(params.get("bf16", "auto"), device)
     pp, fmt, shots = params["prompt"], params["format"], params["shots"]
-    tok = load_tokenizer(model_dir)  # fine-tuned folders carry the tokenizer they were trained with
-    model = load_model(model_dir, device=device, base_dir=base_dir)
+    api = params.get("api")  # an API model: no weights here, answers come from its endpoint
+    if api and pp["type"] != "generation":
+        raise ValueError(f"API model {api['name']!r} can only generate: {pp['task']!r} is scored by log-likelihood")
+    if not api:
+        tok = load_tokenizer(model_dir)  # fine-tuned folders carry the tokenizer they were trained with
+        model = load_model(model_dir, device=device, base_dir=base_dir)
     test = load_examples(examples, params.get("split", "test"))  # "train": S3FT's base answers
     if params.get("limit"):
         test = test[: params["limit"]]
@@ -109,6 +113,13 @@ def evaluate_cell(model_dir: str, base_dir: str, examples: str, params: dict, ou
             # `len(choice)`; "bytes" in their docs, the same for ASCII options)
             norm_predictions.append(opts[choose([ll / max(1, len(o)) for ll, o in zip(row, opts)])[0]])
             details.append({"loglik": dict(zip(opts, row)), "tie": tied})
+    elif api:  # the prompt body is the user message; the endpoint applies its own chat template
+        from .judge import api_generate
+
+        prompts = [with_demos(pp, fmt, render_body(pp, fmt, ex["inputs"]), demos) for ex in test]
+        truncated = 0
+        predictions = api_generate(api, prompts, pp["max_new_tokens"], pp.get("stop", "\n\n"), log=log)
+        details, norm_predictions, ties = [{} for _ in test], None, None
     else:
         encoded = [encode_example(tok, pp, fmt, ex, demos, None, budget=budget - pp["max_new_tokens"]) for ex in test]
         truncated = sum(e.truncated for e in encoded)

@@ -279,8 +279,9 @@ class OpenAIJudge:
                 self.counters.transport_retries += 1
                 self.sleep(float(self.params["backoff_s"]) * 2 ** attempt)
 
-    def generate(self, prompt: str, temperature: float, seed: int, max_tokens: int) -> str:
-        res = self._create(prompt, temperature=temperature, seed=seed, max_tokens=max_tokens)
+    def generate(self, prompt: str, temperature: float, seed: int, max_tokens: int, stop: str | None = None) -> str:
+        extra = {"stop": [stop]} if stop else {}
+        res = self._create(prompt, temperature=temperature, seed=seed, max_tokens=max_tokens, **extra)
         return (res.choices[0].message.content or "") if res.choices else ""
 
     def top_logprobs(self, prompts: list[str]) -> list[list[tuple[str, dict[str, float]]] | Exception]:
@@ -376,6 +377,30 @@ class HFJudge:
                     positions.append((self.tok.decode([chosen]), top))
                 out.append(positions)
         return out
+
+
+def api_generate(spec: dict, prompts: list[str], max_new_tokens: int, stop: str | None, log=print) -> list[str]:
+    """An API model (OpenAI-compatible) as an un-fine-tuned generator, e.g. GPT-4 as the RAG
+    baseline: greedy (temperature 0, fixed seed) answers, each cached on disk like a judgement
+    (keyed by endpoint, model, prompt, length and stop), so a rerun or a resumed job asks nothing
+    twice. An answer the endpoint never gives after every retry fails the job (nothing is
+    written; the cached answers stay for the rerun) instead of scoring as an empty answer."""
+    counters = Counters()
+    backend = OpenAIJudge({**spec, "model": spec["name"]}, counters)
+    cache = JudgeCache(spec["cache_dir"])
+    out = []
+    for prompt in prompts:
+        key = cache.key(backend.id, prompt, f"generate:{max_new_tokens}:{stop!r}", 0)
+        record = cache.get(key)
+        if record is None:
+            text = backend.generate(prompt, temperature=0.0, seed=0, max_tokens=max_new_tokens, stop=stop)
+            record = {"text": text}
+            cache.put(key, record)
+        text = record["text"]
+        out.append((text.split(stop)[0] if stop else text).strip())
+    log(f"api {backend.id}: {counters.requests} requests, {cache.hits} cached, "
+        f"{counters.transport_retries} retries")
+    return out
 
 
 def make_backend(params: dict, counters: Counters, model_dir: str | None = None, threads: int | None = None):

@@ -92,6 +92,11 @@ def prepare_model(spec: dict, out_dir: str, asset: str | None = None, log=print)
 
     with atomic_dir(out_dir) as tmp:
         source = spec["source"]
+        if source == "api":  # no weights: the folder pins which endpoint and model answered
+            write_json(Path(tmp) / "api.json", {k: v for k, v in spec.items() if k != "source"})
+            write_json(Path(tmp) / "manifest.json", manifest("model", spec, n_params=None))
+            log(f"API model {spec['name']} at {spec.get('base_url') or 'api.openai.com'}")
+            return
         if source == "tiny_random":
             model = build_tiny_model(tmp, spec)
         else:

@@ -126,7 +126,7 @@ def all_scores():
     return [
         f"{eval_dir(c, m)}/scores.json"
         for m in STUDY.model_names
-        for c in STUDY.eval_cells
+        for c in STUDY.cells_for(m)
     ]
 
 
@@ -134,7 +134,7 @@ def all_predictions():
     return [
         f"{eval_dir(c, m)}/predictions.jsonl"
         for m in STUDY.model_names
-        for c in STUDY.eval_cells
+        for c in STUDY.cells_for(m)
     ]
 
 
@@ -159,7 +159,7 @@ def all_judged():
     return [
         f"{eval_dir(c, m)}/judge.json"
         for m in STUDY.model_names
-        for c in STUDY.eval_cells
+        for c in STUDY.cells_for(m)
         if c.dataset in rag
     ]
 
