@@ -223,6 +223,10 @@ def _map_columns(loc: str, raw: dict, src: dict, inputs: list[str], index: int) 
     columns = src.get("columns", {f: f for f in inputs})
     fields = {field: _column(loc, raw, spec, f"source.columns.{field}") for field, spec in columns.items()}
     label = raw.get(src["label"]) if src.get("label") else None
+    if src.get("correct_key") is not None:  # options flagged by a parallel key list (TruthfulQA mc1_targets.labels: 1 = true)
+        if not src.get("label_keys") or not src.get("options"):
+            raise DataError(f"{loc}: source.correct_key needs source.options and source.label_keys")
+        label = src["correct_key"]
     if label is not None and src.get("binarize"):  # e.g. STS-B similarity 0-5 -> yes/no
         b = src["binarize"]
         label = b["above"] if float(label) >= float(b["threshold"]) else b["below"]
@@ -240,7 +244,7 @@ def _map_columns(loc: str, raw: dict, src: dict, inputs: list[str], index: int) 
         options = _column(loc, raw, spec, "source.options") if isinstance(spec, str) else \
             [_column(loc, raw, c, "source.options") for c in spec]
         options = [str(o) for o in options]
-        if src.get("label_index") is not None and label is not None:  # the label is a position
+        if (src.get("label_index") is not None or src.get("correct_key") is not None) and label is not None:  # a position or key
             try:  # `label_keys`: the options' own keys (ARC's choices.label), else 0/1-based integers
                 keys = [str(k) for k in _column(loc, raw, src["label_keys"], "source.label_keys")] \
                     if src.get("label_keys") else None
@@ -286,7 +290,8 @@ def read_parquet(src: dict, asset: Path | None, inputs: list[str]) -> Iterator[t
 
 def load_hf_split(src: dict):
     """One split of a Hugging Face dataset: a folder written by `save_to_disk` (tests, air-gapped
-    sites) or a hub name with config, split and revision (the HPC path)."""
+    sites) or a hub name with config, split, revision and data_dir (the HPC path; `data_dir`
+    picks one config's folder of a `refs/convert/parquet` export, e.g. XL-Sum's `english`)."""
     import datasets
 
     name = src["name"]
@@ -294,16 +299,37 @@ def load_hf_split(src: dict):
     if any(p.exists() for p in saved):
         ds = datasets.load_from_disk(name)
         return ds[src.get("split", "train")] if isinstance(ds, datasets.DatasetDict) else ds
-    return datasets.load_dataset(name, src.get("config"), split=src.get("split", "train"), revision=src.get("revision"))
+    extra = {"data_dir": src["data_dir"]} if src.get("data_dir") else {}
+    return datasets.load_dataset(name, src.get("config"), split=src.get("split", "train"), revision=src.get("revision"),
+                                 **extra)
 
 
 def read_hf(src: dict, asset: Path | None, inputs: list[str]) -> Iterator[tuple[str, Row]]:
-    """A Hugging Face dataset (the HPC path): hub name or local folder, config, split."""
+    """A Hugging Face dataset (the HPC path): hub name or local folder, config, split.
+
+    With `test_split` (e.g. GSM8K: `split: train, test_split: test`) the rows of that hub split
+    come first, pre-assigned to our `test` split (`assign_splits` keeps them in file order, up to
+    the dataset's `split.test` count); the rows of `split` fill dev / fewshot / train as usual.
+    Ids and groups are then prefixed with their hub split ("test/12", "train/12"), so rows of
+    the two hub splits never share an id or a group.
+    """
     name = src["name"]
-    ds = load_hf_split(src)
-    for i, raw in enumerate(ds):
-        loc = f"{name}[{src.get('config') or 'default'}/{src.get('split', 'train')}]: row {i}"
-        yield loc, _map_columns(loc, raw, src, inputs, i)
+    hub_splits = [(src["test_split"], "test"), (src.get("split", "train"), None)] if src.get("test_split") \
+        else [(src.get("split", "train"), None)]
+    if src.get("test_split") and src["test_split"] == src.get("split", "train"):
+        raise DataError(f"{name}: source.test_split {src['test_split']!r} is also source.split: the test set would be "
+                        "drawn from the training rows")
+    for hub_split, ours in hub_splits:
+        ds = load_hf_split({**src, "split": hub_split})
+        for i, raw in enumerate(ds):
+            loc = f"{name}[{src.get('config') or 'default'}/{hub_split}]: row {i}"
+            row = _map_columns(loc, raw, src, inputs, i)
+            if src.get("test_split"):
+                row["id"] = f"{hub_split}/{row['id']}"
+                row["group"] = None if row["group"] is None else f"{hub_split}/{row['group']}"
+            if ours:
+                row["split"] = ours
+            yield loc, row
 
 
 def read_rag(src: dict, asset: Path, inputs: list[str]) -> Iterator[tuple[str, Row]]:
@@ -451,7 +477,21 @@ def assign_splits(rows: list[Row], split: dict, where: str) -> list[Row]:
 
     Groups are ordered by a seeded hash of their name, so the assignment does not depend on
     the order rows were read in, and a larger train size is a superset of a smaller one.
+
+    Rows that arrive with a `split` already set (an `hf` source's `test_split`: the dataset's
+    official test set) fill that split on their own, in the order read, up to its count here;
+    the grouped splitter fills the other splits from the remaining rows.
     """
+    fixed: dict[str, list[Row]] = {}
+    for row in rows:
+        if row.get("split"):
+            if row["split"] not in SPLITS:
+                raise DataError(f"{where}: row {row['id']!r} has split {row['split']!r}, not one of {SPLITS}")
+            fixed.setdefault(row["split"], []).append(row)
+    if fixed:
+        if split.get("test_per_group"):
+            raise DataError(f"{where}: split.test_per_group cannot be combined with pre-assigned splits (source.test_split)")
+        rows = [row for row in rows if not row.get("split")]
     by_group: dict[str, list[Row]] = {}
     for row in rows:
         by_group.setdefault(row["group"], []).append(row)
@@ -465,9 +505,12 @@ def assign_splits(rows: list[Row], split: dict, where: str) -> list[Row]:
     want = {s: int(split.get(s, 0)) for s in SPLITS}
     filled = {s: 0 for s in SPLITS}
     out: list[Row] = []
+    for name, pre in fixed.items():  # pre-assigned rows: the first `want` in the order read
+        out.extend(pre[: want[name]])
+        filled[name] = len(pre[: want[name]])
     i = 0
     for name in SPLITS:
-        while filled[name] < want[name] and i < len(order):
+        while name not in fixed and filled[name] < want[name] and i < len(order):
             for row in sorted(by_group[order[i]], key=lambda r: r["id"]):
                 if filled[name] < want[name]:
                     out.append({**row, "split": name})

@@ -332,12 +332,13 @@ class HFJudge:
     def _generate(self, prompts: list[str], **kwargs):
         import torch
 
-        from .generation import _left_pad
+        from .generation import _left_pad, fp32_head
 
         device = next(self.model.parameters()).device
         ids, mask = _left_pad([self._ids(p) for p in prompts], self.tok.pad_token_id, device)
         self.counters.requests += len(prompts)
-        with torch.inference_mode():
+        # the score tokens' logprobs in fp32 even for a model sharded in bf16 (see fp32_head)
+        with torch.inference_mode(), fp32_head(self.model):
             gen = self.model.generate(input_ids=ids, attention_mask=mask, pad_token_id=self.tok.pad_token_id,
                                       eos_token_id=self.tok.eos_token_id, **kwargs)
         return ids.shape[1], gen
