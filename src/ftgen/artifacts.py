@@ -44,6 +44,18 @@ def sha256_path(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _user_mode(path: Path, directory: bool) -> None:
+    """mkstemp / mkdtemp create 0600 / 0700 (private temp files); an artifact gets the mode any
+    file the user creates gets (umask), so a shared cluster project folder stays readable."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
 @contextlib.contextmanager
 def atomic_dir(final: str | Path) -> Iterator[Path]:
     """Yield a temp folder next to `final`; it replaces `final` only if the block succeeds."""
@@ -52,6 +64,7 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     try:
         yield tmp
+        _user_mode(tmp, directory=True)
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -70,6 +83,7 @@ def atomic_file(final: str | Path, mode: str = "w") -> Iterator[Any]:
     try:
         with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
             yield fh
+        _user_mode(Path(tmp), directory=False)
         os.replace(tmp, final)
     finally:
         if os.path.exists(tmp):

@@ -15,4 +15,4 @@ rule fetch_asset:
         name=lambda wc: asset_by_filename(wc)[0],
         spec=lambda wc: as_json(asset_by_filename(wc)[1]),
     shell:
-        "python -m ftgen fetch --name {params.name} --params {params.spec:q} --out {output:q} > {log:q} 2>&1"
+        "python -m ftgen fetch --name {params.name:q} --params {params.spec:q} --out {output:q} > {log:q} 2>&1"

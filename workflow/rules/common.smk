@@ -1,4 +1,5 @@
 import json
+import shlex
 import sys
 from functools import cache
 from pathlib import Path
@@ -8,7 +9,7 @@ from pathlib import Path
 SRC = str(Path(workflow.basedir) / "src")
 if SRC not in sys.path:  # once per study when workflow/studies.smk imports several
     sys.path.insert(0, SRC)
-shell.prefix(f"export PYTHONPATH='{SRC}'${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
+shell.prefix(f"export PYTHONPATH={shlex.quote(SRC)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
 from ftgen.config import FineTune, Study  # noqa: E402
 
@@ -192,7 +193,7 @@ def plot_files():
 
 def plot_args(wildcards, output):
     return " ".join(
-        f"--out {name} '{output[name + '_png']}' '{output[name + '_pdf']}'"
+        f"--out {name} {shlex.quote(output[name + '_png'])} {shlex.quote(output[name + '_pdf'])}"
         for name in PLOTS
     )
 

@@ -21,7 +21,7 @@ rule prepare_dataset:
     params:
         spec=lambda wc: as_json(STUDY.dataset_params(wc.dataset)),
     shell:
-        "python -m ftgen prepare-data --params {params.spec:q} --asset '{input.asset}' "
+        "python -m ftgen prepare-data --params {params.spec:q} --asset={input.asset:q} "
         "--out {output.examples:q} --card {output.card:q} --manifest {output.manifest:q} > {log:q} 2>&1"
 
 

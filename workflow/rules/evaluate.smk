@@ -26,7 +26,7 @@ rule evaluate:
         spec=lambda wc: eval_spec(wc.dataset, int(wc.format), int(wc.shots), wc.model),
     shell:
         "python -m ftgen evaluate --model {input.model:q} --base {input.base:q} "
-        "--examples {input.examples:q} --params {params.spec:q} --cell {wildcards.model} "
-        "{wildcards.tag} {wildcards.dataset} {wildcards.format} {wildcards.shots} "
+        "--examples {input.examples:q} --params {params.spec:q} --cell {wildcards.model:q} "
+        "{wildcards.tag:q} {wildcards.dataset:q} {wildcards.format:q} {wildcards.shots:q} "
         "--predictions {output.predictions:q} --scores {output.scores:q} "
         "--threads {threads} > {log:q} 2>&1"

@@ -19,5 +19,5 @@ rule prepare_model:
     params:
         spec=lambda wc: as_json(STUDY.model_params(wc.model)),
     shell:
-        "python -m ftgen prepare-model --params {params.spec:q} --asset '{input.asset}' "
+        "python -m ftgen prepare-model --params {params.spec:q} --asset={input.asset:q} "
         "--out {output:q} > {log:q} 2>&1"

@@ -24,7 +24,7 @@ rule build_corpus:
     params:
         spec=lambda wc: as_json(STUDY.corpus_params(wc.corpus)),
     shell:
-        "python -m ftgen build-corpus --params {params.spec:q} --asset '{input.asset}' "
+        "python -m ftgen build-corpus --params {params.spec:q} --asset={input.asset:q} "
         "--corpus {output.corpus:q} --qa {output.qa:q} --card {output.card:q} "
         "--manifest {output.manifest:q} > {log:q} 2>&1"
 
@@ -50,8 +50,8 @@ rule index:
     params:
         spec=lambda wc: as_json(STUDY.index_params(wc.retriever)),
     shell:
-        "python -m ftgen index --retriever {wildcards.retriever} --corpus {input.corpus:q} "
-        "--params {params.spec:q} --asset '{input.asset}' --out {output:q} --threads {threads} > {log:q} 2>&1"
+        "python -m ftgen index --retriever {wildcards.retriever:q} --corpus {input.corpus:q} "
+        "--params {params.spec:q} --asset={input.asset:q} --out {output:q} --threads {threads} > {log:q} 2>&1"
 
 
 rule retrieve:
@@ -78,8 +78,8 @@ rule retrieve:
     params:
         spec=lambda wc: as_json(STUDY.retrieve_params(wc.corpus, wc.retriever)),
     shell:
-        "python -m ftgen retrieve --retriever {wildcards.retriever} --index {input.index:q} "
-        "--corpus {input.corpus:q} --qa {input.qa:q} --params {params.spec:q} --asset '{input.asset}' "
+        "python -m ftgen retrieve --retriever {wildcards.retriever:q} --index {input.index:q} "
+        "--corpus {input.corpus:q} --qa {input.qa:q} --params {params.spec:q} --asset={input.asset:q} "
         "--out {output.retrieved:q} --recall {output.recall:q} --threads {threads} > {log:q} 2>&1"
 
 
@@ -102,7 +102,7 @@ rule judge_steps:
         spec=lambda wc: judge_spec(),
         cache=JUDGE_CACHE,
     shell:
-        "python -m ftgen judge-steps --params {params.spec:q} --model '{input.model}' "
+        "python -m ftgen judge-steps --params {params.spec:q} --model={input.model:q} "
         "--cache {params.cache:q} --out {output:q} --threads {threads} > {log:q} 2>&1"
 
 
@@ -131,9 +131,9 @@ rule judge:
         spec=lambda wc: judge_spec(),
         cache=JUDGE_CACHE,
     shell:
-        "python -m ftgen judge --params {params.spec:q} --model '{input.model}' "
+        "python -m ftgen judge --params {params.spec:q} --model={input.model:q} "
         "--predictions {input.predictions:q} --examples {input.examples:q} --steps {input.steps:q} "
-        "--cache {params.cache:q} --cell {wildcards.model} {wildcards.tag} {wildcards.dataset} "
+        "--cache {params.cache:q} --cell {wildcards.model:q} {wildcards.tag:q} {wildcards.dataset:q} "
         "--out-jsonl {output.jsonl:q} --out-json {output.json:q} --threads {threads} > {log:q} 2>&1"
 
 
@@ -185,5 +185,5 @@ rule rag_plot:
     params:
         criteria=list(STUDY.judge.get("criteria", {})),
     shell:
-        "python -m ftgen rag-plot --table {input:q} --criteria {params.criteria} "
+        "python -m ftgen rag-plot --table {input:q} --criteria {params.criteria:q} "
         "--png {output.png:q} --pdf {output.pdf:q} > {log:q} 2>&1"

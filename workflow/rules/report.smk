@@ -55,5 +55,5 @@ rule plots:
         shots=min(STUDY.eval_cfg["shots"]),
         outputs=plot_args,
     shell:
-        "python -m ftgen plot --table {input:q} --format {params.format} --shots {params.shots} "
+        "python -m ftgen plot --table {input:q} --format {params.format:q} --shots {params.shots:q} "
         "{params.outputs} > {log:q} 2>&1"

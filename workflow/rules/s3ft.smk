@@ -28,8 +28,8 @@ rule self_answers:
         format=STUDY.finetune_cfg.get("format", 0),
     shell:
         "python -m ftgen evaluate --model {input.model:q} --base {input.model:q} "
-        "--examples {input.examples:q} --params {params.spec:q} --cell {wildcards.model} "
-        "base {wildcards.dataset} {params.format} 0 --predictions {output.predictions:q} "
+        "--examples {input.examples:q} --params {params.spec:q} --cell {wildcards.model:q} "
+        "base {wildcards.dataset:q} {params.format:q} 0 --predictions {output.predictions:q} "
         "--scores {output.scores:q} --threads {threads} > {log:q} 2>&1"
 
 
