@@ -4,6 +4,7 @@ and containers have; without it those checks are skipped and the gap is stated."
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -177,3 +178,63 @@ def test_limits_cannot_be_raised():
 def test_outcome_records_the_isolation_that_applied():
     iso = run_python("pass", FAST).isolation
     assert iso["network"] == ("namespace" if ROOT else "none") and iso["rlimits"]["procs"] == FAST.procs
+
+
+# ----------------------------------------------------------------------------- portability
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+@pytest.fixture(scope="module")
+def tmp_venv():
+    """A venv under /tmp (a clone and its venv under /tmp, as a new user makes them), on the
+    system interpreter so the throw-away uid may execute it."""
+    import tempfile
+
+    base = shutil.which("python3", path="/usr/bin:/usr/local/bin")
+    if base is None:
+        pytest.skip("no system python3")
+    folder = Path(tempfile.mkdtemp(prefix="ftgen-venv-", dir="/tmp"))
+    subprocess.run([base, "-m", "venv", "--without-pip", str(folder / "venv")], check=True)
+    yield folder / "venv" / "bin" / "python"
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_program_interpreter_under_tmp_runs(tmp_venv):
+    """The private tmpfs over /tmp used to hide such an interpreter: status 'error', which
+    pass@1 scored as a failing program."""
+    assert str(tmp_venv).startswith("/tmp/")
+    ok = run_python("import sys\nprint(sys.prefix)\nassert 1 + 1 == 2\n", FAST, python=str(tmp_venv))
+    assert ok.status == "pass", ok.stderr
+    assert ok.stdout.strip() == str(tmp_venv.parent.parent)
+    bad = run_python("assert 1 + 1 == 3\n", FAST, python=str(tmp_venv))
+    assert bad.status == "fail"
+
+
+def test_sandbox_runs_when_its_own_interpreter_is_under_tmp(tmp_venv):
+    """The whole sandbox started from a venv under /tmp (its wrapper is that interpreter)."""
+    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); from ftgen.sandbox import run_python, Limits; "
+            "o = run_python('assert sum([1, 2]) == 3', Limits(wall_s=5)); "
+            "print(json.dumps([o.status, o.stderr, o.isolation['network']]))")
+    out = subprocess.run([str(tmp_venv), "-c", code, str(SRC)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    status, stderr, network = json.loads(out.stdout.strip().splitlines()[-1])
+    assert status == "pass", stderr
+    assert network == ("namespace" if ROOT else "none")
+
+
+def test_a_sandbox_that_cannot_start_the_program_is_an_error_of_the_job(tmp_path):
+    """Never a failing program: pass@1 must not score an infrastructure failure as 0."""
+    from ftgen.metrics import pass_at_1
+    from ftgen.sandbox import SandboxError
+
+    with pytest.raises(SandboxError, match="cannot start"):
+        run_python("print(1)", FAST, python=str(tmp_path / "no-such-python"))
+    inputs = {"prompt": "def f():\n", "test": "def check(c):\n    assert c() == 1\n", "entry_point": "f"}
+    assert pass_at_1("    return 1\n", inputs) == 1.0
+    if ROOT:  # an interpreter the throw-away uid may not execute (a venv inside /root)
+        private = tmp_path / "private"
+        private.mkdir(mode=0o700)
+        (private / "python").symlink_to(shutil.which("python3", path="/usr/bin:/usr/local/bin"))
+        os.chmod(tmp_path, 0o700)
+        with pytest.raises(SandboxError, match="cannot start"):
+            run_python("print(1)", FAST, python=str(private / "python"))

@@ -36,9 +36,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 CLONE_NEWNS, CLONE_NEWNET, CLONE_NEWPID = 0x00020000, 0x40000000, 0x20000000
-MS_NOSUID, MS_NODEV, MS_REC, MS_PRIVATE = 2, 4, 1 << 14, 1 << 18
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND = 1, 2, 4, 32, 4096
+MS_REC, MS_PRIVATE = 1 << 14, 1 << 18
+CANNOT_START = 125  # the wrapper's exit status when the program's interpreter cannot be executed
 PRIVATE_TMP = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
 UID_RANGE = (61000, 64999)  # throw-away uids with no passwd entry and no files
+
+
+class SandboxError(RuntimeError):
+    """The sandbox itself failed (no interpreter, no namespace): an error of the job, never a
+    failing program."""
 
 
 @dataclass
@@ -144,18 +151,52 @@ def _kill_uid(uid: int, rounds: int = 100) -> None:
         time.sleep(0.02)
 
 
-def _namespaces(code: str, file_mb: int):
+@functools.lru_cache(maxsize=None)
+def interpreter_paths(python: str) -> tuple[str, ...]:
+    """The folders an interpreter needs to start: where its executable is (before and after
+    resolving links), its prefix (a venv) and its base prefix (the stdlib)."""
+    probe = ("import json, os, sys; exe = sys.executable; "
+             "print(json.dumps([exe, os.path.realpath(exe), sys.prefix, sys.base_prefix]))")
+    try:
+        out = subprocess.run([python, "-I", "-c", probe], capture_output=True, text=True, timeout=60)
+    except OSError as exc:
+        raise SandboxError(f"sandbox: cannot start the interpreter {python!r}: {exc}") from None
+    if out.returncode != 0:
+        raise SandboxError(f"sandbox: the interpreter {python!r} failed to start: {out.stderr.strip()[-500:]}")
+    exe, real, prefix, base = json.loads(out.stdout)
+    folders = [os.path.dirname(os.path.abspath(python)), os.path.dirname(exe), os.path.dirname(real), prefix, base]
+    return tuple(dict.fromkeys(os.path.abspath(f) for f in folders))
+
+
+def hidden_by_private_tmp(folders) -> list[str]:
+    """The folders that a fresh tmpfs over PRIVATE_TMP would hide (a venv in a clone under /tmp),
+    outermost only: they are bound back, read-only, inside the sandbox."""
+    inside = sorted({f for f in folders for t in PRIVATE_TMP
+                     if os.path.isdir(t) and not os.path.islink(t) and (f + "/").startswith(t.rstrip("/") + "/")})
+    return [f for i, f in enumerate(inside) if not any((f + "/").startswith(o + "/") for o in inside[:i])]
+
+
+def _namespaces(code: str, file_mb: int, keep: list[str]):
     """preexec (root only): new network, mount and PID namespaces; fresh tmpfs over the world-
-    writable folders; the program file inside the private /tmp. Runs before the root wrapper
-    execs, so the wrapper's first child is PID 1 of the new PID namespace."""
+    writable folders, with the interpreters' folders that lived there (`keep`) bound back
+    read-only; the program file inside the private /tmp. Runs before the root wrapper execs, so
+    the wrapper's first child is PID 1 of the new PID namespace."""
     def setup():
         libc = _libc()
         _check(libc.unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID), "unshare(net, mount, pid)")
         _check(libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "make mounts private")
+        held = [(path, os.open(path, os.O_PATH | os.O_DIRECTORY)) for path in keep]  # reachable after the tmpfs
         for path in PRIVATE_TMP:
             if os.path.isdir(path) and not os.path.islink(path):
                 _check(libc.mount(b"tmpfs", path.encode(), b"tmpfs", MS_NOSUID | MS_NODEV,
                                   f"size={file_mb}m,mode=1777".encode()), f"tmpfs on {path}")
+        for path, fd in held:
+            os.makedirs(path, mode=0o755, exist_ok=True)
+            _check(libc.mount(f"/proc/self/fd/{fd}".encode(), path.encode(), None, MS_BIND | MS_REC, None),
+                   f"bind {path}")
+            _check(libc.mount(None, path.encode(), None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID, None),
+                   f"read-only {path}")
+            os.close(fd)
         os.mkdir("/tmp/work", 0o700)  # inside the fresh tmpfs: gone with the namespace
         with open("/tmp/work/program.py", "w", encoding="utf-8") as fh:
             fh.write(code)
@@ -185,7 +226,11 @@ if pid == 0:
     os.setgroups([])
     os.setgid(cfg["uid"])
     os.setuid(cfg["uid"])
-    os.execve(cfg["python"], [cfg["python"], "-I", "program.py"], cfg["env"])
+    try:
+        os.execve(cfg["python"], [cfg["python"], "-I", "program.py"], cfg["env"])
+    except OSError as exc:
+        os.write(2, f"ftgen-sandbox: cannot start {cfg['python']}: {exc}".encode())
+        os._exit(cfg["cannot_start"])
 _, status = os.waitpid(pid, 0)
 sys.exit(os.waitstatus_to_exitcode(status) % 256 if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
 """
@@ -198,15 +243,26 @@ def _read_head(path: Path, limit: int) -> str:
     return text + ("\n[... output truncated]" if len(data) > limit else "")
 
 
+def _start(cmd: list[str], **kwargs) -> subprocess.Popen:
+    try:
+        return subprocess.Popen(cmd, **kwargs)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise SandboxError(f"sandbox: cannot start {cmd[0]}: {exc}") from None
+
+
 def run_python(code: str, limits: Limits | None = None, python: str | None = None) -> Outcome:
     """Run `code` with `python` in a fresh folder under the limits; classify the outcome.
 
     pass: exit 0; fail: an AssertionError (a unit test failed); timeout: the wall clock ran out;
-    error: anything else (exception, killed by an rlimit, syntax error).
+    error: anything else (exception, killed by an rlimit, syntax error). When the sandbox cannot
+    run the program at all (no interpreter, no namespace) it raises SandboxError: that is not
+    the program's fault and must not score as a failing program.
     """
     limits = limits or Limits()
     python = python or default_python()
     root = namespaces_available()  # full isolation; else rlimits + a clean environment only
+    # interpreters that live under a folder the private tmpfs covers stay reachable (read-only)
+    keep = hidden_by_private_tmp(interpreter_paths(python) + interpreter_paths(sys.executable)) if root else []
     uid = _pick_uid() if root else None
     base = Path(tempfile.mkdtemp(prefix="ftgen-sandbox-"))  # outputs (and, without root, the work folder)
     work = base / "work"
@@ -228,14 +284,14 @@ def run_python(code: str, limits: Limits | None = None, python: str | None = Non
                 rlimits = [["RLIMIT_CPU", limits.cpu_s], ["RLIMIT_AS", limits.memory_mb * mb],
                            ["RLIMIT_FSIZE", limits.file_mb * mb], ["RLIMIT_NPROC", limits.procs],
                            ["RLIMIT_NOFILE", limits.open_files], ["RLIMIT_CORE", 0]]
-                cfg = json.dumps({"uid": uid, "python": python, "env": env, "rlimits": rlimits})
-                proc = subprocess.Popen([sys.executable, "-I", "-c", WRAPPER, cfg], cwd="/", env={},
-                                        stdin=subprocess.DEVNULL, stdout=so, stderr=se, start_new_session=True,
-                                        preexec_fn=_namespaces(code, limits.file_mb))
+                cfg = json.dumps({"uid": uid, "python": python, "env": env, "rlimits": rlimits,
+                                  "cannot_start": CANNOT_START})
+                proc = _start([sys.executable, "-I", "-c", WRAPPER, cfg], cwd="/", env={}, stdin=subprocess.DEVNULL,
+                              stdout=so, stderr=se, start_new_session=True,
+                              preexec_fn=_namespaces(code, limits.file_mb, keep))
             else:
-                proc = subprocess.Popen([python, "-I", "program.py"], cwd=work, env=env, stdin=subprocess.DEVNULL,
-                                        stdout=so, stderr=se, start_new_session=True,
-                                        preexec_fn=lambda: _set_limits(limits))
+                proc = _start([python, "-I", "program.py"], cwd=work, env=env, stdin=subprocess.DEVNULL,
+                              stdout=so, stderr=se, start_new_session=True, preexec_fn=lambda: _set_limits(limits))
             try:
                 rc = proc.wait(timeout=limits.wall_s)
             except subprocess.TimeoutExpired:
@@ -252,6 +308,8 @@ def run_python(code: str, limits: Limits | None = None, python: str | None = Non
         wall = time.monotonic() - start
         stdout = _read_head(base / "stdout", limits.output_bytes)
         stderr = _read_head(base / "stderr", limits.output_bytes)
+        if root and rc == CANNOT_START and stderr.startswith("ftgen-sandbox: cannot start"):
+            raise SandboxError(f"sandbox: {stderr.strip()}")
         if status != "timeout":
             last = stderr.strip().splitlines()[-1] if stderr.strip() else ""
             status = "pass" if rc == 0 else "fail" if last.startswith("AssertionError") else "error"
