@@ -76,6 +76,11 @@ def test_killed_finetune_resumes_to_the_same_model(tiny_model, tokenized, exampl
     assert f"resuming from {ckpt / f'checkpoint-{steps[-1]}'}" in rerun.stderr
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["resumed_from"].endswith(f"checkpoint-{steps[-1]}") and manifest["global_steps"] == RECIPE["max_steps"]
+    # the loss of the whole run, not of the steps after the resume
+    ref_manifest = json.loads((uninterrupted / "manifest.json").read_text())
+    assert manifest["train_loss_steps"] == ref_manifest["train_loss_steps"] == [1, RECIPE["max_steps"]]
+    assert manifest["train_loss"] == pytest.approx(ref_manifest["train_loss"], abs=2e-4)
+    assert ref_manifest["train_loss"] > 0.1
 
     a, b = load_file(out / "adapter_model.safetensors"), load_file(uninterrupted / "adapter_model.safetensors")
     assert a.keys() == b.keys()

@@ -57,3 +57,12 @@ def test_two_processes_follow_the_single_process_schedule(tiny_model, tokenized,
         assert plan["total_steps"] == plan["trainer_max_steps"] == 8 and plan["warmup_steps"] == 2, plan
     assert two["schedule"]["world_size"] == 2 and two["schedule"]["global_batch"] == 4
     assert _lrs(tmp_path / "one") == pytest.approx(_lrs(tmp_path / "two")) and len(_lrs(tmp_path / "one")) == 8
+
+
+def test_run_loss_weights_logged_intervals_by_their_steps():
+    from ftgen.train import run_loss
+
+    log = [{"loss": 2.0, "step": 10}, {"loss": 1.0, "step": 20}, {"eval": 1, "step": 20}, {"loss": 4.0, "step": 25},
+           {"train_loss": 0.0, "step": 25}]
+    assert run_loss(log) == (pytest.approx((20 + 10 + 20) / 25), 25)
+    assert run_loss([]) == (None, 0)

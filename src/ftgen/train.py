@@ -58,6 +58,20 @@ def schedule(recipe: dict, n_examples: int, world_size: int) -> dict:
     }
 
 
+def run_loss(log_history: list[dict]) -> tuple[float | None, int]:
+    """The mean training loss of the whole run from the Trainer's log, which a resumed run
+    restores from its checkpoint (the Trainer's own `training_loss` averages only this process's
+    steps over all steps: 0.0 or a fraction after a resume). Each logged loss is the mean of its
+    interval; intervals are weighted by their steps. Returns (loss, last step it covers)."""
+    total, steps, last = 0.0, 0, 0
+    for entry in log_history:
+        if "loss" in entry and "step" in entry and entry["step"] > last:
+            total += entry["loss"] * (entry["step"] - last)
+            steps += entry["step"] - last
+            last = entry["step"]
+    return (total / steps if steps else None), last
+
+
 def _training_args(recipe: dict, ckpt_dir: Path, plan: dict, bf16: bool):
     from transformers import TrainingArguments
 
@@ -283,8 +297,11 @@ def finetune(model_dir: str, tokenized_dir: str, recipe: dict, out_dir: str, ckp
     else:
         tokens = sum(lengths) * recipe["epochs"]
 
+    loss, covered = run_loss(trainer.state.log_history)
     summary = {
-        "train_loss": result.training_loss,
+        # the whole run's loss (resumed or not), from the logged intervals up to `covered`
+        "train_loss": loss if loss is not None else result.training_loss,
+        "train_loss_steps": [1, covered] if loss is not None else None,
         "global_steps": result.global_step,
         "schedule": {**plan, "trainer_max_steps": trainer.state.max_steps},
         "wall_time_s": round(wall, 2),
