@@ -171,32 +171,26 @@ def _num(p) -> float:
     return float("nan") if p is None else float(p)
 
 
-def holm(p: Sequence[float | None]) -> np.ndarray:
-    """Holm step-down adjusted p-values (family-wise error); None / NaN entries stay NaN and are
-    not counted in the family."""
+def _adjusted(p: Sequence[float | None], step) -> np.ndarray:
+    """`step(sorted p, m)` on the family's p-values (None / NaN entries stay NaN and are not counted
+    in the family), put back in the input order and capped at 1."""
     p = np.array([_num(x) for x in p], dtype=float)
     out = np.full(p.shape, np.nan)
     ok = np.flatnonzero(~np.isnan(p))
-    m = len(ok)
-    if m:
+    if len(ok):
         order = ok[np.argsort(p[ok], kind="stable")]
-        adj = np.maximum.accumulate((m - np.arange(m)) * p[order])
-        out[order] = np.minimum(1.0, adj)
+        out[order] = np.minimum(1.0, step(p[order], len(ok)))
     return out
+
+
+def holm(p: Sequence[float | None]) -> np.ndarray:
+    """Holm step-down adjusted p-values (family-wise error)."""
+    return _adjusted(p, lambda q, m: np.maximum.accumulate((m - np.arange(m)) * q))
 
 
 def bh(p: Sequence[float | None]) -> np.ndarray:
-    """Benjamini-Hochberg step-up adjusted p-values (false discovery rate); None / NaN entries
-    stay NaN and are not counted in the family."""
-    p = np.array([_num(x) for x in p], dtype=float)
-    out = np.full(p.shape, np.nan)
-    ok = np.flatnonzero(~np.isnan(p))
-    m = len(ok)
-    if m:
-        order = ok[np.argsort(p[ok], kind="stable")]
-        adj = np.minimum.accumulate((m / np.arange(1, m + 1) * p[order])[::-1])[::-1]
-        out[order] = np.minimum(1.0, adj)
-    return out
+    """Benjamini-Hochberg step-up adjusted p-values (false discovery rate)."""
+    return _adjusted(p, lambda q, m: np.minimum.accumulate((m / np.arange(1, m + 1) * q)[::-1])[::-1])
 
 
 def adjust_within(p: Sequence[float | None], families: Sequence[Hashable | None]) -> tuple[np.ndarray, np.ndarray]:
