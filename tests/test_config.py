@@ -102,3 +102,79 @@ def test_a_two_way_dataset_prompt_names_only_its_labels():
     cfg["tasks"] = {"nli": {**study.tasks["nli"], "prompts": {0: "{premise} {hypothesis} (entailment, neutral or contradiction):"}}}
     with pytest.raises(ConfigError, match=r"datasets.nli_b.labels: task 'nli' prompt 0 names \['neutral'\]"):
         Study(cfg)
+
+
+def _src_keys_read(*modules) -> dict:
+    """Per function of `modules`: the `src` keys it reads (`src["k"]`, `src.get("k")`) and the
+    functions it passes `src` on to (the adapters' helpers: _map_columns, load_hf_split, ...)."""
+    import ast
+    import inspect
+
+    funcs = {}
+    for module in modules:
+        for node in ast.parse(inspect.getsource(module)).body:
+            if isinstance(node, ast.FunctionDef):
+                keys, calls = set(), set()
+                for sub in ast.walk(node):
+                    if isinstance(sub, ast.Subscript) and getattr(sub.value, "id", None) == "src" \
+                            and isinstance(sub.slice, ast.Constant):
+                        keys.add(sub.slice.value)
+                    if isinstance(sub, ast.Call) and isinstance(sub.func, ast.Attribute) \
+                            and getattr(sub.func.value, "id", None) == "src" and sub.func.attr == "get":
+                        keys.add(sub.args[0].value)
+                    if isinstance(sub, ast.Call) and isinstance(sub.func, ast.Name) and any(
+                            getattr(a, "id", None) == "src" or (isinstance(a, ast.Dict) and any(
+                                getattr(v, "id", None) == "src" for v in a.values)) for a in sub.args):
+                        calls.add(sub.func.id)
+                funcs[node.name] = (keys, calls)
+
+    def closure(name, seen):
+        if name in seen or name not in funcs:
+            return set()
+        seen.add(name)
+        keys, calls = funcs[name]
+        return keys.union(*(closure(c, seen) for c in calls))
+
+    return {name: closure(name, set()) for name in funcs}
+
+
+def test_each_adapter_schema_lists_exactly_the_keys_its_reader_reads():
+    """config.schema.yaml has one source schema per adapter (a misspelt key is an error naming
+    the adapter): it must list what the reader (and `normalise`) reads, and nothing else."""
+    from ftgen import corpus, data
+    from ftgen.config import ADAPTERS, _schema, _schema_keys
+
+    root = _schema("config.schema.yaml")
+    branches = {b["if"]["properties"]["adapter"]["const"]: b["then"]["$ref"].split("/")[-1]
+                for b in root["$defs"]["source"]["allOf"]}
+    assert set(branches) == set(ADAPTERS) == set(data.ADAPTER_READERS)
+    read = _src_keys_read(data, corpus)
+    by_config = {"rag": {"corpus"}}  # read by Study (retrieval output), `k` is set from rag.k (not the user's)
+    for adapter, reader in data.ADAPTER_READERS.items():
+        declared = _schema_keys(root["$defs"][branches[adapter]], root)
+        wanted = (read[reader.__name__] | read["normalise"] | by_config.get(adapter, set())) - {"k"}
+        assert wanted - declared == set(), f"{adapter}: read but not in the schema"
+        assert declared - wanted - {"adapter", "asset"} == set(), f"{adapter}: in the schema but never read"
+    corpus_branches = {b["if"]["properties"]["adapter"]["const"] for b in root["$defs"]["corpus_source"]["allOf"]}
+    assert corpus_branches == set(corpus.CORPUS_READERS)
+    assert set(root["$defs"]["corpus_source"]["properties"]["adapter"]["enum"]) == set(corpus.CORPUS_READERS)
+
+
+def test_every_registry_dataset_and_the_judge_defaults_obey_the_schema():
+    from ftgen.config import REGISTRY_DIR, validate_schema
+
+    for name, entry in load_yaml(REGISTRY_DIR / "datasets.yaml").items():
+        validate_schema(entry, "config.schema.yaml", "datasets.yaml", definition="dataset", required=("task", "source"),
+                        prefix=f"datasets.{name}")
+    validate_schema(load_yaml(REGISTRY_DIR / "judge.yaml"), "config.schema.yaml", "judge.yaml", definition="judge")
+
+
+def test_the_strict_loader_reads_anchors_merges_and_json(tmp_path):
+    path = tmp_path / "a.yaml"
+    path.write_text("base: &b {x: 1, y: 2}\nd:\n  <<: *b\n  x: 3\nl: [1, 2]\n")
+    assert load_yaml(path) == {"base": {"x": 1, "y": 2}, "d": {"x": 3, "y": 2}, "l": [1, 2]}
+    path.write_text('{"a": {"b": 1}, "c": [1]}')
+    assert load_yaml(path) == {"a": {"b": 1}, "c": [1]}
+    path.write_text('{"a": 1, "a": 2}')
+    with pytest.raises(ConfigError, match=r"a.yaml:1: duplicate key 'a'"):
+        load_yaml(path)

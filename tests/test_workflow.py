@@ -247,3 +247,19 @@ def test_hpc_studies_pin_shared_assets_alike(fresh_copy, tmp_path):
     proc = smk(wd, "-n", "--configfile", "config/two.yaml", check=False)
     assert proc.returncode != 0
     assert "config/studies/gupta_repinned.yaml: asset 'bigbench'" in proc.stdout + proc.stderr
+
+
+def test_editing_a_local_data_file_reruns_from_its_dataset(smoke_run):
+    """A JSONL source is an input of prepare_dataset: an edit reruns it (and what depends on it)."""
+    src = smoke_run / "tests/data/sent_film.jsonl"
+    before, stat = src.read_bytes(), src.stat()
+    try:
+        src.write_bytes(before.replace(b"dreadful", b"awful", 1))
+        jobs = planned_jobs(smoke_run, "--configfile", SMOKE)
+        assert jobs.get("prepare_dataset") == 1 and jobs.get("aggregate") == 1, jobs
+    finally:
+        src.write_bytes(before)
+        import os
+
+        os.utime(src, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert planned_jobs(smoke_run, "--configfile", SMOKE) == {}

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import re
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
@@ -35,6 +36,11 @@ FT_ID_RE = re.compile(
     rf"^(?P<dataset>{NAME_RE})\.(?P<variant>{VARIANT_RE})\.f(?P<format>\d+)\.n(?P<size>\d+)\.s(?P<seed>\d+)$"
 )
 
+# what each template is formatted with (ftgen.judge.write_steps / form_prompt, ftgen.s3ft)
+JUDGE_PLACEHOLDERS = {"steps_prompt": ["definition"],
+                      "form_prompt": ["definition", "steps", "question", "reference", "answer", "name"]}
+S3FT_PLACEHOLDERS = ["task", "gold"]
+
 SLURM_ENV = {"partition": "FTGEN_SLURM_PARTITION", "gpu_partition": "FTGEN_SLURM_GPU_PARTITION",
              "account": "FTGEN_SLURM_ACCOUNT", "qos": "FTGEN_SLURM_QOS"}
 
@@ -43,9 +49,55 @@ class ConfigError(ValueError):
     """A study config that cannot run; the message names the file and the field."""
 
 
+class StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """yaml.safe_load, except that a key written twice in one mapping is an error (PyYAML keeps
+    the last one silently: `datasets: {a: ..., a: ...}` would drop the first dataset)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`: its keys may be overridden
+                    continue
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    first = seen.get(key)
+                except TypeError:  # an unhashable key: the constructor reports it
+                    continue
+                mark = key_node.start_mark
+                if first is not None:
+                    at = f"line {first[0]}" + (f", column {first[1]}; this one at column {mark.column + 1}"
+                                               if first[0] == mark.line + 1 else "")
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (first at {at}); YAML would keep only the last one "
+                        "and silently ignore the other", mark)
+                seen[key] = (mark.line + 1, mark.column + 1)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_yaml(path: str | Path) -> dict:
+    """A config file (study, registry, schema) as a dict: duplicate keys, YAML syntax errors, an
+    empty file or a top level that is not a mapping are ConfigErrors naming the file and line."""
     with open(path, encoding="utf-8") as fh:
-        return yaml.safe_load(fh) or {}
+        try:
+            data = yaml.load(fh, Loader=StrictLoader)  # noqa: S506 (a SafeLoader)
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            where = f"{path}:{mark.line + 1}" if mark else str(path)
+            if str(exc.problem).startswith("duplicate key"):
+                raise ConfigError(f"{where}: {exc.problem}") from None
+            context = exc.context or ""
+            if context and exc.context_mark is not None and exc.context_mark.line != getattr(mark, "line", None):
+                context += f" (line {exc.context_mark.line + 1})"
+            what = ": ".join(x for x in (context, exc.problem) if x)
+            raise ConfigError(f"{where}: invalid YAML: {what}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    if data is None:
+        raise ConfigError(f"{path}: file is empty (expected a mapping of config keys)")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}:1: expected a mapping of config keys at the top level, got a {type(data).__name__}")
+    return data
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -66,23 +118,133 @@ def config_hash(obj: Any) -> str:
 
 
 @lru_cache(maxsize=None)
-def _validator(schema_name: str):
-    """One compiled validator per schema file and process: a study validates every task and
-    asset of the registries (18 validations for one study, 54 when three are planned together)."""
+def _schema(schema_name: str) -> dict:
+    return load_yaml(SCHEMA_DIR / schema_name)
+
+
+@lru_cache(maxsize=None)
+def _validator(schema_name: str, definition: str | None = None, required: tuple[str, ...] = ()):
+    """One compiled validator per schema file (or one of its `$defs`) and process: a study
+    validates every task and asset of the registries (18 validations for one study, 54 when
+    three are planned together)."""
     import jsonschema
 
-    return jsonschema.Draft202012Validator(load_yaml(SCHEMA_DIR / schema_name))
+    schema = _schema(schema_name)
+    if definition is not None:  # e.g. a registry dataset entry against config.schema.yaml#/$defs/dataset
+        schema = {"$schema": schema["$schema"], "$defs": schema["$defs"], "$ref": f"#/$defs/{definition}",
+                  **({"required": list(required)} if required else {})}
+    return jsonschema.Draft202012Validator(schema)
 
 
-def validate_schema(config: dict, schema_name: str, source: str) -> None:
-    """Validate with jsonschema and report the offending field path and the file."""
-    errors = sorted(_validator(schema_name).iter_errors(config), key=lambda e: list(e.absolute_path))
-    if errors:
+def _schema_keys(schema: dict, root: dict, depth: int = 0) -> set[str]:
+    """The keys a (sub)schema declares, through its local `$ref`s and `allOf`s."""
+    keys = set(schema.get("properties", {}))
+    if depth > 8:
+        return keys
+    ref = schema.get("$ref", "")
+    if ref.startswith("#/$defs/"):
+        keys |= _schema_keys(root["$defs"][ref.split("/")[-1]], root, depth + 1)
+    for sub in schema.get("allOf", []):
+        keys |= _schema_keys(sub, root, depth + 1)
+    return keys
+
+
+def _schema_error_lines(err, root: dict, prefix: str) -> list[str]:
+    import difflib
+
+    path = [prefix] if prefix else []
+    path += [str(p) for p in err.absolute_path]
+    field = ".".join(path) or "<top level>"
+    title = err.schema.get("title") if isinstance(err.schema, dict) else None
+    if err.validator in ("additionalProperties", "unevaluatedProperties") and isinstance(err.instance, dict):
+        known = _schema_keys(err.schema, root)
         lines = []
-        for err in errors[:10]:
-            field = ".".join(str(p) for p in err.absolute_path) or "<top level>"
-            lines.append(f"  - {field}: {err.message}")
+        for key in [k for k in err.instance if k not in known]:
+            close = difflib.get_close_matches(str(key), sorted(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            lines.append(f"  - {'.'.join([*path, str(key)])}: unknown key{f' for {title}' if title else ''}{hint} "
+                         f"(known: {', '.join(sorted(known))})")
+        if lines:
+            return lines
+    return [f"  - {field}: {err.message}{f' ({title})' if title else ''}"]
+
+
+def validate_schema(config: dict, schema_name: str, source: str, definition: str | None = None,
+                    required: tuple[str, ...] = (), prefix: str = "") -> None:
+    """Validate with jsonschema and report the offending field path and the file. `definition`
+    validates against one of the schema's `$defs` (with `required` keys added); `prefix` is the
+    field path of `config` inside its file (e.g. `datasets.mmlu` of a registry entry)."""
+    validator = _validator(schema_name, definition, required)
+    errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
+    if errors:
+        lines = [line for err in errors[:10] for line in _schema_error_lines(err, _schema(schema_name), prefix)]
         raise ConfigError(f"{source}: config does not match {schema_name}:\n" + "\n".join(lines))
+
+
+# Folders the pipeline must never write into: results or caches there (and an `rm -rf` of them
+# afterwards) would damage the system. Refused as they are (`/`, `/etc`, `/usr`, ...); the trees
+# of system configuration, boot files, binaries, libraries and kernel pseudo-filesystems also
+# anywhere inside; the home folder itself and the folders above it. (Not /usr or /var as
+# trees: projects live in /usr/src/app or /var/lib/... in containers.)
+SYSTEM_DIRS = ("/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32", "/media", "/mnt",
+               "/opt", "/proc", "/root", "/run", "/sbin", "/snap", "/srv", "/sys", "/tmp", "/usr", "/usr/bin",
+               "/usr/include", "/usr/lib", "/usr/lib32", "/usr/lib64", "/usr/libexec", "/usr/local", "/usr/local/bin",
+               "/usr/local/lib", "/usr/sbin", "/usr/share", "/usr/src", "/var", "/var/cache", "/var/lib", "/var/log",
+               "/var/tmp")
+SYSTEM_TREES = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/sbin", "/sys")
+
+
+def check_output_dir(value: str, where: str) -> str:
+    """`results_dir` / `cache_dir`: refused when it is a filesystem root, a system folder (or
+    inside one of the system trees), or the home folder (or one above it)."""
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where}: must be a folder path, got {value!r}")
+    if value.startswith("~"):
+        raise ConfigError(f"{where}: {value!r}: '~' is not expanded here (a folder named '~' would be made); "
+                          "write the path out")
+    home = Path(os.path.expanduser("~")).resolve()
+    above_home = {home, *home.parents}
+    for path in {Path(os.path.abspath(value)), Path(value).resolve()}:  # as written, and through symlinks
+        inside = [t for t in SYSTEM_TREES if path.is_relative_to(t)]
+        if path == Path(path.anchor):
+            what = "the filesystem root, a system folder"
+        elif path == home:
+            what = "the home folder"
+        elif str(path) in SYSTEM_DIRS or inside:
+            what = f"a system folder{f' (inside {inside[0]})' if inside and str(path) != inside[0] else ''}"
+        elif path in above_home:
+            what = "a folder above the home folder"
+        else:
+            continue
+        raise ConfigError(f"{where}: {value!r} resolves to {path}, {what}; the pipeline writes (and you may later "
+                          "delete) everything under it: choose a folder of its own, e.g. results")
+    return value
+
+
+_FORMATTER = string.Formatter()
+
+
+def check_placeholders(template: str, allowed: set[str] | list[str], where: str) -> set[str]:
+    """The `{name}` placeholders of a prompt template, checked before any job runs: only plain
+    names of `allowed` (no `{x.y}`, `{x[0]}`, `{x!r}`, `{x:>5}`, positional `{}`), and no lone
+    brace (write `{{` / `}}` for a literal one). Else `str.format` fails inside a job."""
+    try:
+        parsed = list(_FORMATTER.parse(template))
+    except ValueError as exc:  # "Single '}' encountered", "expected '}' before end of string"
+        raise ConfigError(f"{where}: {exc} (write a literal brace as {{{{ or }}}})") from None
+    used = set()
+    for _, field, spec, conversion in parsed:
+        if field is None:
+            continue
+        if not re.fullmatch(NAME_RE, field) or field.isdigit() or spec or conversion:
+            shown = "{" + field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+            raise ConfigError(f"{where}: placeholder {shown!r}: only plain {{name}} placeholders are filled "
+                              f"(names: {sorted(allowed)}); write a literal brace as {{{{ or }}}}")
+        used.add(field)
+    unknown = used - set(allowed)
+    if unknown:
+        raise ConfigError(f"{where}: placeholder(s) {sorted(unknown)} are not among {sorted(allowed)}")
+    return used
 
 
 @dataclass(frozen=True)
@@ -124,8 +286,10 @@ class Study:
         self.raw = config
         self.source = source
         self.name: str = config["study"]
-        self.results_dir = Path(config.get("results_dir", "results")) / self.name
-        self.cache_dir = Path(config.get("cache_dir", "data/cache"))
+        # never a filesystem root, a system folder or the home folder (check_output_dir)
+        results_dir = check_output_dir(config.get("results_dir", "results"), f"{source}: results_dir")
+        self.results_dir = Path(results_dir) / self.name
+        self.cache_dir = Path(check_output_dir(config.get("cache_dir", "data/cache"), f"{source}: cache_dir"))
         self.assets = deep_merge(load_yaml(registry_dir / "assets.yaml"), config.get("assets", {}))
         self.tasks = deep_merge(load_yaml(registry_dir / "tasks.yaml"), config.get("tasks", {}))
         for task in self.tasks.values():  # YAML reads `0:` as an int key; JSON params need str
@@ -144,6 +308,8 @@ class Study:
         self.rag: dict = config.get("rag") or {}
         self.s3ft: dict = config.get("s3ft") or {}
         judge_defaults = load_yaml(registry_dir / "judge.yaml")
+        if config.get("judge"):  # the registry's defaults obey the study's judge schema
+            validate_schema(judge_defaults, "config.schema.yaml", str(registry_dir / "judge.yaml"), definition="judge")
         self.judge: dict = deep_merge(judge_defaults, config["judge"]) if config.get("judge") else {}
 
         self.datasets: dict[str, dict] = {}
@@ -153,6 +319,9 @@ class Study:
                     f"{source}: datasets.{name}: not in config/registry/datasets.yaml and no "
                     f"`source` given"
                 )
+            if name in catalog:  # the catalog entries a study uses obey the same schema as its own
+                validate_schema(catalog[name], "config.schema.yaml", str(registry_dir / "datasets.yaml"),
+                                definition="dataset", required=("task", "source"), prefix=f"datasets.{name}")
             # a study's `source` replaces the catalog's (a hub copy of a dataset shares no adapter keys)
             merged = deep_merge(catalog.get(name, {}), {k: v for k, v in (spec or {}).items() if k != "source"})
             if (spec or {}).get("source"):
@@ -165,19 +334,14 @@ class Study:
     def _check_references(self) -> None:
         src = self.source
         for tname, task in self.tasks.items():
-            validate_schema(task, "task.schema.yaml", f"{src} (task {tname!r})")
+            validate_schema(task, "task.schema.yaml", f"{src} (task {tname!r})", prefix=f"tasks.{tname}")
             if task["type"] == "classification" and not task.get("labels"):
                 raise ConfigError(f"{src}: tasks.{tname}.labels: classification task needs labels")
             if "labels" in task["inputs"]:
                 raise ConfigError(f"{src}: tasks.{tname}.inputs: 'labels' is reserved (the {{labels}} placeholder)")
-            for fmt, template in task["prompts"].items():
-                used = set(re.findall(r"{(\w+)}", template))
-                unknown = used - set(task["inputs"]) - ({"labels"} if task.get("labels") else set())
-                if unknown:
-                    raise ConfigError(
-                        f"{src}: tasks.{tname}.prompts.{fmt}: placeholder(s) {sorted(unknown)} "
-                        f"are not input fields {task['inputs']}"
-                    )
+            for fmt, template in task["prompts"].items():  # the input fields, and {labels} if the task has labels
+                check_placeholders(template, [*task["inputs"], *(["labels"] if task.get("labels") else [])],
+                                   f"{src}: tasks.{tname}.prompts.{fmt}")
         for aname, asset in self.assets.items():
             validate_schema(asset, "asset.schema.yaml", f"{src} (asset {aname!r})")
         for dname, ds in self.datasets.items():
@@ -260,6 +424,20 @@ class Study:
                 )
         self._check_rag()
         self._check_s3ft()
+        self._check_templates()
+
+    def _check_templates(self) -> None:
+        """The judge's and S3FT's prompt templates name only what their code fills in
+        (ftgen.judge.write_steps / form_prompt, ftgen.s3ft)."""
+        src = self.source
+        if self.judge:
+            for key, names in JUDGE_PLACEHOLDERS.items():
+                if self.judge.get(key) is not None:
+                    check_placeholders(self.judge[key], names, f"{src}: judge.{key}")
+            if self.judge.get("cache_dir") is not None:
+                check_output_dir(self.judge["cache_dir"], f"{src}: judge.cache_dir")
+        if self.s3ft:
+            check_placeholders(self.s3ft["paraphrase_prompt"], S3FT_PLACEHOLDERS, f"{src}: s3ft.paraphrase_prompt")
 
     def _check_s3ft(self) -> None:
         src = self.source
@@ -482,6 +660,17 @@ class Study:
     def retriever_for(self, corpus: str) -> str:
         """The retriever whose top-k passages the generator reads (per corpus, else `rag.retriever`)."""
         return self.rag["corpora"][corpus].get("retriever") or self.rag["retriever"]
+
+    @staticmethod
+    def local_sources(source: dict) -> list[str]:
+        """The local files a dataset / corpus source reads (a JSONL, CSV or parquet `path`; RAG
+        `passages` / `questions`; an hf `name` that is a saved folder, file by file): inputs of
+        their rule, so editing one reruns from there."""
+        files = [source[k] for k in ("path", "passages", "questions") if isinstance(source.get(k), str)]
+        name = source.get("name") if source.get("adapter") == "hf" else None
+        if name and Path(name).is_dir():
+            files += sorted(str(p) for p in Path(name).rglob("*") if p.is_file())
+        return files
 
     def corpus_asset(self, corpus: str) -> Path | None:
         asset = self.rag["corpora"][corpus]["source"].get("asset")

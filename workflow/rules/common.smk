@@ -11,7 +11,16 @@ if SRC not in sys.path:  # once per study when workflow/studies.smk imports seve
     sys.path.insert(0, SRC)
 shell.prefix(f"export PYTHONPATH={shlex.quote(SRC)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
-from ftgen.config import FineTune, Study  # noqa: E402
+from ftgen.config import FineTune, Study, load_yaml  # noqa: E402
+
+# Snakemake parses the config files itself and keeps the last of a key written twice: the strict
+# loader re-reads them (and a study file that config/hpc.yaml lists), so a duplicate key stops
+# the run here, with file and line, before anything is planned.
+for _configfile in [
+    *workflow.configfiles,
+    *([config["_source"]] if config.get("_source") else []),
+]:
+    load_yaml(_configfile)
 
 # A study imported by workflow/studies.smk names its own file under `_source` (not a study key).
 CONFIG_SOURCE = config.get("_source") or ", ".join(

@@ -4,6 +4,7 @@
 rule prepare_dataset:
     input:
         asset=asset_of_dataset,
+        local=lambda wc: STUDY.local_sources(STUDY.datasets[wc.dataset]["source"]),
     output:
         examples=f"{R}/data/{{dataset}}/examples.parquet",
         card=f"{R}/data/{{dataset}}/card.json",

@@ -6,6 +6,7 @@
 rule build_corpus:
     input:
         asset=lambda wc: corpus_asset(wc.corpus),
+        local=lambda wc: STUDY.local_sources(STUDY.rag["corpora"][wc.corpus]["source"]),
     output:
         corpus=f"{R}/rag/{{corpus}}/corpus.parquet",
         qa=f"{R}/rag/{{corpus}}/qa.parquet",
@@ -141,6 +142,14 @@ rule rag_report:
     input:  # functions: built with the job only, not for every study parsing this rule
         judged=lambda wc: all_judged(),
         recall=lambda wc: all_recall(),
+        # read next to each judge.json: declared, so a missing one is rebuilt before this job
+        # runs (it was not: a deleted judgements.jsonl broke the report)
+        predictions=lambda wc: [
+            str(Path(p).with_name("predictions.jsonl")) for p in all_judged()
+        ],
+        judgements=lambda wc: [
+            str(Path(p).with_name("judgements.jsonl")) for p in all_judged()
+        ],
     output:
         parquet=f"{R}/tables/rag.parquet",
         csv=report(
