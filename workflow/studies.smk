@@ -10,14 +10,16 @@
 # rules that make one file are ambiguous, so only the first study listed with a given cache
 # keeps its fetch_asset; it fetches that cache's assets for every study, which must then pin
 # them alike (checked below).
+import sys
 from pathlib import Path
 
-import yaml
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+# strict YAML: a duplicate key or a syntax error is reported with file:line
+from ftgen.config import load_yaml  # noqa: E402
 
 
 def load_study(path):
-    with open(path, encoding="utf-8") as fh:
-        study = yaml.safe_load(fh) or {}
+    study = load_yaml(path)
     if not isinstance(study.get("study"), str):
         raise ValueError(
             f"{path}: no `study:` name (listed under `studies:` in the config)"

@@ -11,14 +11,13 @@ without one are their own group.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-from .artifacts import atomic_file, manifest, read_json, write_json
+from .artifacts import atomic_file, damaged, manifest, read_json_artifact, read_jsonl_artifact, write_json
 from .config import FineTune
 from .metrics import bleu_from_stats, bleu_stats, macro_f1
 from .stats import adjust_within, format_p, paired_bootstrap
@@ -32,11 +31,43 @@ def relation(train_dataset: str, train_task: str, eval_dataset: str, eval_task: 
     return "cross-domain" if train_task == eval_task else "cross-task"
 
 
+PREDICTION_KEYS = ("id", "prediction", "references", "scores")
+
+
+def load_predictions(path: str | Path, metrics: list[str] | tuple[str, ...] = (),
+                     required: tuple[str, ...] = ("id", "scores")) -> list[dict]:
+    """An eval cell's predictions.jsonl, checked (the one reader of the transfer, RAG and S3FT
+    reports): every line a JSON object with the `required` keys and a `scores` object holding
+    each per-example metric in `metrics`, ids unique; rows sorted by id. A damaged file is an
+    ArtifactError naming it, its line and the command that rebuilds it."""
+    rows = read_jsonl_artifact(path, tuple(dict.fromkeys(("id", "scores", *required))))
+    seen: set[str] = set()
+    for lineno, row in enumerate(rows, 1):
+        if not isinstance(row["scores"], dict):
+            raise damaged(path, f"row {lineno} (id {row['id']!r}): 'scores' is not an object")
+        if absent := [m for m in metrics if m not in row["scores"]]:
+            raise damaged(path, f"row {lineno} (id {row['id']!r}): no score for metric {absent[0]!r}")
+        if row["id"] in seen:
+            raise damaged(path, f"row {lineno}: id {row['id']!r} appears twice")
+        seen.add(row["id"])
+    return sorted(rows, key=lambda r: r["id"])
+
+
 def load_cell(scores_path: str) -> dict:
-    """scores.json + the predictions.jsonl next to it, rows sorted by example id."""
-    res = read_json(scores_path)
-    with open(Path(scores_path).with_name("predictions.jsonl"), encoding="utf-8") as fh:
-        res["rows"] = sorted((json.loads(line) for line in fh), key=lambda r: r["id"])
+    """scores.json + the predictions.jsonl next to it, rows sorted by example id; both checked
+    (they parse, keys present, one prediction per scored example), else an ArtifactError naming
+    the broken file and how to rebuild it."""
+    res = read_json_artifact(scores_path, ("cell", "scores", "n"))
+    cell, scores = res["cell"], res["scores"]
+    if not isinstance(cell, dict) or not {"model_tag", "dataset", "format", "shots"} <= set(cell):
+        raise damaged(scores_path, "'cell' does not name model_tag, dataset, format and shots")
+    if not isinstance(scores, dict):
+        raise damaged(scores_path, "'scores' is not an object")
+    predictions = Path(scores_path).with_name("predictions.jsonl")
+    res["rows"] = load_predictions(predictions, [m for m in scores if m not in CORPUS_METRICS], PREDICTION_KEYS)
+    if len(res["rows"]) != res["n"]:
+        raise damaged(predictions, f"{len(res['rows'])} rows, but {scores_path} scored {res['n']} examples")
+    res["path"] = str(scores_path)
     return res
 
 
@@ -64,7 +95,9 @@ def compare(ft_cells: list[dict], base: dict, metric: str, labels: list[str], n_
     ids = [r["id"] for r in base["rows"]]
     for cell in ft_cells:
         if [r["id"] for r in cell["rows"]] != ids:
-            raise ValueError(f"{cell['cell']} and the base cell scored different examples")
+            raise ValueError(f"{cell.get('path', cell['cell'])} and the base cell {base.get('path', '')} scored "
+                             "different examples: one of them is stale; rebuild it with `snakemake <its "
+                             "predictions.jsonl> --force`")
     groups = example_groups([base, *ft_cells])
     if metric in CORPUS_METRICS:
         ft_fns = [_corpus_fn(metric, c["rows"], labels) for c in ft_cells]

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -99,6 +100,78 @@ def write_json(path: str | Path, obj: Any) -> None:
 def read_json(path: str | Path) -> Any:
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)
+
+
+# ----------------------------------------------------------------------------- reading artifacts back
+class ArtifactError(RuntimeError):
+    """An artifact a step reads that is missing, truncated or not what its rule writes: the
+    message names the file (or folder) and the command that rebuilds it."""
+
+
+def rebuild_hint(path: str | Path, missing: bool = False) -> str:
+    """How to rebuild an artifact: forcing the job that writes it (or, as every rule declares
+    what it reads, deleting it: the next `snakemake` reruns that job and what depends on it)."""
+    target = shlex.quote(str(path))
+    force = f"`snakemake {target} --force` (plus the study's --configfile)"
+    if missing:
+        return f"rerun snakemake, which rebuilds it, or rebuild it with {force}"
+    return f"rebuild it with {force}, then rerun snakemake; or delete it and rerun snakemake"
+
+
+def damaged(path: str | Path, why: str) -> ArtifactError:
+    return ArtifactError(f"{path} is damaged ({why}): {rebuild_hint(path)}")
+
+
+def _text(path: str | Path) -> str:
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ArtifactError(f"{path} is missing: {rebuild_hint(path, missing=True)}") from None
+    except IsADirectoryError:
+        raise damaged(path, "a folder where a file should be") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise damaged(path, f"line {line}: not UTF-8 at byte {exc.start}") from None
+
+
+def _missing(obj: dict, required) -> list[str]:
+    return [k for k in required if k not in obj]
+
+
+def read_json_artifact(path: str | Path, required: tuple[str, ...] = ()) -> dict:
+    """A JSON object written by a rule (scores.json, judge.json, a card), checked: it parses, it is
+    an object, it has the `required` keys; else an ArtifactError naming it and how to rebuild it."""
+    text = _text(path)
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise damaged(path, f"line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    if not isinstance(obj, dict):
+        raise damaged(path, "not a JSON object")
+    if missing := _missing(obj, required):
+        raise damaged(path, f"key {missing[0]!r} missing")
+    return obj
+
+
+def read_jsonl_artifact(path: str | Path, required: tuple[str, ...] = ()) -> list[dict]:
+    """The rows of a JSONL file written by a rule (predictions.jsonl, judgements.jsonl), checked
+    line by line like `read_json_artifact`."""
+    rows = []
+    for lineno, line in enumerate(_text(path).split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise damaged(path, f"line {lineno} column {exc.colno}: {exc.msg}") from None
+        if not isinstance(row, dict):
+            raise damaged(path, f"line {lineno}: not a JSON object")
+        if missing := _missing(row, required):
+            raise damaged(path, f"line {lineno}: key {missing[0]!r} missing")
+        rows.append(row)
+    return rows
 
 
 def code_revision() -> str:

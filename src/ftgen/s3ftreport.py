@@ -9,13 +9,11 @@ over this table's rows, the family this report tests.
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import polars as pl
 
-from .aggregate import mean_se, p_column, to_markdown, units_note
-from .artifacts import atomic_file
+from .aggregate import load_predictions, mean_se, p_column, to_markdown, units_note
+from .artifacts import atomic_file, damaged, read_json_artifact
 from .stats import adjust_within, format_p, stratified_cluster_means
 
 
@@ -55,8 +53,7 @@ def s3ft_table(transfer: pl.DataFrame, cards: list[dict], params: dict) -> pl.Da
 
 def _item_scores(path: str, metric: str) -> tuple[dict[str, float], dict[str, str]]:
     """id -> score, and id -> bootstrap group for the rows that name one (older predictions don't)."""
-    with open(path, encoding="utf-8") as fh:
-        rows = list(map(json.loads, fh))
+    rows = load_predictions(path, [metric])  # checked: a damaged file names itself and its rebuild command
     groups = {r["id"]: f"group:{r['group']}" for r in rows if r.get("group") is not None}
     return {r["id"]: r["scores"][metric] for r in rows}, groups
 
@@ -76,9 +73,15 @@ def mean_general_delta(transfer: pl.DataFrame, params: dict, eval_dir: str, n_bo
         diffs, groups = [], []
         for row in group.iter_rows(named=True):
             cell = f"{row['eval_dataset']}/f{fmt}.k{shots}/predictions.jsonl"
-            base, base_groups = _item_scores(f"{eval_dir}/base/{cell}", row["metric"])
-            loaded = [_item_scores(f"{eval_dir}/{train}.{variant}.f{tfmt}.n{size}.s{s}/{cell}", row["metric"])
-                      for s in str(seeds).split(",")]
+            base_path = f"{eval_dir}/base/{cell}"
+            base, base_groups = _item_scores(base_path, row["metric"])
+            loaded = []
+            for s in str(seeds).split(","):
+                path = f"{eval_dir}/{train}.{variant}.f{tfmt}.n{size}.s{s}/{cell}"
+                loaded.append(_item_scores(path, row["metric"]))
+                if set(loaded[-1][0]) != set(base):
+                    raise ValueError(f"{path} and {base_path} scored different examples: one of them is stale; "
+                                     "rebuild it with `snakemake <that file> --force`")
             per_seed = [scores for scores, _ in loaded]
             labels = {k: v for _, g in reversed(loaded) for k, v in g.items()} | base_groups
             ids = sorted(base)
@@ -117,8 +120,14 @@ def summary(table: pl.DataFrame, mean_delta: pl.DataFrame | None = None) -> pl.D
 
 def s3ft_report(transfer_path: str, card_paths: list[str], params: dict, out_csv: str, out_md: str, out_png: str,
                 out_pdf: str, eval_dir: str | None = None) -> pl.DataFrame:
-    cards = [json.loads(open(p, encoding="utf-8").read()) for p in card_paths]
-    transfer = pl.read_parquet(transfer_path)
+    cards = [read_json_artifact(p, ("dataset", "self", "paraphrase", "gold", "examples")) for p in card_paths]
+    try:
+        transfer = pl.read_parquet(transfer_path)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        first = str(exc).splitlines()[0] if str(exc) else repr(exc)
+        raise damaged(transfer_path, f"not a readable Parquet file: {first}") from None
     table = s3ft_table(transfer, cards, params)
     mean_delta = mean_general_delta(transfer, params, eval_dir) if eval_dir and params["general"] else None
     with atomic_file(out_csv) as fh:

@@ -207,8 +207,23 @@ def plot_args(wildcards, output):
     )
 
 
+def cell_files():
+    """Every eval cell's scores + per-example predictions (and, in a RAG study, judgements): the
+    tables are computed from them, so they are results too. As targets of `all`, a deleted one
+    reruns its job: Snakemake (>= 7.7) checks a job's missing outputs only for the targets and for
+    jobs that have to run anyway, never because a consumer whose outputs are present declares it
+    (snakemake/snakemake#1978)."""
+    judged = all_judged() if STUDY.judge else []
+    return (
+        all_scores()
+        + all_predictions()
+        + judged
+        + [str(Path(p).with_name("judgements.jsonl")) for p in judged]
+    )
+
+
 def all_targets():
-    tables = [f"{R}/tables/transfer.csv", f"{R}/tables/transfer.md"]
+    tables = [f"{R}/tables/transfer.csv", f"{R}/tables/transfer.md"] + cell_files()
     if (
         STUDY.s3ft
     ):  # an S3FT study: base / SFT / S3FT in-domain and on general benchmarks
