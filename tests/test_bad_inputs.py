@@ -779,3 +779,28 @@ def test_utf8_bom_and_crlf_still_read(tmp_path):
 
     ids = set(pl.read_parquet(outputs[0])["id"])
     assert len(ids) == 36 and ids <= {f"r{i}" for i in range(40)}  # the id column (BOM stripped), not line numbers
+
+
+# ============================================================================ part 3: shell injection
+def test_hostile_strings_in_a_study_never_reach_a_shell(tmp_path_factory):
+    """A whole (reduced) smoke study whose free-form strings - results and cache folders, the data
+    files' paths, a task's prompt - carry `$(...)`, backticks, `;`, quotes and spaces: it runs to
+    its tables and no injected command ran."""
+    from test_workflow import SMOKE, copy_repo, smk
+
+    wd = copy_repo(tmp_path_factory, "hostile")
+    bad = "x $(touch PWNED1) `touch PWNED2`; touch PWNED3 'it''s' \"q\""
+    shutil.copytree(wd / "tests/data", wd / f"data {bad}")
+    cfg = yaml.safe_load((wd / SMOKE).read_text())
+    cfg.update(results_dir=f"res {bad}", cache_dir=f"cache {bad}")
+    cfg["datasets"] = {d: cfg["datasets"][d] for d in ("sent_food", "sent_film", "qg_home")}
+    for ds in cfg["datasets"].values():
+        ds["source"]["path"] = ds["source"]["path"].replace("tests/data", f"data {bad}")
+    cfg["finetune"]["train_on"] = ["sent_food"]
+    cfg["tasks"] = {"sentiment": {"prompts": {0: "### Input $(touch PWNED4); `touch PWNED5` 'x' \"y\":\n{text}\n"
+                                                 "### Sentiment:"}}}
+    (wd / "config/studies/hostile.yaml").write_text(yaml.safe_dump(cfg))
+    smk(wd, "--cores", "2", "--configfile", "config/studies/hostile.yaml")
+    assert (wd / f"res {bad}" / "smoke" / "tables" / "transfer.csv").exists()
+    pwned = [p for root in (wd, Path.cwd()) for p in root.rglob("PWNED*")]
+    assert not pwned, pwned
