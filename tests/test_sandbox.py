@@ -211,11 +211,15 @@ def test_program_interpreter_under_tmp_runs(tmp_venv):
 
 
 def test_sandbox_runs_when_its_own_interpreter_is_under_tmp(tmp_venv):
-    """The whole sandbox started from a venv under /tmp (its wrapper is that interpreter)."""
+    """The whole sandbox started from a venv under /tmp (its wrapper is that interpreter), called
+    as `../venv/bin/python` from a clone beside it, as a user in /tmp/clone would."""
+    clone = tmp_venv.parents[2] / "clone"
+    clone.mkdir(exist_ok=True)
     code = ("import json, sys; sys.path.insert(0, sys.argv[1]); from ftgen.sandbox import run_python, Limits; "
             "o = run_python('assert sum([1, 2]) == 3', Limits(wall_s=5)); "
             "print(json.dumps([o.status, o.stderr, o.isolation['network']]))")
-    out = subprocess.run([str(tmp_venv), "-c", code, str(SRC)], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(["../venv/bin/python", "-c", code, str(SRC)], cwd=clone, capture_output=True, text=True,
+                         timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     status, stderr, network = json.loads(out.stdout.strip().splitlines()[-1])
     assert status == "pass", stderr

@@ -260,9 +260,12 @@ def run_python(code: str, limits: Limits | None = None, python: str | None = Non
     """
     limits = limits or Limits()
     python = python or default_python()
+    if os.sep in python:  # "venv/../bin/python" would need every folder on the way inside the sandbox
+        python = os.path.abspath(python)
+    wrapper = os.path.abspath(sys.executable)
     root = namespaces_available()  # full isolation; else rlimits + a clean environment only
     # interpreters that live under a folder the private tmpfs covers stay reachable (read-only)
-    keep = hidden_by_private_tmp(interpreter_paths(python) + interpreter_paths(sys.executable)) if root else []
+    keep = hidden_by_private_tmp(interpreter_paths(python) + interpreter_paths(wrapper)) if root else []
     uid = _pick_uid() if root else None
     base = Path(tempfile.mkdtemp(prefix="ftgen-sandbox-"))  # outputs (and, without root, the work folder)
     work = base / "work"
@@ -286,7 +289,7 @@ def run_python(code: str, limits: Limits | None = None, python: str | None = Non
                            ["RLIMIT_NOFILE", limits.open_files], ["RLIMIT_CORE", 0]]
                 cfg = json.dumps({"uid": uid, "python": python, "env": env, "rlimits": rlimits,
                                   "cannot_start": CANNOT_START})
-                proc = _start([sys.executable, "-I", "-c", WRAPPER, cfg], cwd="/", env={}, stdin=subprocess.DEVNULL,
+                proc = _start([wrapper, "-I", "-c", WRAPPER, cfg], cwd="/", env={}, stdin=subprocess.DEVNULL,
                               stdout=so, stderr=se, start_new_session=True,
                               preexec_fn=_namespaces(code, limits.file_mb, keep))
             else:
