@@ -74,8 +74,10 @@ def test_smoke_dag_writes_tables_and_plots(smoke_run):
             assert (wd / R / "plots" / f"{name}.{ext}").stat().st_size > 1000
     table = pl.read_csv(wd / R / "tables" / "transfer.csv")
     assert set(table["relation"]) == {"in-domain", "cross-domain", "cross-task"}
-    # 3 fine-tunes x 6 eval datasets, 2 metrics each
-    assert table.height == 3 * 6 * 2
+    # 3 fine-tunes x 6 eval datasets: 4 classification sets with accuracy, macro-F1 and acc_norm,
+    # 2 generation sets with ROUGE-L and BLEU
+    assert table.height == 3 * (4 * 3 + 2 * 2)
+    assert set(table.filter(pl.col("eval_task") == "sentiment")["metric"]) == {"accuracy", "macro_f1", "acc_norm"}
     assert table.filter(pl.col("relation") == "in-domain")["train_dataset"].to_list() == \
         table.filter(pl.col("relation") == "in-domain")["eval_dataset"].to_list()
     # every artifact kind carries a manifest
@@ -109,7 +111,8 @@ def test_table_numbers_match_prediction_files(smoke_run):
         assert row["delta"] == pytest.approx(ft - base, abs=1e-6)
         assert row["delta_lo"] <= row["delta"] <= row["delta_hi"] and 0 <= row["p_value"] <= 1
         checked += 1
-    assert checked == 3 * 6 * 1 + 3 * 4 * 1  # accuracy/rougeL everywhere, macro_f1 on classification
+    # accuracy/rougeL everywhere, macro_f1 and acc_norm on classification
+    assert checked == 3 * 6 * 1 + 3 * 4 * 2
 
 
 def test_rerun_is_a_no_op_and_report_builds(smoke_run):
@@ -262,4 +265,21 @@ def test_editing_a_local_data_file_reruns_from_its_dataset(smoke_run):
         import os
 
         os.utime(src, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert planned_jobs(smoke_run, "--configfile", SMOKE) == {}
+
+
+def test_a_deleted_predictions_file_is_rebuilt(smoke_run):
+    """predictions.jsonl is a result too (the tables are computed from it): deleting one plans its
+    evaluation again and what depends on it."""
+    import os
+
+    pred = next((smoke_run / R / "eval").rglob("predictions.jsonl"))
+    kept, stat = pred.read_bytes(), pred.stat()
+    pred.unlink()
+    try:
+        jobs = planned_jobs(smoke_run, "--configfile", SMOKE)
+        assert jobs.get("evaluate") == 1 and jobs.get("aggregate") == 1, jobs
+    finally:
+        pred.write_bytes(kept)
+        os.utime(pred, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert planned_jobs(smoke_run, "--configfile", SMOKE) == {}
