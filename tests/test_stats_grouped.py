@@ -194,3 +194,17 @@ def test_stratified_cluster_means_resample_groups_within_each_stratum():
     old_rng = np.random.default_rng(0)
     old = np.mean([d[old_rng.integers(0, len(d), size=(3000, len(d)))].mean(axis=1) for d in values], axis=0)
     assert example_reps == pytest.approx(old, rel=1e-12)
+
+
+def test_one_group_gives_no_interval_and_no_p_value():
+    """Every test example from one source (one Wikipedia page): resampling that one group returns
+    the same data every time - a zero-width CI and p '< 1/B' would claim precision there is none."""
+    from ftgen.stats import paired_bootstrap
+
+    ft, base = np.r_[np.ones(40), np.zeros(24)], np.r_[np.ones(30), np.zeros(34)]
+    est = paired_bootstrap(ft, base, n_boot=300, groups=["page"] * 64)
+    assert est.delta.mean == pytest.approx(10 / 64)
+    assert np.isnan(est.delta.lo) and np.isnan(est.delta.se) and np.isnan(est.p_value)
+    assert "too few groups" in est.resampling_unit
+    few = paired_bootstrap(ft, base, n_boot=300, groups=[i % 5 for i in range(64)])
+    assert "fewer than 10 groups" in few.resampling_unit and not np.isnan(few.delta.lo)

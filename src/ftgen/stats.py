@@ -22,6 +22,9 @@ from typing import Callable, Hashable, Sequence
 import numpy as np
 
 CorpusFn = Callable[[np.ndarray], float]  # example indices -> corpus-level score
+# Below this many groups a cluster bootstrap understates the spread (it is a large-sample method);
+# the row's resampling unit says so.
+MIN_GROUPS = 10
 
 
 @dataclass
@@ -144,7 +147,7 @@ def paired_bootstrap(
         base_samples = np.array([base_fn(idx[r]) for r in range(n_boot)])
     deltas = ft_samples - base_samples
     p = float(min(1.0, 2 * min(np.mean(deltas <= 0), np.mean(deltas >= 0))))
-    return PairedEstimate(
+    est = PairedEstimate(
         finetuned=_interval(ft_samples, ft_point, alpha),
         base=_interval(base_samples, base_point, alpha),
         delta=_interval(deltas, ft_point - base_point, alpha),
@@ -154,6 +157,17 @@ def paired_bootstrap(
         resampling_unit=clusters.unit,
         n_groups=clusters.n_groups,
     )
+    if clusters.n_groups < 2 and n_seeds < 2:
+        # one group (every test example from one Wikipedia page, say): resampling it returns the
+        # same data every time, a zero-width CI and p "< 1/B" - a precision the data do not have.
+        nan = float("nan")
+        for e in (est.finetuned, est.base, est.delta):
+            e.lo = e.hi = e.se = nan
+        est.p_value = est.p_raw = nan
+        est.resampling_unit += ": too few groups to resample, no CI"
+    elif not clusters.singletons and clusters.n_groups < MIN_GROUPS:
+        est.resampling_unit += f": fewer than {MIN_GROUPS} groups, CI optimistic"
+    return est
 
 
 def stratified_cluster_means(values: list[np.ndarray], groups: list | None, n_boot: int,
