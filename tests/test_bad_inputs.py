@@ -804,3 +804,21 @@ def test_hostile_strings_in_a_study_never_reach_a_shell(tmp_path_factory):
     assert (wd / f"res {bad}" / "smoke" / "tables" / "transfer.csv").exists()
     pwned = [p for root in (wd, Path.cwd()) for p in root.rglob("PWNED*")]
     assert not pwned, pwned
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("study: x\ndatasets:\n  a: [1, 2\n", r"bad\.yaml:4: invalid YAML"),
+    ("", r"bad\.yaml: file is empty"),
+    ("study: x\nstudy: y\n", r"bad\.yaml:2: duplicate key 'study'"),
+])
+def test_check_config_names_file_and_line(tmp_path, text, expected):
+    """Snakemake parses --configfile itself and names neither file nor line for a YAML error;
+    `ftgen check-config` does (the README points there)."""
+    import subprocess
+    import sys
+
+    (tmp_path / "bad.yaml").write_text(text)
+    proc = subprocess.run([sys.executable, "-m", "ftgen", "check-config", str(tmp_path / "bad.yaml")],
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 2 and re.search(expected, proc.stderr), proc.stderr
+    assert "Traceback" not in proc.stderr

