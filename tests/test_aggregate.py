@@ -16,8 +16,8 @@ PARAMS = {"study": "t", "datasets": {"a1": {"task": "A"}, "a2": {"task": "A"}, "
           "bootstrap": 300, "bootstrap_seed": 0}
 
 
-def write_cell(tmp_path, tag, dataset, preds, golds, metrics, groups=None):
-    folder = tmp_path / tag / dataset
+def write_cell(tmp_path, tag, dataset, preds, golds, metrics, groups=None, subdir=""):
+    folder = tmp_path / tag / dataset / subdir
     folder.mkdir(parents=True, exist_ok=True)
     refs = [[g] for g in golds]
     corpus, per = score(metrics, preds, refs, labels=["x", "y"])

@@ -6,10 +6,10 @@ import math
 import numpy as np
 import polars as pl
 import pytest
+from test_aggregate import write_cell
 
 from ftgen import stats
 from ftgen.aggregate import aggregate
-from ftgen.metrics import score
 from ftgen.ragreport import rag_report
 from ftgen.s3ftreport import s3ft_report
 
@@ -85,19 +85,8 @@ def test_rag_table_resamples_passages(tmp_path):
 
 
 def eval_cell(eval_dir, tag, dataset, preds, golds, groups):
-    folder = eval_dir / tag / dataset / "f0.k0"
-    folder.mkdir(parents=True)
-    refs = [[g] for g in golds]
-    corpus, per = score(["accuracy"], preds, refs, labels=["x", "y"])
-    with open(folder / "predictions.jsonl", "w") as fh:
-        for i, (p, r, s) in enumerate(zip(preds, refs, per)):
-            row = {"id": f"{i:03d}", "prediction": p, "references": r, "scores": s}
-            if groups is not None:
-                row["group"] = groups[i]
-            fh.write(json.dumps(row) + "\n")
-    (folder / "scores.json").write_text(json.dumps({
-        "cell": {"model_tag": tag, "dataset": dataset, "format": 0, "shots": 0}, "scores": corpus, "n": len(preds)}))
-    return str(folder / "scores.json")
+    """A cell in the pipeline's layout (<tag>/<dataset>/f0.k0/): what the S3FT report reads."""
+    return write_cell(eval_dir, tag, dataset, preds, golds, ["accuracy"], groups, subdir="f0.k0")[0]
 
 
 def s3ft_study(root, grouped):

@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 
 def _params(text: str) -> dict:
@@ -125,8 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--table", required=True)
     s.add_argument("--format", type=int, default=0)
     s.add_argument("--shots", type=int, default=0)
-    s.add_argument("--out", nargs=3, action="append", required=True, metavar=("PLOT", "PNG", "PDF"),
-                   help="one per plot: its name (see ftgen.plots.PLOTS) and output files")
+    s.add_argument("--outputs", nargs="+", required=True, metavar="FILE",
+                   help="<plot>.png and <plot>.pdf per plot (names: ftgen.plots.PLOTS), in any folder")
 
     s = sub.add_parser("build-corpus", help="RAG corpus adapter -> corpus.parquet + qa.parquet")
     s.add_argument("--params", type=_params, required=True)
@@ -262,7 +263,12 @@ def main(argv: list[str] | None = None) -> int:
     elif args.step == "plot":
         from .plots import make_plots
 
-        make_plots(args.table, args.format, args.shots, {name: (png, pdf) for name, png, pdf in args.out})
+        files = {(Path(f).stem, Path(f).suffix): f for f in args.outputs}
+        names = sorted({stem for stem, _ in files})
+        missing = [f"{n}{ext}" for n in names for ext in (".png", ".pdf") if (n, ext) not in files]
+        if missing:
+            parser.exit(2, f"ftgen plot: error: argument --outputs: no file for {missing}\n")
+        make_plots(args.table, args.format, args.shots, {n: (files[n, ".png"], files[n, ".pdf"]) for n in names})
     elif args.step == "build-corpus":
         from .corpus import build_corpus
 

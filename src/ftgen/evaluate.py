@@ -58,7 +58,7 @@ def _partial_pairs(tok, pp, fmt, test, demos, options, budget):
             enc = encode_example(tok, pp, fmt, filled, demos, None, budget=budget - room)
             truncated += enc.truncated
             pairs.append(encode_pair(tok, pp, enc.prompt_text, rest))
-        prompts.append(pp["prompts"][str(fmt)].format(**{**ex["inputs"], field: sentence[:cut]}))
+        prompts.append(render_body(pp, fmt, {**ex["inputs"], field: sentence[:cut]}))
         pairs_by_ex.append(pairs)
     return pairs_by_ex, prompts, truncated
 

@@ -200,13 +200,6 @@ def plot_files():
     }
 
 
-def plot_args(wildcards, output):
-    return " ".join(
-        f"--out {name} {shlex.quote(output[name + '_png'])} {shlex.quote(output[name + '_pdf'])}"
-        for name in PLOTS
-    )
-
-
 def cell_files():
     """Every eval cell's scores + per-example predictions (and, in a RAG study, judgements): the
     tables are computed from them, so they are results too. As targets of `all`, a deleted one

@@ -53,7 +53,6 @@ rule plots:
     params:
         format=STUDY.finetune_cfg.get("format", 0),
         shots=min(STUDY.eval_cfg["shots"]),
-        outputs=plot_args,
     shell:
         "python -m ftgen plot --table {input:q} --format {params.format:q} --shots {params.shots:q} "
-        "{params.outputs} > {log:q} 2>&1"
+        "--outputs {output:q} > {log:q} 2>&1"
