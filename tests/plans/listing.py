@@ -4,7 +4,7 @@
     python tests/plans/listing.py --write                                # store every config's
 
 Per rule: the number of jobs, a sha256 of their sorted output paths, a sha256 of their params
-(what a job's rerun depends on), and the first output paths as a readable sample. The stored
+(what a job's rerun depends on), one of their resources (what SLURM is asked for), and the first output paths as a readable sample. The stored
 digests (tests/plans/*.json) were written from the code before issue 15's redesign; the test
 (tests/workflow/test_plans.py) plans every study again and compares.
 """
@@ -23,8 +23,8 @@ HERE = Path(__file__).resolve().parent
 CONFIGS = ["config/config.yaml"] + sorted(str(p.relative_to(REPO)) for p in (REPO / "config" / "studies").glob("*.yaml")) + ["config/hpc.yaml"]
 
 
-def planned_jobs(configfile: str, workdir: Path) -> list[tuple[str, list[str], str]]:
-    """(rule, outputs, params JSON) of every job of the study (`--forceall`: whatever exists)."""
+def planned_jobs(configfile: str, workdir: Path) -> list[tuple[str, list[str], str, str]]:
+    """(rule, outputs, params JSON, resources JSON) of every job of the study (`--forceall`: whatever exists)."""
     from snakemake.api import SnakemakeApi
     from snakemake.settings.enums import Quietness
     from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, ResourceSettings
@@ -37,21 +37,25 @@ def planned_jobs(configfile: str, workdir: Path) -> list[tuple[str, list[str], s
         workflow._prepare_dag(forceall=True, ignore_incomplete=True, lock_warn_only=True)
         workflow._build_dag()
         return [(job.rule.name, sorted(map(str, job.output)),
-                 json.dumps({k: v for k, v in job.params.items()}, sort_keys=True, default=str))
+                 json.dumps({k: v for k, v in job.params.items()}, sort_keys=True, default=str),
+                 json.dumps({k: v for k, v in job.resources.items() if not k.startswith("_") and k != "tmpdir"}, sort_keys=True,
+                            default=str))
                 for job in workflow.dag.jobs]
 
 
-def digest(jobs: list[tuple[str, list[str], str]]) -> dict:
+def digest(jobs: list[tuple[str, list[str], str, str]]) -> dict:
     by_rule: dict[str, list] = {}
-    for rule, outputs, params in jobs:
-        by_rule.setdefault(rule, []).append((outputs, params))
+    for rule, outputs, params, resources in jobs:
+        by_rule.setdefault(rule, []).append((outputs, params, resources))
     out = {}
     for rule, items in sorted(by_rule.items()):
         items.sort()
-        outputs = "\n".join(" ".join(o) for o, _ in items).encode()
-        params = "\n".join(" ".join(o) + "\t" + p for o, p in items).encode()
+        outputs = "\n".join(" ".join(o) for o, _, _ in items).encode()
+        params = "\n".join(" ".join(o) + "\t" + p for o, p, _ in items).encode()
+        resources = "\n".join(" ".join(o) + "\t" + r for o, _, r in items).encode()
         out[rule] = {"jobs": len(items), "outputs": hashlib.sha256(outputs).hexdigest(),
-                     "params": hashlib.sha256(params).hexdigest(), "sample": [o for o, _ in items[:2]]}
+                     "params": hashlib.sha256(params).hexdigest(), "resources": hashlib.sha256(resources).hexdigest(),
+                     "sample": [o for o, _, _ in items[:2]]}
     return out
 
 
