@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 # strict YAML: a duplicate key or a syntax error is reported with file:line
-from ftgen.config import load_yaml  # noqa: E402
+from ftgen.study import load_yaml  # noqa: E402
 
 
 def load_study(path):

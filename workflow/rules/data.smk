@@ -3,49 +3,45 @@
 
 rule prepare_dataset:
     input:
-        asset=asset_of_dataset,
+        asset=dataset_inputs,
         local=lambda wc: STUDY.local_sources(STUDY.datasets[wc.dataset]["source"]),
     output:
-        examples=f"{R}/data/{{dataset}}/examples.parquet",
-        card=f"{R}/data/{{dataset}}/card.json",
-        manifest=f"{R}/data/{{dataset}}/manifest.json",
+        examples=PATHS.examples("{dataset}"),
+        card=PATHS.data_card("{dataset}"),
+        manifest=PATHS.data_manifest("{dataset}"),
     log:
-        f"{LOGS}/prepare_dataset/{{dataset}}.log",
+        PATHS.log("prepare_dataset", "{dataset}"),
     benchmark:
-        f"{BENCH}/prepare_dataset/{{dataset}}.tsv"
+        PATHS.benchmark("prepare_dataset", "{dataset}")
     conda:
         DATA_ENV
     resources:
-        **site("prepare"),
-        mem_mb=res("prepare", "mem_mb"),
-        runtime=res("prepare", "runtime"),
+        **STUDY.resources_for("prepare_dataset"),
     params:
         spec=lambda wc: as_json(STUDY.dataset_params(wc.dataset)),
     shell:
-        "python -m ftgen prepare-data --params {params.spec:q} --asset={input.asset:q} "
-        "--out {output.examples:q} --card {output.card:q} --manifest {output.manifest:q} > {log:q} 2>&1"
+        "python -m ftgen prepare-data --spec {params.spec:q} --asset={input.asset:q} "
+        "--examples {output.examples:q} --card {output.card:q} --manifest {output.manifest:q} > {log:q} 2>&1"
 
 
 rule tokenize:
     input:
-        model=f"{R}/models/{{model}}",
+        model=PATHS.base_model("{model}"),
         examples=training_examples,
     output:
-        directory(f"{R}/tokenized/{{model}}/{{dataset}}/{{variant}}.f{{format}}"),
+        tokenized=directory(PATHS.tokenized("{model}", "{dataset}", "{variant}", "{format}")),
     log:
-        f"{LOGS}/tokenize/{{model}}/{{dataset}}/{{variant}}.f{{format}}.log",
+        PATHS.log("tokenize", "{model}/" + PATHS.tokenized_name("{dataset}", "{variant}", "{format}")),
     benchmark:
-        f"{BENCH}/tokenize/{{model}}/{{dataset}}/{{variant}}.f{{format}}.tsv"
+        PATHS.benchmark("tokenize", "{model}/" + PATHS.tokenized_name("{dataset}", "{variant}", "{format}"))
     conda:
         ML_ENV
     resources:
-        **site("tokenize"),
-        mem_mb=res("tokenize", "mem_mb"),
-        runtime=res("tokenize", "runtime"),
+        **STUDY.resources_for("tokenize"),
     params:
         spec=lambda wc: as_json(
             STUDY.tokenize_params(wc.dataset, wc.variant, int(wc.format), wc.model)
         ),
     shell:
         "python -m ftgen tokenize --model {input.model:q} --examples {input.examples:q} "
-        "--params {params.spec:q} --out {output:q} > {log:q} 2>&1"
+        "--spec {params.spec:q} --tokenized {output.tokenized:q} > {log:q} 2>&1"

@@ -4,29 +4,26 @@
 
 rule evaluate:
     input:
-        model=lambda wc: model_dir(wc.model, wc.tag),
-        base=f"{R}/models/{{model}}",
-        examples=f"{R}/data/{{dataset}}/examples.parquet",
+        model=lambda wc: PATHS.model(wc.model, wc.model_tag),
+        base=PATHS.base_model("{model}"),
+        examples=PATHS.examples("{dataset}"),
     output:
-        predictions=f"{R}/eval/{{model}}/{{tag}}/{{dataset}}/f{{format}}.k{{shots}}/predictions.jsonl",
-        scores=f"{R}/eval/{{model}}/{{tag}}/{{dataset}}/f{{format}}.k{{shots}}/scores.json",
+        predictions=PATHS.predictions(*CELL_WILDCARDS),
+        scores=PATHS.scores(*CELL_WILDCARDS),
     log:
-        f"{LOGS}/evaluate/{{model}}/{{tag}}/{{dataset}}/f{{format}}.k{{shots}}.log",
+        PATHS.log("evaluate", CELL),
     benchmark:
-        f"{BENCH}/evaluate/{{model}}/{{tag}}/{{dataset}}/f{{format}}.k{{shots}}.tsv"
+        PATHS.benchmark("evaluate", CELL)
     conda:
         ML_ENV
-    threads: res("evaluate", "threads")
+    threads: STUDY.threads_for("evaluate")
     resources:
-        **site("evaluate"),
-        mem_mb=res("evaluate", "mem_mb"),
-        runtime=res("evaluate", "runtime"),
-        gpu=res("evaluate", "gpu"),
+        **STUDY.resources_for("evaluate"),
     params:
         spec=lambda wc: eval_spec(wc.dataset, int(wc.format), int(wc.shots), wc.model),
     shell:
         "python -m ftgen evaluate --model {input.model:q} --base {input.base:q} "
-        "--examples {input.examples:q} --params {params.spec:q} --cell {wildcards.model:q} "
-        "{wildcards.tag:q} {wildcards.dataset:q} {wildcards.format:q} {wildcards.shots:q} "
+        "--examples {input.examples:q} --spec {params.spec:q} --cell {wildcards.model:q} "
+        "{wildcards.model_tag:q} {wildcards.dataset:q} {wildcards.format:q} {wildcards.shots:q} "
         "--predictions {output.predictions:q} --scores {output.scores:q} "
         "--threads {threads} > {log:q} 2>&1"

@@ -3,21 +3,19 @@
 
 rule prepare_model:
     input:
-        asset=asset_of_model,
+        asset=model_asset,
     output:
-        directory(f"{R}/models/{{model}}"),
+        model=directory(PATHS.base_model("{model}")),
     log:
-        f"{LOGS}/prepare_model/{{model}}.log",
+        PATHS.log("prepare_model", "{model}"),
     benchmark:
-        f"{BENCH}/prepare_model/{{model}}.tsv"
+        PATHS.benchmark("prepare_model", "{model}")
     conda:
         ML_ENV
     resources:
-        **site("prepare"),
-        mem_mb=res("prepare", "mem_mb"),
-        runtime=res("prepare", "runtime"),
+        **STUDY.resources_for("prepare_model"),
     params:
         spec=lambda wc: as_json(STUDY.model_params(wc.model)),
     shell:
-        "python -m ftgen prepare-model --params {params.spec:q} --asset={input.asset:q} "
-        "--out {output:q} > {log:q} 2>&1"
+        "python -m ftgen prepare-model --spec {params.spec:q} --asset={input.asset:q} "
+        "--model {output.model:q} > {log:q} 2>&1"

@@ -5,194 +5,179 @@
 
 rule build_corpus:
     input:
-        asset=lambda wc: corpus_asset(wc.corpus),
+        asset=corpus_asset,
         local=lambda wc: STUDY.local_sources(STUDY.rag["corpora"][wc.corpus]["source"]),
     output:
-        corpus=f"{R}/rag/{{corpus}}/corpus.parquet",
-        qa=f"{R}/rag/{{corpus}}/qa.parquet",
-        card=f"{R}/rag/{{corpus}}/card.json",
-        manifest=f"{R}/rag/{{corpus}}/manifest.json",
+        corpus=PATHS.corpus("{corpus}"),
+        qa=PATHS.qa("{corpus}"),
+        card=PATHS.corpus_card("{corpus}"),
+        manifest=PATHS.corpus_manifest("{corpus}"),
     log:
-        f"{LOGS}/build_corpus/{{corpus}}.log",
+        PATHS.log("build_corpus", "{corpus}"),
     benchmark:
-        f"{BENCH}/build_corpus/{{corpus}}.tsv"
+        PATHS.benchmark("build_corpus", "{corpus}")
     conda:
         DATA_ENV
     resources:
-        **site("prepare"),
-        mem_mb=res("prepare", "mem_mb"),
-        runtime=res("prepare", "runtime"),
+        **STUDY.resources_for("build_corpus"),
     params:
         spec=lambda wc: as_json(STUDY.corpus_params(wc.corpus)),
     shell:
-        "python -m ftgen build-corpus --params {params.spec:q} --asset={input.asset:q} "
+        "python -m ftgen build-corpus --spec {params.spec:q} --asset={input.asset:q} "
         "--corpus {output.corpus:q} --qa {output.qa:q} --card {output.card:q} "
         "--manifest {output.manifest:q} > {log:q} 2>&1"
 
 
 rule index:
     input:
-        corpus=f"{R}/rag/{{corpus}}/corpus.parquet",
+        corpus=PATHS.corpus("{corpus}"),
         asset=encoder_asset,
     output:
-        directory(f"{R}/rag/{{corpus}}/index.{{retriever}}"),
+        index=directory(PATHS.index("{corpus}", "{retriever}")),
     log:
-        f"{LOGS}/index/{{corpus}}.{{retriever}}.log",
+        PATHS.log("index", "{corpus}.{retriever}"),
     benchmark:
-        f"{BENCH}/index/{{corpus}}.{{retriever}}.tsv"
+        PATHS.benchmark("index", "{corpus}.{retriever}")
     conda:
         ML_ENV
-    threads: res("retrieval", "threads")
+    threads: STUDY.threads_for("index")
     resources:
-        **site("retrieval"),
-        mem_mb=res("retrieval", "mem_mb"),
-        runtime=res("retrieval", "runtime"),
-        gpu=res("retrieval", "gpu"),
+        **STUDY.resources_for("index"),
     params:
         spec=lambda wc: as_json(STUDY.index_params(wc.retriever)),
     shell:
         "python -m ftgen index --retriever {wildcards.retriever:q} --corpus {input.corpus:q} "
-        "--params {params.spec:q} --asset={input.asset:q} --out {output:q} --threads {threads} > {log:q} 2>&1"
+        "--spec {params.spec:q} --asset={input.asset:q} --index {output.index:q} --threads {threads} > {log:q} 2>&1"
 
 
 rule retrieve:
     input:
-        index=f"{R}/rag/{{corpus}}/index.{{retriever}}",
-        corpus=f"{R}/rag/{{corpus}}/corpus.parquet",
-        qa=f"{R}/rag/{{corpus}}/qa.parquet",
+        index=PATHS.index("{corpus}", "{retriever}"),
+        corpus=PATHS.corpus("{corpus}"),
+        qa=PATHS.qa("{corpus}"),
         asset=encoder_asset,
     output:
-        retrieved=f"{R}/rag/{{corpus}}/retrieved.{{retriever}}.parquet",
-        recall=f"{R}/rag/{{corpus}}/recall.{{retriever}}.json",
+        retrieved=PATHS.retrieved("{corpus}", "{retriever}"),
+        recall=PATHS.recall("{corpus}", "{retriever}"),
     log:
-        f"{LOGS}/retrieve/{{corpus}}.{{retriever}}.log",
+        PATHS.log("retrieve", "{corpus}.{retriever}"),
     benchmark:
-        f"{BENCH}/retrieve/{{corpus}}.{{retriever}}.tsv"
+        PATHS.benchmark("retrieve", "{corpus}.{retriever}")
     conda:
         ML_ENV
-    threads: res("retrieval", "threads")
+    threads: STUDY.threads_for("retrieve")
     resources:
-        **site("retrieval"),
-        mem_mb=res("retrieval", "mem_mb"),
-        runtime=res("retrieval", "runtime"),
-        gpu=res("retrieval", "gpu"),
+        **STUDY.resources_for("retrieve"),
     params:
         spec=lambda wc: as_json(STUDY.retrieve_params(wc.corpus, wc.retriever)),
     shell:
         "python -m ftgen retrieve --retriever {wildcards.retriever:q} --index {input.index:q} "
-        "--corpus {input.corpus:q} --qa {input.qa:q} --params {params.spec:q} --asset={input.asset:q} "
-        "--out {output.retrieved:q} --recall {output.recall:q} --threads {threads} > {log:q} 2>&1"
+        "--corpus {input.corpus:q} --qa {input.qa:q} --spec {params.spec:q} --asset={input.asset:q} "
+        "--retrieved {output.retrieved:q} --recall {output.recall:q} --threads {threads} > {log:q} 2>&1"
 
 
 rule judge_steps:
     input:
-        model=judge_model_dir,
+        model=judge_model,
     output:
-        f"{R}/judge/steps.json",
+        steps=PATHS.judge_steps(),
     log:
-        f"{LOGS}/judge_steps.log",
+        PATHS.log("judge_steps"),
+    benchmark:
+        PATHS.benchmark("judge_steps")
     conda:
         ML_ENV
-    threads: res("judge", "threads")
+    threads: STUDY.threads_for("judge_steps")
     resources:
-        **site("judge"),
-        mem_mb=res("judge", "mem_mb"),
-        runtime=res("judge", "runtime"),
-        gpu=res("judge", "gpu"),
+        **STUDY.resources_for("judge_steps"),
     params:
         spec=lambda wc: judge_spec(),
-        cache=JUDGE_CACHE,
+        cache=STUDY.judge_cache(),
     shell:
-        "python -m ftgen judge-steps --params {params.spec:q} --model={input.model:q} "
-        "--cache {params.cache:q} --out {output:q} --threads {threads} > {log:q} 2>&1"
+        "python -m ftgen judge-steps --spec {params.spec:q} --model={input.model:q} "
+        "--cache {params.cache:q} --steps {output.steps:q} --threads {threads} > {log:q} 2>&1"
 
 
 rule judge:
     input:
-        model=judge_model_dir,
-        steps=f"{R}/judge/steps.json",
-        predictions=f"{R}/eval/{{model}}/{{tag}}/{{dataset}}/f{{format}}.k{{shots}}/predictions.jsonl",
-        examples=f"{R}/data/{{dataset}}/examples.parquet",
+        model=judge_model,
+        steps=PATHS.judge_steps(),
+        predictions=PATHS.predictions(*CELL_WILDCARDS),
+        examples=PATHS.examples("{dataset}"),
     output:
-        jsonl=f"{R}/eval/{{model}}/{{tag}}/{{dataset}}/f{{format}}.k{{shots}}/judgements.jsonl",
-        json=f"{R}/eval/{{model}}/{{tag}}/{{dataset}}/f{{format}}.k{{shots}}/judge.json",
+        judgements=PATHS.judgements(*CELL_WILDCARDS),
+        summary=PATHS.judge_summary(*CELL_WILDCARDS),
     log:
-        f"{LOGS}/judge/{{model}}/{{tag}}/{{dataset}}/f{{format}}.k{{shots}}.log",
+        PATHS.log("judge", CELL),
     benchmark:
-        f"{BENCH}/judge/{{model}}/{{tag}}/{{dataset}}/f{{format}}.k{{shots}}.tsv"
+        PATHS.benchmark("judge", CELL)
     conda:
         ML_ENV
-    threads: res("judge", "threads")
+    threads: STUDY.threads_for("judge")
     resources:
-        **site("judge"),
-        mem_mb=res("judge", "mem_mb"),
-        runtime=res("judge", "runtime"),
-        gpu=res("judge", "gpu"),
+        **STUDY.resources_for("judge"),
     params:
         spec=lambda wc: judge_spec(),
-        cache=JUDGE_CACHE,
+        cache=STUDY.judge_cache(),
     shell:
-        "python -m ftgen judge --params {params.spec:q} --model={input.model:q} "
+        "python -m ftgen judge --spec {params.spec:q} --model={input.model:q} "
         "--predictions {input.predictions:q} --examples {input.examples:q} --steps {input.steps:q} "
-        "--cache {params.cache:q} --cell {wildcards.model:q} {wildcards.tag:q} {wildcards.dataset:q} "
-        "--out-jsonl {output.jsonl:q} --out-json {output.json:q} --threads {threads} > {log:q} 2>&1"
+        "--cache {params.cache:q} --cell {wildcards.model:q} {wildcards.model_tag:q} {wildcards.dataset:q} "
+        "--judgements {output.judgements:q} --summary {output.summary:q} --threads {threads} > {log:q} 2>&1"
 
 
 rule rag_report:
     input:  # functions: built with the job only, not for every study parsing this rule
         judged=lambda wc: all_judged(),
-        recall=lambda wc: all_recall(),
-        # read next to each judge.json: declared, so a missing one is rebuilt before this job
-        # runs (it was not: a deleted judgements.jsonl broke the report)
-        predictions=lambda wc: [
-            str(Path(p).with_name("predictions.jsonl")) for p in all_judged()
+        recall=lambda wc: [
+            PATHS.recall(corpus, retriever)
+            for corpus in STUDY.rag.get("corpora", {})
+            for retriever in STUDY.rag["retrievers"]
         ],
-        judgements=lambda wc: [
-            str(Path(p).with_name("judgements.jsonl")) for p in all_judged()
-        ],
+        # read next to each judge.json: declared, so a missing one is rebuilt before this job runs
+        predictions=lambda wc: STUDY.cell_paths(PATHS.predictions, set(STUDY.rag_datasets)),
+        judgements=lambda wc: STUDY.cell_paths(PATHS.judgements, set(STUDY.rag_datasets)),
     output:
-        parquet=f"{R}/tables/rag.parquet",
-        csv=report(
-            f"{R}/tables/rag.csv", caption="../report/rag.rst", category="Tables"
-        ),
-        md=f"{R}/tables/rag.md",
-        manifest=f"{R}/tables/rag.manifest.json",
+        parquet=PATHS.table("rag", "parquet"),
+        csv=report(PATHS.table("rag", "csv"), caption="../report/rag.rst", category="Tables"),
+        md=PATHS.table("rag", "md"),
+        manifest=PATHS.table("rag", "manifest.json"),
     log:
-        f"{LOGS}/rag_report.log",
+        PATHS.log("rag_report"),
+    benchmark:
+        PATHS.benchmark("rag_report")
     conda:
         DATA_ENV
     resources:
-        **site("aggregate"),
-        mem_mb=res("aggregate", "mem_mb"),
-        runtime=res("aggregate", "runtime"),
+        **STUDY.resources_for("rag_report"),
     params:
         spec=lambda wc: as_json(STUDY.rag_report_params()),
     shell:
-        "python -m ftgen rag-report --params {params.spec:q} --recall {input.recall:q} "
+        "python -m ftgen rag-report --spec {params.spec:q} --recall {input.recall:q} "
         "--parquet {output.parquet:q} --csv {output.csv:q} --md {output.md:q} "
-        "--manifest {output.manifest:q} {input.judged:q} > {log:q} 2>&1"
+        "--manifest {output.manifest:q} --judged {input.judged:q} > {log:q} 2>&1"
 
 
 rule rag_plot:
     input:
-        f"{R}/tables/rag.parquet",
+        table=PATHS.table("rag", "parquet"),
     output:
         png=report(
-            f"{R}/plots/rag_vs_size.png",
+            PATHS.plot("rag_vs_size", "png"),
             caption="../report/rag_vs_size.rst",
             category="Plots",
         ),
-        pdf=f"{R}/plots/rag_vs_size.pdf",
+        pdf=PATHS.plot("rag_vs_size", "pdf"),
     log:
-        f"{LOGS}/rag_plot.log",
+        PATHS.log("rag_plot"),
+    benchmark:
+        PATHS.benchmark("rag_plot")
     conda:
         PLOT_ENV
     resources:
-        **site("aggregate"),
-        mem_mb=res("aggregate", "mem_mb"),
-        runtime=res("aggregate", "runtime"),
+        **STUDY.resources_for("rag_plot"),
     params:
         criteria=list(STUDY.judge.get("criteria", {})),
     shell:
-        "python -m ftgen rag-plot --table {input:q} --criteria {params.criteria:q} "
+        "python -m ftgen rag-plot --table {input.table:q} --criteria {params.criteria:q} "
         "--png {output.png:q} --pdf {output.pdf:q} > {log:q} 2>&1"

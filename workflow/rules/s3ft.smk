@@ -6,90 +6,79 @@
 
 rule self_answers:
     input:
-        model=f"{R}/models/{{model}}",
-        examples=f"{R}/data/{{dataset}}/examples.parquet",
+        model=PATHS.base_model("{model}"),
+        examples=PATHS.examples("{dataset}"),
     output:
-        predictions=f"{R}/s3ft/{{model}}/{{dataset}}/self.jsonl",
-        scores=f"{R}/s3ft/{{model}}/{{dataset}}/self.scores.json",
+        predictions=PATHS.self_answers("{model}", "{dataset}"),
+        scores=PATHS.self_scores("{model}", "{dataset}"),
     log:
-        f"{LOGS}/self_answers/{{model}}/{{dataset}}.log",
+        PATHS.log("self_answers", "{model}/{dataset}"),
     benchmark:
-        f"{BENCH}/self_answers/{{model}}/{{dataset}}.tsv"
+        PATHS.benchmark("self_answers", "{model}/{dataset}")
     conda:
         ML_ENV
-    threads: res("evaluate", "threads")
+    threads: STUDY.threads_for("self_answers")
     resources:
-        **site("evaluate"),
-        mem_mb=res("evaluate", "mem_mb"),
-        runtime=res("evaluate", "runtime"),
-        gpu=res("evaluate", "gpu"),
+        **STUDY.resources_for("self_answers"),
     params:
         spec=lambda wc: as_json(STUDY.self_answer_params(wc.dataset, wc.model)),
-        format=STUDY.finetune_cfg.get("format", 0),
+        format=STUDY.finetune["format"],
     shell:
         "python -m ftgen evaluate --model {input.model:q} --base {input.model:q} "
-        "--examples {input.examples:q} --params {params.spec:q} --cell {wildcards.model:q} "
+        "--examples {input.examples:q} --spec {params.spec:q} --cell {wildcards.model:q} "
         "base {wildcards.dataset:q} {params.format:q} 0 --predictions {output.predictions:q} "
         "--scores {output.scores:q} --threads {threads} > {log:q} 2>&1"
 
 
 rule s3ft_dataset:
     input:
-        model=f"{R}/models/{{model}}",
-        examples=f"{R}/data/{{dataset}}/examples.parquet",
-        self_answers=f"{R}/s3ft/{{model}}/{{dataset}}/self.jsonl",
+        model=PATHS.base_model("{model}"),
+        examples=PATHS.examples("{dataset}"),
+        self_answers=PATHS.self_answers("{model}", "{dataset}"),
     output:
-        examples=f"{R}/s3ft/{{model}}/{{dataset}}/examples.parquet",
-        card=f"{R}/s3ft/{{model}}/{{dataset}}/card.json",
-        paraphrases=f"{R}/s3ft/{{model}}/{{dataset}}/paraphrases.jsonl",
+        targets=PATHS.s3ft_examples("{model}", "{dataset}"),
+        card=PATHS.s3ft_card("{model}", "{dataset}"),
+        paraphrases=PATHS.paraphrases("{model}", "{dataset}"),
     log:
-        f"{LOGS}/s3ft_dataset/{{model}}/{{dataset}}.log",
+        PATHS.log("s3ft_dataset", "{model}/{dataset}"),
     benchmark:
-        f"{BENCH}/s3ft_dataset/{{model}}/{{dataset}}.tsv"
+        PATHS.benchmark("s3ft_dataset", "{model}/{dataset}")
     conda:
         ML_ENV
-    threads: res("evaluate", "threads")
+    threads: STUDY.threads_for("s3ft_dataset")
     resources:
-        **site("evaluate"),
-        mem_mb=res("evaluate", "mem_mb"),
-        runtime=res("evaluate", "runtime"),
-        gpu=res("evaluate", "gpu"),
+        **STUDY.resources_for("s3ft_dataset"),
     params:
         spec=lambda wc: as_json(STUDY.s3ft_params(wc.dataset, wc.model)),
     shell:
         "python -m ftgen s3ft-dataset --model {input.model:q} --examples {input.examples:q} "
-        "--self {input.self_answers:q} --params {params.spec:q} --out {output.examples:q} "
+        "--self-answers {input.self_answers:q} --spec {params.spec:q} --targets {output.targets:q} "
         "--card {output.card:q} --paraphrases {output.paraphrases:q} --threads {threads} > {log:q} 2>&1"
 
 
 rule s3ft_report:
     input:
-        table=f"{R}/tables/transfer.parquet",
-        cards=lambda wc: s3ft_cards(),
-        predictions=lambda wc: all_predictions(),
+        table=PATHS.table("transfer", "parquet"),
+        cards=lambda wc: [
+            PATHS.s3ft_card(m, d) for m in STUDY.model_names for d in STUDY.s3ft_train_on
+        ],
+        predictions=lambda wc: STUDY.cell_paths(PATHS.predictions),
     output:
-        csv=report(
-            f"{R}/tables/s3ft.csv", caption="../report/s3ft.rst", category="Tables"
-        ),
-        md=f"{R}/tables/s3ft.md",
-        png=report(
-            f"{R}/plots/s3ft.png", caption="../report/s3ft_plot.rst", category="Plots"
-        ),
-        pdf=f"{R}/plots/s3ft.pdf",
+        csv=report(PATHS.table("s3ft", "csv"), caption="../report/s3ft.rst", category="Tables"),
+        md=PATHS.table("s3ft", "md"),
+        png=report(PATHS.plot("s3ft", "png"), caption="../report/s3ft_plot.rst", category="Plots"),
+        pdf=PATHS.plot("s3ft", "pdf"),
     log:
-        f"{LOGS}/s3ft_report.log",
+        PATHS.log("s3ft_report"),
+    benchmark:
+        PATHS.benchmark("s3ft_report")
     conda:
         PLOT_ENV
     resources:
-        **site("aggregate"),
-        mem_mb=res("aggregate", "mem_mb"),
-        runtime=res("aggregate", "runtime"),
+        **STUDY.resources_for("s3ft_report"),
     params:
         spec=lambda wc: as_json(STUDY.s3ft_report_params()),
-        eval_dir=lambda wc, input: str(
-            Path(input.table).parents[1] / "eval" / STUDY.model_name
-        ),
     shell:
-        "python -m ftgen s3ft-report --params {params.spec:q} --table {input.table:q} --eval-dir {params.eval_dir:q} "
-        "--csv {output.csv:q} --md {output.md:q} --png {output.png:q} --pdf {output.pdf:q} "
-        "{input.cards:q} > {log:q} 2>&1"
+        "python -m ftgen s3ft-report --spec {params.spec:q} --table {input.table:q} "
+        "--predictions {input.predictions:q} --cards {input.cards:q} "
+        "--csv {output.csv:q} --md {output.md:q} --png {output.png:q} --pdf {output.pdf:q} > {log:q} 2>&1"

@@ -5,37 +5,24 @@
 
 rule finetune:
     input:
-        model=f"{R}/models/{{model}}",
-        tokenized=f"{R}/tokenized/{{model}}/{{dataset}}/{{variant}}.f{{format}}",
+        model=PATHS.base_model("{model}"),
+        tokenized=PATHS.tokenized("{model}", "{dataset}", "{variant}", "{format}"),
     output:
-        directory(
-            f"{R}/finetuned/{{model}}/{{dataset}}.{{variant}}.f{{format}}.n{{size}}.s{{seed}}"
-        ),
+        finetuned=directory(PATHS.finetuned("{model}", PATHS.finetune_id())),
     log:
-        f"{LOGS}/finetune/{{model}}/{{dataset}}.{{variant}}.f{{format}}.n{{size}}.s{{seed}}.log",
+        PATHS.log("finetune", "{model}/" + PATHS.finetune_id()),
     benchmark:
-        f"{BENCH}/finetune/{{model}}/{{dataset}}.{{variant}}.f{{format}}.n{{size}}.s{{seed}}.tsv"
+        PATHS.benchmark("finetune", "{model}/" + PATHS.finetune_id())
     conda:
         ML_ENV
-    threads: res("finetune", "threads")
+    threads: STUDY.threads_for("finetune")
     resources:
-        **site("finetune"),
-        mem_mb=res("finetune", "mem_mb"),
-        runtime=lambda wc, attempt: res("finetune", "runtime") * attempt,
-        gpu=res("finetune", "gpu"),
-        nodes=res("finetune", "nodes"),
-        procs=res("finetune", "procs"),
+        **STUDY.resources_for("finetune"),
     params:
-        recipe=lambda wc: as_json(
-            STUDY.recipe(
-                FineTune(
-                    wc.dataset, wc.variant, int(wc.format), int(wc.size), int(wc.seed)
-                )
-            )
-        ),
-        checkpoints=lambda wc: f"{R}/checkpoints/{wc.model}/{wc.dataset}.{wc.variant}.f{wc.format}.n{wc.size}.s{wc.seed}",
+        recipe=lambda wc: as_json(STUDY.recipe(finetune_of(wc))),
+        checkpoints=lambda wc: PATHS.checkpoints(wc.model, finetune_of(wc).id),
     shell:
         "python -m ftgen launch --procs {resources.procs} --nodes {resources.nodes} -- "
         "finetune --model {input.model:q} --tokenized {input.tokenized:q} "
-        "--params {params.recipe:q} --out {output:q} --checkpoints {params.checkpoints:q} "
+        "--recipe {params.recipe:q} --finetuned {output.finetuned:q} --checkpoints {params.checkpoints:q} "
         "--threads {threads} > {log:q} 2>&1"
