@@ -1,7 +1,7 @@
 """Protocol traceability of the GPU study configs (gupta2025, yang2024, barnett2024).
 
 - every hyper-parameter / data choice carries a source marker or a DEVIATION in a comment;
-- every `DEVIATION:` in those configs has its row in the README's deviations table;
+- every `DEVIATION:` in those configs has its row in docs/deviations.md;
 - the values the papers fix (papers.md) are the ones configured;
 - the `hf` adapter's `test_split` (GSM8K's official test set) and `correct_key` (TruthfulQA MC1)
   on local datasets laid out as on the hub.
@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 from conftest import REPO
 
-from ftgen.config import Study, load_yaml
+from ftgen.study import Study, load_yaml
 from ftgen.data import DataError, assign_splits, load_examples, prepare_dataset
 
 GPU_STUDIES = ("gupta2025", "yang2024", "barnett2024")
@@ -122,7 +122,7 @@ def test_the_comment_check_catches_an_uncommented_hyperparameter(tmp_path):
 
 
 def _readme_deviation_rows() -> list[str]:
-    text = (REPO / "README.md").read_text()
+    text = (REPO / "docs" / "deviations.md").read_text()
     start = text.index("## Deviations")
     end = text.find("\n## ", start + 1)
     return [ln for ln in text[start:end if end > 0 else None].splitlines() if ln.startswith("| ")]
@@ -148,11 +148,11 @@ def test_gpu_configs_hold_the_papers_values():
     assert (r["method"], r["learning_rate"], r["epochs"], r["lr_scheduler"], r["warmup_ratio"], r["weight_decay"]) == \
         ("full", 2e-5, 2, "linear", 0.0, 0.0)
     assert "zero3_offload" in r["deepspeed"] and r["bf16"]
-    gpus = yang.rule_resources("finetune")["gpu"]
+    gpus = yang.resources_for("finetune")["gpu"]
     assert r["per_device_batch_size"] * r["gradient_accumulation"] * gpus == 2 * 8 * 8  # 2/GPU x 8 accumulation x 8 GPUs
     assert yang.models["llama2_7b"]["max_length"] == 1024
-    assert yang.finetune_cfg["sizes"] == [2000, 4000, 6000] and yang.eval_cfg["limit"] == 250
-    assert yang.split_defaults["test"] == 500 and yang.split_defaults["fewshot"] == 8
+    assert yang.finetune["sizes"] == [2000, 4000, 6000] and yang.evaluate["limit"] == 250
+    assert yang.config["split"]["test"] == 500 and yang.config["split"]["fewshot"] == 8
     summaries = [d for d, ds in yang.datasets.items() if ds["task"] == "summarization"]
     assert summaries and all(yang.datasets[d]["split"]["fewshot"] == 4 for d in summaries)
     generation = [d for d, ds in yang.datasets.items() if ds["task"] in ("summarization", "question_generation")]
@@ -163,7 +163,7 @@ def test_gpu_configs_hold_the_papers_values():
     assert (r["learning_rate"], r["epochs"], r["lr_scheduler"]) == (1e-4, 5, "cosine")  # SDFT code
     assert {k: r["lora"][k] for k in ("r", "alpha", "dropout")} == {"r": 8, "alpha": 16, "dropout": 0.1}
     assert r["lora"]["target_modules"] == ["q_proj", "v_proj"]
-    gpus = gupta.rule_resources("finetune")["gpu"]
+    gpus = gupta.resources_for("finetune")["gpu"]
     assert r["per_device_batch_size"] * r["gradient_accumulation"] * gpus == 2 * 4  # SDFT: 2 x 4 on one GPU
     assert all(gupta.recipe(f)["epochs"] == 5 for f in gupta.finetunes)
     gsm = gupta.dataset_params("gsm8k")
@@ -207,7 +207,8 @@ def gsm8k_on_disk(root: Path, n_train: int = 7473, n_test: int = 1319) -> dict[s
 
 
 def _prepare(params: dict, out: Path):
-    card = prepare_dataset(params, None, str(out / "examples.parquet"), str(out / "card.json"), str(out / "manifest.json"))
+    card = prepare_dataset(spec=params, examples=str(out / "examples.parquet"), card=str(out / "card.json"),
+                           manifest=str(out / "manifest.json"))
     return card, pl.read_parquet(out / "examples.parquet")
 
 

@@ -4,7 +4,7 @@ import json
 import pytest
 from conftest import REPO, smoke_study
 
-from ftgen.config import ConfigError, FineTune, Study, load_yaml
+from ftgen.study import ConfigError, FineTune, Study, load_yaml
 
 
 def smoke_cfg():
@@ -14,7 +14,7 @@ def smoke_cfg():
 def test_default_and_study_configs_resolve():
     default = Study(load_yaml(REPO / "config/config.yaml"), source="config.yaml")
     assert default.name == "default"
-    tasks = {default.datasets[d]["task"] for d in default.finetune_cfg["train_on"]}
+    tasks = {default.datasets[d]["task"] for d in default.finetune["train_on"]}
     assert tasks == {"sentiment", "nli", "question_generation"}
     # every training task has >= 2 evaluation domains (cross-domain cells exist)
     for task in tasks:
@@ -142,16 +142,17 @@ def test_each_adapter_schema_lists_exactly_the_keys_its_reader_reads():
     """config.schema.yaml has one source schema per adapter (a misspelt key is an error naming
     the adapter): it must list what the reader (and `normalise`) reads, and nothing else."""
     from ftgen import corpus, data
-    from ftgen.config import ADAPTERS, _schema, _schema_keys
+    from ftgen.study.checks import ADAPTERS
+    from ftgen.study.schema import load_schema, schema_keys
 
-    root = _schema("config.schema.yaml")
+    root = load_schema("config.schema.yaml")
     branches = {b["if"]["properties"]["adapter"]["const"]: b["then"]["$ref"].split("/")[-1]
                 for b in root["$defs"]["source"]["allOf"]}
     assert set(branches) == set(ADAPTERS) == set(data.ADAPTER_READERS)
     read = _src_keys_read(data, corpus)
     by_config = {"rag": {"corpus"}}  # read by Study (retrieval output), `k` is set from rag.k (not the user's)
     for adapter, reader in data.ADAPTER_READERS.items():
-        declared = _schema_keys(root["$defs"][branches[adapter]], root)
+        declared = schema_keys(root["$defs"][branches[adapter]], root)
         wanted = (read[reader.__name__] | read["normalise"] | by_config.get(adapter, set())) - {"k"}
         assert wanted - declared == set(), f"{adapter}: read but not in the schema"
         assert declared - wanted - {"adapter", "asset"} == set(), f"{adapter}: in the schema but never read"
@@ -161,7 +162,7 @@ def test_each_adapter_schema_lists_exactly_the_keys_its_reader_reads():
 
 
 def test_every_registry_dataset_and_the_judge_defaults_obey_the_schema():
-    from ftgen.config import REGISTRY_DIR, validate_schema
+    from ftgen.study.schema import REGISTRY_DIR, validate_schema
 
     for name, entry in load_yaml(REGISTRY_DIR / "datasets.yaml").items():
         validate_schema(entry, "config.schema.yaml", "datasets.yaml", definition="dataset", required=("task", "source"),
