@@ -9,13 +9,13 @@ from snakemake.utils import min_version
 
 min_version("9.0")
 
-# Planning keeps every object it makes (yang2024: 0.76 M that the GC tracks, for 6,706 jobs),
-# and Python's GC defaults cost ~4 s of a 13 s `snakemake -n` on them (benchmarks/plan_time.py):
-# full collections rerun over an ever larger heap while the DAG is built, and once more over all
-# of it at exit. So: young collections every 100,000 allocations instead of 700 (as mypy does;
-# cyclic garbage is still collected), and the heap is frozen at exit, which that last pass then
-# skips (the OS frees the memory; Python never promised __del__ at exit). Jobs run in processes
-# of their own. (workflow/studies.smk runs this file once per study: repeating both is harmless.)
+# Planning keeps every object it makes (hundreds of thousands for the HPC studies), and with
+# Python's default GC thresholds full collections rerun over an ever larger heap while the DAG is
+# built, and once more over all of it at exit (benchmarks/plan_time.py; benchmarks/out/plan_time.md).
+# So: young collections every 100,000 allocations instead of 700 (as mypy does; cyclic garbage is
+# still collected), and the heap is frozen at exit, which that last pass then skips (the OS frees
+# the memory; Python never promised __del__ at exit). Jobs run in processes of their own.
+# (workflow/studies.smk runs this file once per study: repeating both is harmless.)
 gc.set_threshold(100_000, 20, 20)
 atexit.register(gc.freeze)
 

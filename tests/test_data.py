@@ -16,8 +16,9 @@ from ftgen.data import DataError, assign_splits, load_examples, prepare_dataset
 
 def run_prepare(params, tmp_path, asset=None):
     out = tmp_path / "out"
-    return prepare_dataset(params, asset, str(out / "examples.parquet"), str(out / "card.json"),
-                           str(out / "manifest.json")), out
+    card = prepare_dataset(spec=params, asset=asset, examples=str(out / "examples.parquet"),
+                           card=str(out / "card.json"), manifest=str(out / "manifest.json"))
+    return card, out
 
 
 def test_jsonl_normalises_and_splits_by_group(sentiment_params, tmp_path):

@@ -18,9 +18,9 @@ import polars as pl
 import pytest
 from conftest import REPO
 
-from ftgen.config import load_yaml
+from ftgen.study import load_yaml
 from ftgen.judge import parse_score, score_position, tidy_steps, weighted_score
-from ftgen.ragreport import rag_report
+from ftgen.report.rag import rag_report
 
 API_KEY = "sk-test-7f3a9c1e5b2d4f60-never-write-me"
 
@@ -152,10 +152,10 @@ def test_openai_judge_retries_caches_and_counts_missing(tmp_path, endpoint):
     params, cell, examples, steps = judge_inputs(tmp_path, endpoint.url)
     log = tmp_path / "results" / "judge.log"
     spec = json.dumps(params)
-    run_cli(["judge-steps", "--params", spec, "--cache", params["cache_dir"], "--out", str(steps)], log)
-    judge = ["judge", "--params", spec, "--predictions", str(cell / "predictions.jsonl"), "--examples",
+    run_cli(["judge-steps", "--spec", spec, "--cache", params["cache_dir"], "--steps", str(steps)], log)
+    judge = ["judge", "--spec", spec, "--predictions", str(cell / "predictions.jsonl"), "--examples",
              str(examples), "--steps", str(steps), "--cache", params["cache_dir"], "--cell", "judge-model", "base",
-             "qa", "--out-jsonl", str(cell / "judgements.jsonl"), "--out-json", str(cell / "judge.json")]
+             "qa", "--judgements", str(cell / "judgements.jsonl"), "--summary", str(cell / "judge.json")]
     run_cli(judge, log)
     assert endpoint.auth == {f"Bearer {API_KEY}"}  # the key reached the server, from the environment
     first = json.loads((cell / "judge.json").read_text())
@@ -186,12 +186,13 @@ def test_openai_judge_retries_caches_and_counts_missing(tmp_path, endpoint):
 
     # the tables count the missing items; nothing is imputed
     report = {"study": "t", "criteria": ["accuracy"], "score": "logprobs", "samples": 2, "bootstrap": 200,
-              "datasets": {"qa": "qa"}}
+              "bootstrap_seed": 0, "datasets": {"qa": "qa"}}
     recall = tmp_path / "results" / "recall.json"
     recall.write_text(json.dumps({"corpus": "qa", "retriever": "bm25", "passages": 12, "questions": 6, "recall@1": 50.0}))
     tables = tmp_path / "results" / "tables"
-    table = rag_report([str(cell / "judge.json")], [str(recall)], report, str(tables / "rag.parquet"),
-                       str(tables / "rag.csv"), str(tables / "rag.md"), str(tables / "rag.manifest.json"))
+    table = rag_report(judged=[str(cell / "judge.json")], recall=[str(recall)], spec=report,
+                       parquet=str(tables / "rag.parquet"), csv=str(tables / "rag.csv"), md=str(tables / "rag.md"),
+                       manifest=str(tables / "rag.manifest.json"))
     acc_row = table.filter(pl.col("metric") == "accuracy").row(0, named=True)
     assert (acc_row["n"], acc_row["missing"]) == (6, 2) and acc_row["score"] == pytest.approx(closed_form)
     samples_row = table.filter(pl.col("metric") == "accuracy_samples").row(0, named=True)

@@ -15,7 +15,7 @@ import pytest
 from conftest import REPO
 
 from ftgen.artifacts import write_json
-from ftgen.config import load_yaml
+from ftgen.study import load_yaml
 from ftgen.judge import Counters, JudgeCache, _ask_logprobs, _ask_sample, _seed, judge_cell, parse_score, score_position
 
 

@@ -9,7 +9,7 @@ import pytest
 from conftest import smoke_study
 from ftgen.launch import launch_command
 
-STEP = ["finetune", "--out", "a b"]
+STEP = ["finetune", "--finetuned", "a b"]
 
 
 def test_one_process_runs_in_place():
@@ -45,4 +45,4 @@ def test_site_resources_from_config_and_environment():
     env = {"FTGEN_SLURM_PARTITION": "short", "FTGEN_SLURM_QOS": "high", "FTGEN_SLURM_GPU_PARTITION": "a100"}
     assert study.slurm_resources("evaluate", env=env) == {"slurm_partition": "a100", "slurm_account": "proj", "qos": "high"}
     assert study.slurm_resources("aggregate", env=env)["slurm_partition"] == "short"
-    assert study.rule_resources("finetune")["nodes"] == 1 and study.rule_resources("finetune")["procs"] == 0
+    assert study.group_resources("finetune")["nodes"] == 1 and study.group_resources("finetune")["procs"] == 0

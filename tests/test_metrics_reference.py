@@ -236,7 +236,7 @@ def test_bad_metric_options_are_refused(bad):
 
 # ----------------------------------------------------------------------------- task option + eval params
 def _study(tasks: dict | None = None):
-    from ftgen.config import Study, load_yaml
+    from ftgen.study import Study, load_yaml
 
     cfg = load_yaml(REPO / "config/studies/smoke.yaml")
     if tasks:
@@ -265,7 +265,7 @@ def test_eval_params_carry_rouge_option_only_when_the_task_sets_it():
                                   {"question_generation": {"rouge": {}}},
                                   {"sentiment": {"rouge": {"type": "rougeL"}}}])  # sentiment reports no rougeL
 def test_task_schema_checks_the_rouge_option(task):
-    from ftgen.config import ConfigError
+    from ftgen.study import ConfigError
 
     with pytest.raises(ConfigError, match="rouge|metrics"):
         _study(task)

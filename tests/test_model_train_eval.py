@@ -35,7 +35,8 @@ def examples(tmp_path_factory):
               "labels": ["negative", "positive"],
               "source": {"adapter": "jsonl", "path": str(path), "columns": {"text": "text"}, "label": "label", "group": "doc"},
               "split": {"seed": 0, "test": 8, "dev": 4, "fewshot": 4, "train": 16}}
-    prepare_dataset(params, None, str(tmp / "examples.parquet"), str(tmp / "card.json"), str(tmp / "m.json"))
+    prepare_dataset(spec=params, examples=str(tmp / "examples.parquet"), card=str(tmp / "card.json"),
+                    manifest=str(tmp / "m.json"))
     return tmp / "examples.parquet"
 
 
@@ -72,7 +73,8 @@ def test_encoding_shortens_long_demonstrations_not_their_answers(tiny_model):
 
 def test_tokenized_dataset_masks_prompt_and_appends_eos(tiny_model, examples, tmp_path):
     out = tmp_path / "tok"
-    stats = tokenize_dataset(str(tiny_model), str(examples), {"prompt": PP, "variant": "sft", "format": 0}, str(out))
+    stats = tokenize_dataset(model=str(tiny_model), examples=str(examples),
+                             spec={"prompt": PP, "variant": "sft", "format": 0}, tokenized=str(out))
     from datasets import load_from_disk
 
     ds = load_from_disk(str(out / "dataset"))
@@ -107,8 +109,8 @@ def test_demo_selectors():
 @pytest.mark.parametrize("variant", ["fticl-fixed-k2", "fticl-random-k2", "fticl-retrieved-k2"])
 def test_fticl_prompts_have_k_demos_never_test_or_self(tiny_model, examples, tmp_path, variant):
     out = tmp_path / "tok"
-    tokenize_dataset(str(tiny_model), str(examples), {"prompt": {**PP, "max_length": 256}, "variant": variant,
-                                                      "format": 0, "demo_seed": 0}, str(out))
+    tokenize_dataset(model=str(tiny_model), examples=str(examples), tokenized=str(out),
+                     spec={"prompt": {**PP, "max_length": 256}, "variant": variant, "format": 0, "demo_seed": 0})
     used = json.loads((out / "demonstrations.json").read_text())
     test_ids = {r["id"] for r in load_examples(examples, "test")}
     from datasets import load_from_disk
@@ -132,31 +134,35 @@ def test_few_shot_eval_uses_the_pool_never_test(tiny_model, examples, tmp_path):
 def tokenized(tiny_model, examples, tmp_path_factory):
     """The sentiment examples tokenized for SFT: shared by the DeepSpeed and resume tests."""
     out = tmp_path_factory.mktemp("tok") / "tok"
-    tokenize_dataset(str(tiny_model), str(examples), {"prompt": PP, "variant": "sft", "format": 0}, str(out))
+    tokenize_dataset(model=str(tiny_model), examples=str(examples), spec={"prompt": PP, "variant": "sft", "format": 0},
+                     tokenized=str(out))
     return out
 
 
 def finetune_cmd(tiny_model, tokenized, recipe: dict, out, procs: int = 0, threads: int = 1) -> list[str]:
     """The fine-tune step exactly as the rule runs it: through `ftgen launch`, checkpoints beside `out`."""
     return [sys.executable, "-m", "ftgen", "launch", "--procs", str(procs), "--", "finetune",
-            "--model", str(tiny_model), "--tokenized", str(tokenized), "--params", json.dumps(recipe),
-            "--out", str(out), "--checkpoints", str(out.parent / f"ckpt_{out.name}"), "--threads", str(threads)]
+            "--model", str(tiny_model), "--tokenized", str(tokenized), "--recipe", json.dumps(recipe),
+            "--finetuned", str(out), "--checkpoints", str(out.parent / f"ckpt_{out.name}"), "--threads", str(threads)]
 
 
 def _train(tiny_model, examples, tmp_path, name, recipe=RECIPE):
     tok_dir = tmp_path / "tok"
     if not tok_dir.exists():
-        tokenize_dataset(str(tiny_model), str(examples), {"prompt": PP, "variant": "sft", "format": 0}, str(tok_dir))
+        tokenize_dataset(model=str(tiny_model), examples=str(examples),
+                         spec={"prompt": PP, "variant": "sft", "format": 0}, tokenized=str(tok_dir))
     out = tmp_path / name
-    finetune(str(tiny_model), str(tok_dir), recipe, str(out), str(tmp_path / f"ckpt_{name}"), threads=1)
+    finetune(model=str(tiny_model), tokenized=str(tok_dir), recipe=recipe, finetuned=str(out),
+             checkpoints=str(tmp_path / f"ckpt_{name}"), threads=1)
     return out
 
 
 def _eval(model_dir, tiny_model, examples, tmp_path, name):
     params = {"prompt": PP, "format": 0, "shots": 2, "metrics": ["accuracy", "macro_f1"], "batch_size": 3,
               "limit": None, "seed": 0, "bf16": False}
-    res = evaluate_cell(str(model_dir), str(tiny_model), str(examples), params, str(tmp_path / f"{name}.jsonl"),
-                        str(tmp_path / f"{name}.json"), cell={"model_tag": name})
+    res = evaluate_cell(model=str(model_dir), base=str(tiny_model), examples=str(examples), spec=params,
+                        predictions=str(tmp_path / f"{name}.jsonl"), scores=str(tmp_path / f"{name}.json"),
+                        cell=["tiny", name, "sent", "0", "2"])
     preds = [json.loads(line) for line in open(tmp_path / f"{name}.jsonl")]
     return res, preds
 
@@ -239,7 +245,7 @@ def test_local_model_source_is_materialised(tiny_model, tmp_path):
     from ftgen.modeling import prepare_model
 
     out = tmp_path / "local"
-    prepare_model({"source": "local", "path": str(tiny_model)}, str(out), log=lambda *_: None)
+    prepare_model(spec={"source": "local", "path": str(tiny_model)}, model=str(out), log=lambda *_: None)
     a, b = load_model(tiny_model), load_model(out)
     ids = torch.tensor([[1, 2, 3, 4]])
     with torch.no_grad():

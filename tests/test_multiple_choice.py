@@ -39,7 +39,8 @@ def mc_examples(tmp_path):
     rows = [{**r, "gold": r["options"][0]} for r in mc_rows()]
     path = write_jsonl(tmp_path / "mc.jsonl", rows)
     out = tmp_path / "mc.parquet"
-    prepare_dataset(mc_params(path), None, str(out), str(tmp_path / "card.json"), str(tmp_path / "m.json"))
+    prepare_dataset(spec=mc_params(path), examples=str(out), card=str(tmp_path / "card.json"),
+                    manifest=str(tmp_path / "m.json"))
     return out
 
 
@@ -50,7 +51,8 @@ def test_options_are_shuffled_per_example_with_a_fixed_seed(mc_examples, tmp_pat
     assert all(r["label"] in r["references"] and len(set(r["references"])) == len(r["references"])
                for r in df.iter_rows(named=True))
     again = tmp_path / "again.parquet"
-    prepare_dataset(mc_params(tmp_path / "mc.jsonl"), None, str(again), str(tmp_path / "c2.json"), str(tmp_path / "m2.json"))
+    prepare_dataset(spec=mc_params(tmp_path / "mc.jsonl"), examples=str(again), card=str(tmp_path / "c2.json"),
+                    manifest=str(tmp_path / "m2.json"))
     assert pl.read_parquet(again).equals(df)  # same seed, same order
 
 
@@ -59,7 +61,8 @@ def test_a_correct_option_that_is_not_an_option_names_file_and_line(tmp_path):
     rows[3]["gold"] = "something else"
     path = write_jsonl(tmp_path / "bad.jsonl", rows)
     with pytest.raises(DataError, match=r"bad\.jsonl:4: the correct option 'something else' is not among"):
-        prepare_dataset(mc_params(path), None, str(tmp_path / "x.parquet"), str(tmp_path / "c.json"), str(tmp_path / "m.json"))
+        prepare_dataset(spec=mc_params(path), examples=str(tmp_path / "x.parquet"), card=str(tmp_path / "c.json"),
+                        manifest=str(tmp_path / "m.json"))
     assert not (tmp_path / "x.parquet").exists()
 
 
@@ -67,8 +70,8 @@ def test_test_per_group_samples_every_group(tmp_path):
     rows = [{**r, "gold": r["options"][0]} for r in mc_rows()]
     path = write_jsonl(tmp_path / "mc.jsonl", rows)
     out = tmp_path / "pg.parquet"
-    prepare_dataset(mc_params(path, split={"seed": 1, "test_per_group": 4}), None, str(out), str(tmp_path / "c.json"),
-                    str(tmp_path / "m.json"))
+    prepare_dataset(spec=mc_params(path, split={"seed": 1, "test_per_group": 4}), examples=str(out),
+                    card=str(tmp_path / "c.json"), manifest=str(tmp_path / "m.json"))
     df = pl.read_parquet(out)
     assert dict(Counter(df["group"])) == {"s0": 4, "s1": 4, "s2": 4} and set(df["split"]) == {"test"}
 
@@ -76,8 +79,9 @@ def test_test_per_group_samples_every_group(tmp_path):
 def test_multiple_choice_scoring_picks_the_most_likely_option(tiny_model, mc_examples, tmp_path):
     params = {"prompt": PP, "format": 0, "shots": 0, "metrics": ["accuracy"], "batch_size": 4, "limit": None,
               "seed": 0, "bf16": False}
-    res = evaluate_cell(str(tiny_model), str(tiny_model), str(mc_examples), params, str(tmp_path / "p.jsonl"),
-                        str(tmp_path / "s.json"), cell={"model_tag": "base"})
+    res = evaluate_cell(model=str(tiny_model), base=str(tiny_model), examples=str(mc_examples), spec=params,
+                        predictions=str(tmp_path / "p.jsonl"), scores=str(tmp_path / "s.json"),
+                        cell=["tiny", "base", "mc", "0", "0"])
     preds = [json.loads(line) for line in open(tmp_path / "p.jsonl")]
     test = {r["id"]: r for r in pl.read_parquet(mc_examples).iter_rows(named=True)}
     tok, model = load_tokenizer(tiny_model), load_model(tiny_model)
@@ -110,6 +114,6 @@ def test_hub_multiple_choice_layouts(tmp_path, row, source, correct):
     params["source"] = {"adapter": "jsonl", "path": str(path), "columns": {"question": "question"}, "id": "id",
                         "shuffle_options": False, **source}
     out = tmp_path / "hub.parquet"
-    prepare_dataset(params, None, str(out), str(tmp_path / "c.json"), str(tmp_path / "m.json"))
+    prepare_dataset(spec=params, examples=str(out), card=str(tmp_path / "c.json"), manifest=str(tmp_path / "m.json"))
     got = pl.read_parquet(out).row(0, named=True)
     assert got["label"] == correct and correct in got["references"]

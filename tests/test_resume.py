@@ -46,8 +46,8 @@ def uninterrupted(tiny_model, tokenized, tmp_path_factory):  # noqa: F811
 def _scores(model_dir, tiny_model, examples, tmp):  # noqa: F811
     params = {"prompt": PP, "format": 0, "shots": 0, "metrics": ["accuracy", "macro_f1"], "batch_size": 4,
               "limit": None, "seed": 0, "bf16": False}
-    res = evaluate_cell(str(model_dir), str(tiny_model), str(examples), params, str(tmp / "p.jsonl"),
-                        str(tmp / "s.json"), cell={"model_tag": "x"})
+    res = evaluate_cell(model=str(model_dir), base=str(tiny_model), examples=str(examples), spec=params,
+                        predictions=str(tmp / "p.jsonl"), scores=str(tmp / "s.json"), cell=["tiny", "x", "d", "0", "0"])
     return res["scores"], [json.loads(line)["loglik"] for line in open(tmp / "p.jsonl")]
 
 

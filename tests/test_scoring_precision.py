@@ -88,8 +88,9 @@ def test_ties_are_counted_and_go_to_the_first_option():
 def test_predictions_record_prompt_group_and_tie_and_acc_norm(tiny_model, mc_examples, tmp_path):  # noqa: F811
     params = {"prompt": MC_PP, "format": 0, "shots": 0, "metrics": ["accuracy"], "batch_size": 4, "limit": None,
               "seed": 0, "bf16": False}
-    res = evaluate_cell(str(tiny_model), str(tiny_model), str(mc_examples), params, str(tmp_path / "p.jsonl"),
-                        str(tmp_path / "s.json"), cell={"model_tag": "base"})
+    res = evaluate_cell(model=str(tiny_model), base=str(tiny_model), examples=str(mc_examples), spec=params,
+                        predictions=str(tmp_path / "p.jsonl"), scores=str(tmp_path / "s.json"),
+                        cell=["tiny", "base", "mc", "0", "0"])
     preds = [json.loads(line) for line in open(tmp_path / "p.jsonl")]
     test = {r["id"]: r for r in pl.read_parquet(mc_examples).iter_rows(named=True)}
     tok, model = load_tokenizer(tiny_model), load_model(tiny_model)
@@ -119,13 +120,15 @@ def test_winogrande_partial_scoring(tiny_model, tmp_path):
               "source": {"adapter": "jsonl", "path": str(path), "columns": {"sentence": "sentence"}, "id": "id",
                          "options": ["option1", "option2"], "label": "answer", "label_index": 1},
               "split": {"seed": 0, "test": 6, "dev": 0, "fewshot": 0, "train": 0}, "asset": None}
-    prepare_dataset(params, None, str(tmp_path / "w.parquet"), str(tmp_path / "c.json"), str(tmp_path / "m.json"))
+    prepare_dataset(spec=params, examples=str(tmp_path / "w.parquet"), card=str(tmp_path / "c.json"),
+                    manifest=str(tmp_path / "m.json"))
     pp = {"task": "wino", "type": "multiple_choice", "scoring": "partial", "inputs": ["sentence"], "labels": None,
           "prompts": {"0": "{sentence}"}, "chat_template": False, "max_length": 64, "max_new_tokens": 4}
     eval_params = {"prompt": pp, "format": 0, "shots": 0, "metrics": ["accuracy"], "batch_size": 4, "limit": None,
                    "seed": 0, "bf16": False}
-    evaluate_cell(str(tiny_model), str(tiny_model), str(tmp_path / "w.parquet"), eval_params, str(tmp_path / "p.jsonl"),
-                  str(tmp_path / "s.json"), cell={"model_tag": "base"})
+    evaluate_cell(model=str(tiny_model), base=str(tiny_model), examples=str(tmp_path / "w.parquet"), spec=eval_params,
+                  predictions=str(tmp_path / "p.jsonl"), scores=str(tmp_path / "s.json"),
+                  cell=["tiny", "base", "wino", "0", "0"])
     tok, model = load_tokenizer(tiny_model), load_model(tiny_model)
     for p in map(json.loads, open(tmp_path / "p.jsonl")):
         assert "acc_norm" not in p["scores"] and p["prompt"].endswith("because ")

@@ -4,7 +4,7 @@ import json
 import pytest
 from conftest import REPO, smoke_study
 
-from ftgen.study import ConfigError, FineTune, Study, load_yaml
+from ftgen.study import ConfigError, FineTune, Study, load_yaml, with_defaults
 
 
 def smoke_cfg():
@@ -179,3 +179,93 @@ def test_the_strict_loader_reads_anchors_merges_and_json(tmp_path):
     path.write_text('{"a": 1, "a": 2}')
     with pytest.raises(ConfigError, match=r"a.yaml:1: duplicate key 'a'"):
         load_yaml(path)
+
+
+# ---------------------------------------------------------------- schema defaults, one place
+
+
+def schema_defaults() -> dict[str, list]:
+    """key -> the `default:` values the schema files give it (anywhere in them)."""
+    from ftgen.study.schema import SCHEMA_DIR
+
+    found: dict[str, list] = {}
+
+    def walk(node):
+        if isinstance(node, dict):
+            for key, sub in (node.get("properties") or {}).items():
+                if isinstance(sub, dict) and "default" in sub:
+                    found.setdefault(key, []).append(sub["default"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    for path in SCHEMA_DIR.glob("*.yaml"):
+        walk(load_yaml(path))
+    return found
+
+
+def test_the_study_applies_the_schema_defaults():
+    """Every default of the sections the planner reads is in `Study.config`; a value written in
+    the file wins; partial layers (`finetune.overrides`, `resources.<group>`) get theirs once merged."""
+    from ftgen.study.schema import load_schema
+
+    root = load_schema("config.schema.yaml")
+    smoke = Study(load_yaml(REPO / "config/studies/smoke.yaml"), source="smoke.yaml")
+    for section in ("finetune", "evaluate"):
+        for key, sub in root["properties"][section]["properties"].items():
+            if "default" in sub:
+                want = smoke.written[section].get(key, sub["default"])
+                assert smoke.config[section][key] == want, f"{section}.{key}"
+    assert smoke.config["results_dir"] == smoke.written.get("results_dir", "results")
+    written = {"study": "d", **{k: v for k, v in smoke.written.items() if k not in ("results_dir", "cache_dir")}}
+    bare = Study(written, source="bare")
+    assert (bare.config["results_dir"], bare.config["cache_dir"]) == ("results", "data/cache")
+    for key, sub in root["$defs"]["resources"]["properties"].items():
+        if "default" in sub:
+            assert bare.group_resources("tokenize")[key] == bare.written.get("resources", {}).get(
+                "tokenize", {}).get(key, bare.written.get("resources", {}).get("default", {}).get(key, sub["default"]))
+    recipe = with_defaults({"method": "lora"}, definition="recipe")
+    for key, sub in root["$defs"]["recipe"]["properties"].items():
+        if "default" in sub:
+            assert recipe[key] == sub["default"]
+    override = {**smoke.written, "finetune": {**smoke.written["finetune"], "overrides": {"nli_a": {"epochs": 2}}}}
+    assert Study(override, source="o").config["finetune"]["overrides"]["nli_a"] == {"epochs": 2}
+
+
+@pytest.mark.parametrize("adapter", ["vader", "paraphrase_pairs", "squad", "hf", "csv"])
+def test_a_sources_defaults_come_from_its_adapters_schema(adapter):
+    from ftgen.study.schema import load_schema
+
+    root = load_schema("config.schema.yaml")
+    filled = with_defaults({"adapter": adapter}, definition="source")
+    branch = root["$defs"][f"source_{adapter}"]
+    own = {k: s["default"] for k, s in branch.get("properties", {}).items() if "default" in s}
+    common = {k: s["default"] for k, s in root["$defs"]["normalise"]["properties"].items() if "default" in s}
+    assert {**common, **own}.items() <= filled.items()
+    other = {k for a in ("vader", "squad", "paraphrase_pairs") if a != adapter
+             for k in root["$defs"][f"source_{a}"]["properties"]} - set(branch.get("properties", {})) - set(common)
+    assert not other & set(filled), "another adapter's defaults were filled in"
+
+
+def test_no_code_restates_a_schema_default():
+    """`x.get("key", <the schema's default for key>)` anywhere in the package is a second copy of
+    a default: read the filled value (`Study.config`, `with_defaults`) instead."""
+    import ast
+
+    defaults = schema_defaults()
+    found = []
+    for path in sorted((REPO / "src" / "ftgen").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get"
+                    and len(node.args) == 2 and isinstance(node.args[0], ast.Constant)
+                    and node.args[0].value in defaults):
+                try:
+                    value = ast.literal_eval(node.args[1])
+                except ValueError:
+                    continue
+                if any(value == d and type(value) is type(d) or (value == d and isinstance(d, (int, float)))
+                       for d in defaults[node.args[0].value]):
+                    found.append(f"{path.relative_to(REPO)}:{node.lineno}: .get({node.args[0].value!r}, {value!r})")
+    assert not found, "schema defaults restated in code:\n" + "\n".join(found)

@@ -22,6 +22,7 @@ import zipfile
 from pathlib import Path
 
 from .artifacts import atomic_file, sha256_file
+from .step import Json, Output, Text
 
 DEFAULT_INDEX = "https://pypi.org/simple"
 
@@ -71,9 +72,9 @@ def _simple_index_url(spec: dict) -> str | None:
     return None
 
 
-def fetch_asset(name: str, spec: dict, target: str | Path, log=print) -> Path:
-    """Download one pinned artifact into `target`, verified by sha256; never half-written."""
-    target = Path(target)
+def fetch_asset(*, name: Text, spec: Json, asset: Output, log=print) -> Path:
+    """Download one pinned artifact into `asset`, verified by sha256; never half-written."""
+    target = Path(asset)
     if target.exists() and sha256_file(target) == spec["sha256"]:
         log(f"{name}: cached at {target}")
         return target
@@ -124,7 +125,8 @@ def _read_from_archive(archive: Path | io.BytesIO, name: str, member: str) -> by
             except KeyError:
                 raise AssetError(f"{name}: no member {member!r}") from None
     mode = "r:gz" if name.endswith((".tar.gz", ".tgz")) else "r:*"
-    opener = tarfile.open(fileobj=archive, mode=mode) if isinstance(archive, io.BytesIO) else tarfile.open(archive, mode)
+    opener = (tarfile.open(fileobj=archive, mode=mode) if isinstance(archive, io.BytesIO)
+              else tarfile.open(archive, mode))
     with opener as tf:
         for info in tf:  # stream: one pass, no index of the whole archive
             if info.name == member and info.isfile():

@@ -9,7 +9,6 @@ so no passage's questions are on both sides.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 from pathlib import Path
@@ -17,21 +16,17 @@ from typing import Iterator
 
 import polars as pl
 
-from .artifacts import atomic_file, manifest, sha256_file, write_json
+from .artifacts import atomic_file, sha256_file, write_json
+from .artifacts import manifest as artifact_manifest
 from .assets import member_path, verify_asset
-from .data import BIGBENCH_ROOT, DataError, _need, json_records, load_hf_split, read_json_file
+from .study.schema import with_defaults
+from .data import (BIGBENCH_ROOT, QA, DataError, Passage, json_records, load_hf_split, need, passage_id,
+                   read_json_file, read_knowledge_conflicts)
+from .step import Json, OptionalInput, Output
 
 CORPUS_SCHEMA = {"id": pl.String, "title": pl.String, "text": pl.String}
 QA_SCHEMA = {"id": pl.String, "question": pl.String, "answers": pl.List(pl.String),
              "gold": pl.List(pl.String)}
-
-
-def passage_id(text: str) -> str:
-    return "p" + hashlib.sha256(" ".join(text.split()).encode()).hexdigest()[:12]
-
-
-Passage = dict
-QA = dict
 
 
 def read_squad_corpus(src: dict, asset: Path) -> Iterator[tuple[str, Passage | None, QA | None]]:
@@ -39,7 +34,7 @@ def read_squad_corpus(src: dict, asset: Path) -> Iterator[tuple[str, Passage | N
     member = f"{BIGBENCH_ROOT}/{src['file']}"
     data = read_json_file(member_path(asset, member), member, "data")
     for a, article in enumerate(data):
-        for p, para in enumerate(_need(f"{member}: data[{a}]", article, "paragraphs", list)):
+        for p, para in enumerate(need(f"{member}: data[{a}]", article, "paragraphs", list)):
             loc = f"{member}: data[{a}].paragraphs[{p}]"
             text = para.get("context") if isinstance(para, dict) else None
             text = text.strip() if isinstance(text, str) else ""
@@ -55,37 +50,6 @@ def read_squad_corpus(src: dict, asset: Path) -> Iterator[tuple[str, Passage | N
                                                 "question": qa.get("question"), "answers": answers, "gold": [pid]}
 
 
-def read_knowledge_conflicts(src: dict, asset: Path) -> Iterator[tuple[str, Passage | None, QA | None]]:
-    """Real Natural Questions restored from BIG-bench's `contextual_parametric_knowledge_conflicts`.
-
-    Each row's context had the real answer replaced by a substitute entity (its target, score 1);
-    the real answer is the option scored 0. `context.replace(substitute, original)` restores the
-    original Wikipedia passage. A row that cannot be restored (no single substitute/original pair,
-    or the substitute does not occur in the context; 1 of 17,528) is skipped and counted.
-    """
-    member = f"{BIGBENCH_ROOT}/contextual_parametric_knowledge_conflicts/task.json"
-    examples = read_json_file(member_path(asset, member), member, "examples")
-    for i, ex in enumerate(examples):
-        loc = f"{member}: examples[{i}]"
-        if not isinstance(ex, dict) or not isinstance(ex.get("input", ""), str):
-            raise DataError(f"{loc}: not a JSON object with a string 'input'")
-        body = ex.get("input", "")
-        if "\nContext:" not in body or "Question:" not in body:
-            raise DataError(f"{loc}: input is not `Question: ... Context: ...`")
-        question, context = body.split("\nContext:", 1)
-        question = question.replace("Question:", "", 1).strip()
-        scores = ex.get("target_scores") or {}
-        substitute = [k for k, v in scores.items() if v == 1]
-        original = [k for k, v in scores.items() if v == 0]
-        if len(substitute) != 1 or len(original) != 1 or substitute[0] not in context:
-            yield loc, None, None  # cannot be restored
-            continue
-        text = context.replace(substitute[0], original[0]).strip()
-        pid = passage_id(text)
-        yield loc, {"id": pid, "title": "", "text": text}, {"id": f"nq{i}", "question": question,
-                                                              "answers": [original[0]], "gold": [pid]}
-
-
 def read_hf_corpus(src: dict, asset: Path | None) -> Iterator[tuple[str, Passage | None, QA | None]]:
     """Hub datasets (the HPC path): one dataset of passages, one of questions, mapped by columns.
 
@@ -95,7 +59,7 @@ def read_hf_corpus(src: dict, asset: Path | None) -> Iterator[tuple[str, Passage
     """
     def rows(spec):
         ds = load_hf_split(spec)
-        where = f"{spec['name']}[{spec.get('config') or 'default'}/{spec.get('split', 'train')}]"
+        where = f"{spec['name']}[{spec.get('config') or 'default'}/{spec['split']}]"
         for i, raw in enumerate(ds):
             yield f"{where}: row {i}", raw
 
@@ -138,7 +102,7 @@ def read_qasper(src: dict, asset: Path | None) -> Iterator[tuple[str, Passage | 
     """
     ds = load_hf_split(src)
     for i, paper in enumerate(ds):
-        loc = f"{src['name']}[{src.get('split', 'train')}]: row {i} ({paper.get('id')})"
+        loc = f"{src['name']}[{src['split']}]: row {i} ({paper.get('id')})"
         ids = set()
         full = paper.get("full_text") or {}
         for section, paragraphs in zip(full.get("section_name") or [], full.get("paragraphs") or []):
@@ -182,7 +146,8 @@ def read_jsonl_corpus(src: dict, asset: Path | None) -> Iterator[tuple[str, Pass
         return [str(v) for v in value] if isinstance(value, list) else str(value)
 
     for loc, raw in lines(src["passages"]):
-        yield loc, {"id": field(loc, raw, "id"), "title": str(raw.get("title") or ""), "text": field(loc, raw, "text")}, None
+        passage = {"id": field(loc, raw, "id"), "title": str(raw.get("title") or ""), "text": field(loc, raw, "text")}
+        yield loc, passage, None
     for loc, raw in lines(src["questions"]):
         answers, gold = field(loc, raw, "answers"), field(loc, raw, "gold")
         yield loc, None, {"id": field(loc, raw, "id"), "question": field(loc, raw, "question"),
@@ -194,59 +159,60 @@ CORPUS_READERS = {"squad": read_squad_corpus, "knowledge_conflicts": read_knowle
                   "hf": read_hf_corpus, "jsonl": read_jsonl_corpus, "qasper": read_qasper}
 
 
-def build_corpus(params: dict, asset: str | None, out_corpus: str, out_qa: str, out_card: str,
-                 out_manifest: str, log=print) -> dict:
+def build_corpus(*, spec: Json, corpus: Output, qa: Output, card: Output, manifest: Output,
+                 asset: OptionalInput = None, log=print) -> dict:
     """Read, validate and (optionally) sample one corpus; write corpus + QA parquet, card, manifest.
 
     `max_passages` keeps a seeded sample of passages (the retrieval pool) and the questions whose
     gold passages are all in it; `max_questions` then samples questions (retrieval + splits).
     """
-    src = params["source"]
+    settings = with_defaults(spec, definition="corpus")  # params (and the manifest) carry it as written
+    src = settings["source"]
     asset_path = Path(asset) if asset else None
     passages: dict[str, dict] = {}
     qas: list[dict] = []
     skipped = 0
-    for loc, passage, qa in CORPUS_READERS[src["adapter"]](src, asset_path):
-        if passage is None and qa is None:
+    for loc, passage, item in CORPUS_READERS[src["adapter"]](src, asset_path):
+        if passage is None and item is None:
             skipped += 1
         if passage is not None:
             passages.setdefault(passage["id"], passage)
-        if qa is not None:
-            if not str(qa.get("question") or "").strip():
+        if item is not None:
+            if not str(item.get("question") or "").strip():
                 raise DataError(f"{loc}: field 'question' is missing or empty")
-            qa["question"] = str(qa["question"]).strip()
-            qa["answers"] = [a.strip() for a in qa["answers"] if a and a.strip()]
-            if not qa["answers"]:
+            item["question"] = str(item["question"]).strip()
+            item["answers"] = [a.strip() for a in item["answers"] if a and a.strip()]
+            if not item["answers"]:
                 skipped += 1  # unanswerable: nothing to judge against
                 continue
-            qas.append(qa)
-    where = f"corpus {params['name']!r}"
-    unknown = {g for qa in qas for g in qa["gold"]} - set(passages)
+            qas.append(item)
+    where = f"corpus {spec['name']!r}"
+    unknown = {g for item in qas for g in item["gold"]} - set(passages)
     if unknown:
         raise DataError(f"{where}: {len(unknown)} gold passage id(s) are not in the corpus, e.g. {sorted(unknown)[:3]}")
-    rng = random.Random(params.get("seed", 0))
+    rng = random.Random(settings["seed"])
     ids = sorted(passages)
-    if params.get("max_passages") and len(ids) > params["max_passages"]:
-        ids = sorted(rng.sample(ids, params["max_passages"]))
+    if spec.get("max_passages") and len(ids) > spec["max_passages"]:
+        ids = sorted(rng.sample(ids, spec["max_passages"]))
         keep = set(ids)
-        qas = [qa for qa in qas if set(qa["gold"]) <= keep]
-    qas.sort(key=lambda qa: qa["id"])
-    if params.get("max_questions") and len(qas) > params["max_questions"]:
-        qas = sorted(rng.sample(qas, params["max_questions"]), key=lambda qa: qa["id"])
+        qas = [item for item in qas if set(item["gold"]) <= keep]
+    qas.sort(key=lambda item: item["id"])
+    if spec.get("max_questions") and len(qas) > spec["max_questions"]:
+        qas = sorted(rng.sample(qas, spec["max_questions"]), key=lambda item: item["id"])
     if not qas:
         raise DataError(f"{where}: no answerable questions left")
-    with atomic_file(out_corpus, "wb") as fh:
+    with atomic_file(corpus, "wb") as fh:
         pl.DataFrame([passages[i] for i in ids], schema=CORPUS_SCHEMA).write_parquet(fh)
-    with atomic_file(out_qa, "wb") as fh:
+    with atomic_file(qa, "wb") as fh:
         pl.DataFrame(qas, schema=QA_SCHEMA).write_parquet(fh)
     inputs = {}
     if asset_path is not None:
-        spec = params.get("asset")
-        inputs[asset_path.name] = verify_asset(src["asset"], spec, asset_path) if spec else sha256_file(asset_path)
-    card = {"corpus": params["name"], "passages": len(ids), "questions": len(qas),
-            "skipped_rows": skipped, "input_sha256": inputs,
-            "corpus_sha256": sha256_file(out_corpus), "qa_sha256": sha256_file(out_qa)}
-    write_json(out_card, card)
-    write_json(out_manifest, manifest("corpus", params, seed=params.get("seed", 0), input_sha256=inputs))
-    log(json.dumps(card))
-    return card
+        pinned = spec.get("asset")
+        inputs[asset_path.name] = verify_asset(src["asset"], pinned, asset_path) if pinned else sha256_file(asset_path)
+    summary = {"corpus": spec["name"], "passages": len(ids), "questions": len(qas),
+               "skipped_rows": skipped, "input_sha256": inputs,
+               "corpus_sha256": sha256_file(corpus), "qa_sha256": sha256_file(qa)}
+    write_json(card, summary)
+    write_json(manifest, artifact_manifest("corpus", spec, seed=settings["seed"], input_sha256=inputs))
+    log(json.dumps(summary))
+    return summary

@@ -21,8 +21,11 @@ from typing import Any, Iterable, Iterator
 
 import polars as pl
 
-from .artifacts import atomic_file, manifest, sha256_file, write_json
+from .artifacts import atomic_file, sha256_file, write_json
+from .artifacts import manifest as artifact_manifest
 from .assets import member_path, verify_asset
+from .step import Json, OptionalInput, Output
+from .study.schema import with_defaults
 
 SPLITS = ("test", "dev", "fewshot", "train")
 BIGBENCH_ROOT = "bigbench-1.0.0/bigbench/benchmark_tasks"
@@ -109,7 +112,7 @@ def read_json_file(path: str | Path, where: str, key: str | None = None) -> Any:
     return obj[key]
 
 
-def _need(loc: str, obj: Any, key: str, kind: type = dict) -> Any:
+def need(loc: str, obj: Any, key: str, kind: type = dict) -> Any:
     """obj[key], which must be a `kind` (a dict / list in a nested JSON source), else a DataError."""
     value = obj.get(key) if isinstance(obj, dict) else None
     if not isinstance(value, kind):
@@ -137,7 +140,7 @@ def _get_path(obj: dict, dotted: str) -> Any:
 
 
 def _bigbench_examples(src: dict, asset: Path) -> tuple[str, list[dict]]:
-    member = f"{BIGBENCH_ROOT}/{src['task']}/{src.get('file', 'task.json')}"
+    member = f"{BIGBENCH_ROOT}/{src['task']}/{src['file']}"
     examples = read_json_file(member_path(asset, member), member, "examples")
     for i, ex in enumerate(examples):
         if not isinstance(ex, dict):
@@ -182,10 +185,11 @@ def read_vader(src: dict, asset: Path, inputs: list[str]) -> Iterator[tuple[str,
     Amazon/NYT ids are `<document>_<sentence>`: grouping by document keeps one review or
     editorial inside one split.
     """
-    sdist_root = f"vaderSentiment-{src.get('version', '3.3.2')}"
-    member = f"{sdist_root}/additional_resources/hutto_ICWSM_2014.tar.gz!hutto_ICWSM_2014/{src['domain']}_GroundTruth.txt"
+    sdist_root = f"vaderSentiment-{src['version']}"
+    member = (f"{sdist_root}/additional_resources/hutto_ICWSM_2014.tar.gz!"
+              f"hutto_ICWSM_2014/{src['domain']}_GroundTruth.txt")
     path = member_path(asset, member)
-    pos, neg = float(src.get("positive_above", 0.5)), float(src.get("negative_below", -0.5))
+    pos, neg = float(src["positive_above"]), float(src["negative_below"])
     for lineno, line in text_lines(path, member):
         line = line.rstrip("\r\n")
         if not line.strip():
@@ -227,15 +231,16 @@ def read_paraphrase_pairs(src: dict, asset: Path, inputs: list[str]) -> Iterator
         if regex:
             m = regex.search(first)
             if not m:
-                raise DataError(f"{member}: examples[{i}]: input does not match source.input_regex {src['input_regex']!r}")
+                raise DataError(f"{member}: examples[{i}]: input does not match "
+                                f"source.input_regex {src['input_regex']!r}")
             first = m["sentence"]
         targets = ex.get("target") or []
         sents = list(dict.fromkeys(t.strip() for t in [first] + list(targets) if t and t.strip()))
         if len(sents) >= 2:
             groups.append((i, sents))
-    rng = random.Random(src.get("seed", 0))
+    rng = random.Random(src["seed"])
     rng.shuffle(groups)
-    size, per_group = int(src.get("cluster_size", 20)), int(src.get("pairs_per_group", 2))
+    size, per_group = int(src["cluster_size"]), int(src["pairs_per_group"])
     s1, s2 = inputs
     for c in range(0, len(groups), size):
         cluster = groups[c:c + size]
@@ -274,11 +279,11 @@ def read_squad(src: dict, asset: Path, inputs: list[str]) -> Iterator[tuple[str,
     member = f"{BIGBENCH_ROOT}/{src['file']}"
     data = read_json_file(member_path(asset, member), member, "data")
     for a, article in enumerate(data):
-        for p, para in enumerate(_need(f"{member}: data[{a}]", article, "paragraphs", list)):
+        for p, para in enumerate(need(f"{member}: data[{a}]", article, "paragraphs", list)):
             ploc = f"{member}: data[{a}].paragraphs[{p}]"
             if not isinstance(para, dict) or not isinstance(para.get("context"), str):
                 raise DataError(f"{ploc}: field 'context' missing or not a string")
-            for q, qa in enumerate(_need(ploc, para, "qas", list)):
+            for q, qa in enumerate(need(ploc, para, "qas", list)):
                 loc = f"{ploc}.qas[{q}]"
                 if not isinstance(qa, dict):
                     raise DataError(f"{loc}: not a JSON object (got {_json_kind(qa)})")
@@ -287,9 +292,9 @@ def read_squad(src: dict, asset: Path, inputs: list[str]) -> Iterator[tuple[str,
                     raise DataError(f"{loc}: field 'answers' is missing or empty, or an answer has no 'text'")
                 ans = qa["answers"][0]
                 context = para["context"]
-                if src.get("context", "paragraph") == "sentence":
+                if src["context"] == "sentence":
                     context = _sentence_around(context, int(ans.get("answer_start", 0)))
-                if src.get("mode", "qg") == "qa":
+                if src["mode"] == "qa":
                     answers = list(dict.fromkeys(x["text"] for x in qa["answers"]))
                     yield loc, {"id": qa.get("id", f"{a}.{p}.{q}"), "group": f"{a}.{p}",
                                 "inputs": {"context": context, "question": qa.get("question")},
@@ -327,7 +332,8 @@ def _map_columns(loc: str, raw: dict, src: dict, inputs: list[str], index: int) 
     columns = src.get("columns", {f: f for f in inputs})
     fields = {field: _column(loc, raw, spec, f"source.columns.{field}") for field, spec in columns.items()}
     label = raw.get(src["label"]) if src.get("label") else None
-    if src.get("correct_key") is not None:  # options flagged by a parallel key list (TruthfulQA mc1_targets.labels: 1 = true)
+    # options flagged by a parallel key list (TruthfulQA mc1_targets.labels: 1 = true)
+    if src.get("correct_key") is not None:
         if not src.get("label_keys") or not src.get("options"):
             raise DataError(f"{loc}: source.correct_key needs source.options and source.label_keys")
         label = src["correct_key"]
@@ -348,7 +354,8 @@ def _map_columns(loc: str, raw: dict, src: dict, inputs: list[str], index: int) 
         options = _column(loc, raw, spec, "source.options") if isinstance(spec, str) else \
             [_column(loc, raw, c, "source.options") for c in spec]
         options = [str(o) for o in options]
-        if (src.get("label_index") is not None or src.get("correct_key") is not None) and label is not None:  # a position or key
+        # the label is a position or a key
+        if (src.get("label_index") is not None or src.get("correct_key") is not None) and label is not None:
             try:  # `label_keys`: the options' own keys (ARC's choices.label), else 0/1-based integers
                 keys = [str(k) for k in _column(loc, raw, src["label_keys"], "source.label_keys")] \
                     if src.get("label_keys") else None
@@ -373,7 +380,7 @@ def read_csv(src: dict, asset: Path | None, inputs: list[str]) -> Iterator[tuple
     span lines)."""
     path = src["path"]
     lines = (text for _, text in text_lines(path))
-    reader = csv.DictReader(lines, delimiter=src.get("delimiter", ","))
+    reader = csv.DictReader(lines, delimiter=src["delimiter"])
     index = 1  # the id of a row without an id column: its ordinal + 1, as before (2 = first row)
     while True:
         start = reader.line_num + 1
@@ -404,9 +411,9 @@ def load_hf_split(src: dict):
     saved = Path(name) / "dataset_dict.json", Path(name) / "state.json"
     if any(p.exists() for p in saved):
         ds = datasets.load_from_disk(name)
-        return ds[src.get("split", "train")] if isinstance(ds, datasets.DatasetDict) else ds
+        return ds[src["split"]] if isinstance(ds, datasets.DatasetDict) else ds
     extra = {"data_dir": src["data_dir"]} if src.get("data_dir") else {}
-    return datasets.load_dataset(name, src.get("config"), split=src.get("split", "train"), revision=src.get("revision"),
+    return datasets.load_dataset(name, src.get("config"), split=src["split"], revision=src.get("revision"),
                                  **extra)
 
 
@@ -420,9 +427,9 @@ def read_hf(src: dict, asset: Path | None, inputs: list[str]) -> Iterator[tuple[
     the two hub splits never share an id or a group.
     """
     name = src["name"]
-    hub_splits = [(src["test_split"], "test"), (src.get("split", "train"), None)] if src.get("test_split") \
-        else [(src.get("split", "train"), None)]
-    if src.get("test_split") and src["test_split"] == src.get("split", "train"):
+    hub_splits = [(src["test_split"], "test"), (src["split"], None)] if src.get("test_split") \
+        else [(src["split"], None)]
+    if src.get("test_split") and src["test_split"] == src["split"]:
         raise DataError(f"{name}: source.test_split {src['test_split']!r} is also source.split: the test set would be "
                         "drawn from the training rows")
     for hub_split, ours in hub_splits:
@@ -456,15 +463,55 @@ def read_rag(src: dict, asset: Path, inputs: list[str]) -> Iterator[tuple[str, R
                     "references": list(row["answers"]), "label": None}
 
 
+def passage_id(text: str) -> str:
+    """A content hash of the passage (whitespace-normalised): the same id in every run."""
+    return "p" + hashlib.sha256(" ".join(text.split()).encode()).hexdigest()[:12]
+
+
+Passage = dict
+QA = dict
+
+
+def read_knowledge_conflicts(src: dict, asset: Path) -> Iterator[tuple[str, Passage | None, QA | None]]:
+    """Real Natural Questions restored from BIG-bench's `contextual_parametric_knowledge_conflicts`.
+
+    Each row's context had the real answer replaced by a substitute entity (its target, score 1);
+    the real answer is the option scored 0. `context.replace(substitute, original)` restores the
+    original Wikipedia passage. A row that cannot be restored (no single substitute/original pair,
+    or the substitute does not occur in the context; 1 of 17,528) is skipped and counted.
+    Read by the `nq_restored` dataset adapter and the `knowledge_conflicts` corpus adapter.
+    """
+    member = f"{BIGBENCH_ROOT}/contextual_parametric_knowledge_conflicts/task.json"
+    examples = read_json_file(member_path(asset, member), member, "examples")
+    for i, ex in enumerate(examples):
+        loc = f"{member}: examples[{i}]"
+        if not isinstance(ex, dict) or not isinstance(ex.get("input", ""), str):
+            raise DataError(f"{loc}: not a JSON object with a string 'input'")
+        body = ex.get("input", "")
+        if "\nContext:" not in body or "Question:" not in body:
+            raise DataError(f"{loc}: input is not `Question: ... Context: ...`")
+        question, context = body.split("\nContext:", 1)
+        question = question.replace("Question:", "", 1).strip()
+        scores = ex.get("target_scores") or {}
+        substitute = [k for k, v in scores.items() if v == 1]
+        original = [k for k, v in scores.items() if v == 0]
+        if len(substitute) != 1 or len(original) != 1 or substitute[0] not in context:
+            yield loc, None, None  # cannot be restored
+            continue
+        text = context.replace(substitute[0], original[0]).strip()
+        pid = passage_id(text)
+        yield loc, {"id": pid, "title": "", "text": text}, {"id": f"nq{i}", "question": question,
+                                                              "answers": [original[0]], "gold": [pid]}
+
+
 def read_nq_restored(src: dict, asset: Path, inputs: list[str]) -> Iterator[tuple[str, Row]]:
     """Reading comprehension on real Natural Questions: the passage restored from BIG-bench's
-    knowledge-conflicts task (see `ftgen.corpus.read_knowledge_conflicts`) + question -> answer."""
-    from .corpus import read_knowledge_conflicts
-
+    knowledge-conflicts task (see `read_knowledge_conflicts`) + question -> answer."""
     for loc, passage, qa in read_knowledge_conflicts(src, asset):
         if passage is None or qa is None:
             continue  # not restorable (counted in the corpus card; 1 of 17,528)
-        yield loc, {"id": qa["id"], "group": passage["id"], "inputs": {inputs[0]: passage["text"], inputs[1]: qa["question"]},
+        yield loc, {"id": qa["id"], "group": passage["id"],
+                    "inputs": {inputs[0]: passage["text"], inputs[1]: qa["question"]},
                     "references": qa["answers"], "label": None}
 
 
@@ -473,11 +520,12 @@ def read_mbpp(src: dict, asset: Path | None, inputs: list[str]) -> Iterator[tupl
     the first test as the prompt, the test list as `check()`, the reference code as the answer."""
     ds = load_hf_split(src)
     for i, raw in enumerate(ds):
-        loc = f"{src['name']}[{src.get('split', 'train')}]: row {i}"
+        loc = f"{src['name']}[{src['split']}]: row {i}"
         m = re.search(r"def\s+(\w+)\s*\(", raw.get("code") or "")
         if not m or not raw.get("test_list"):
             raise DataError(f"{loc}: MBPP row needs `code` with a function and a `test_list`")
-        tests = "".join(f"    {t}\n" for t in [*(raw.get("test_setup_code") or "").splitlines(), *raw["test_list"]] if t)
+        lines = [*(raw.get("test_setup_code") or "").splitlines(), *raw["test_list"]]
+        tests = "".join(f"    {t}\n" for t in lines if t)
         prompt = f'"""\n{raw["text"]}\n{raw["test_list"][0]}\n"""\n'
         yield loc, {"id": str(raw.get("task_id", i)), "group": str(raw.get("task_id", i)),
                     "inputs": {"prompt": prompt, "test": f"def check(candidate):\n{tests}", "entry_point": m.group(1)},
@@ -531,7 +579,8 @@ def normalise(rows: Iterable[tuple[str, Row]], params: dict, dropped: Counter | 
         for field in params["inputs"]:
             value = row["inputs"].get(field)
             if value is None or (isinstance(value, str) and not value.strip()):
-                raise DataError(f"{loc}: input field {field!r} missing or empty (task {params['task']!r} needs {params['inputs']})")
+                raise DataError(f"{loc}: input field {field!r} missing or empty "
+                                f"(task {params['task']!r} needs {params['inputs']})")
             row["inputs"][field] = str(value) if keep_space else str(value).strip()
         row["inputs"] = {f: row["inputs"][f] for f in params["inputs"]}
         if is_mc:
@@ -540,10 +589,10 @@ def normalise(rows: Iterable[tuple[str, Row]], params: dict, dropped: Counter | 
                 raise DataError(f"{loc}: a multiple-choice example needs at least 2 distinct options, got {options}")
             if row["label"] is None or str(row["label"]) not in options:
                 raise DataError(f"{loc}: the correct option {row['label']!r} is not among the options")
-            if src.get("shuffle_options", True):  # seeded per example: the file's order can leak the answer
+            if src["shuffle_options"]:  # seeded per example: the file's order can leak the answer
                 import random
 
-                random.Random(f"{src.get('shuffle_seed', 0)}:{row['id']}").shuffle(options)
+                random.Random(f"{src['shuffle_seed']}:{row['id']}").shuffle(options)
             row["label"], row["references"] = str(row["label"]), options
         elif is_clf:
             if row["label"] is None or not str(row["label"]).strip():
@@ -558,7 +607,8 @@ def normalise(rows: Iterable[tuple[str, Row]], params: dict, dropped: Counter | 
             row["label"] = label
             row["references"] = [label]
         else:
-            refs = [str(r) if keep_space else str(r).strip() for r in row["references"] if r is not None and str(r).strip()]
+            refs = [str(r) if keep_space else str(r).strip()
+                    for r in row["references"] if r is not None and str(r).strip()]
             if not refs:
                 raise DataError(f"{loc}: field 'references' (target) missing or empty")
             row["references"] = refs
@@ -596,7 +646,8 @@ def assign_splits(rows: list[Row], split: dict, where: str) -> list[Row]:
             fixed.setdefault(row["split"], []).append(row)
     if fixed:
         if split.get("test_per_group"):
-            raise DataError(f"{where}: split.test_per_group cannot be combined with pre-assigned splits (source.test_split)")
+            raise DataError(f"{where}: split.test_per_group cannot be combined with pre-assigned splits "
+                            "(source.test_split)")
         rows = [row for row in rows if not row.get("split")]
     by_group: dict[str, list[Row]] = {}
     for row in rows:
@@ -631,45 +682,46 @@ def assign_splits(rows: list[Row], split: dict, where: str) -> list[Row]:
     return out
 
 
-def prepare_dataset(params: dict, asset: str | None, out_parquet: str, out_card: str, out_manifest: str) -> dict:
-    """Read, validate, split and store one dataset; writes examples.parquet + card + manifest."""
-    src = params["source"]
+def prepare_dataset(*, spec: Json, examples: Output, card: Output, manifest: Output, asset: OptionalInput = None,
+                    log=print) -> dict:
+    """Read, validate, split and store one dataset; writes examples.parquet + card + manifest and logs the card."""
+    src = with_defaults(spec["source"], definition="source")  # params carry the source as written
     reader = ADAPTER_READERS[src["adapter"]]
     asset_path = Path(asset) if asset else None
-    input_sha256 = _source_sha256(src, asset_path, params.get("asset"))
+    input_sha256 = _source_sha256(src, asset_path, spec.get("asset"))
     dropped: Counter = Counter()
-    rows = normalise(reader(src, asset_path, params["inputs"]), params, dropped)
-    where = f"dataset {params['name']!r}"
+    rows = normalise(reader(src, asset_path, spec["inputs"]), {**spec, "source": src}, dropped)
+    where = f"dataset {spec['name']!r}"
     if not rows:
         raise DataError(f"{where}: the source yielded no rows")
     n_valid = len(rows)
-    rows = assign_splits(rows, params["split"], where)
+    rows = assign_splits(rows, spec["split"], where)
     df = pl.DataFrame(
         rows,
         schema={
             "id": pl.String, "group": pl.String, "split": pl.String, "label": pl.String,
-            "references": pl.List(pl.String), "inputs": pl.Struct({f: pl.String for f in params["inputs"]}),
+            "references": pl.List(pl.String), "inputs": pl.Struct({f: pl.String for f in spec["inputs"]}),
         },
     )
-    with atomic_file(out_parquet, "wb") as fh:
+    with atomic_file(examples, "wb") as fh:
         df.write_parquet(fh)
-    card = {
-        "dataset": params["name"],
-        "task": params["task"],
+    summary = {
+        "dataset": spec["name"],
+        "task": spec["task"],
         "rows_valid": n_valid,
         "rows_dropped": dict(sorted(dropped.items())),
         "counts": {s: int((df["split"] == s).sum()) for s in SPLITS},
         "groups": {s: df.filter(pl.col("split") == s)["group"].n_unique() for s in SPLITS},
         "label_distribution": {
             s: dict(Counter(df.filter(pl.col("split") == s)["label"].drop_nulls().to_list())) for s in SPLITS
-        } if params["task_type"] == "classification" else None,
+        } if spec["task_type"] == "classification" else None,
         "input_sha256": input_sha256,
-        "examples_sha256": sha256_file(out_parquet),
+        "examples_sha256": sha256_file(examples),
     }
-    write_json(out_card, card)
-    write_json(out_manifest, manifest("dataset", params, seed=params["split"]["seed"],
-                                      input_sha256=card["input_sha256"]))
-    return card
+    write_json(card, summary)
+    write_json(manifest, artifact_manifest("dataset", spec, seed=spec["split"]["seed"], input_sha256=input_sha256))
+    log(json.dumps(summary, indent=2))
+    return summary
 
 
 def _source_sha256(src: dict, asset: Path | None, asset_spec: dict | None) -> dict[str, str]:

@@ -40,7 +40,7 @@ def _text(example: dict) -> str:
 class DemoSelector:
     """Picks the demonstrations for each training example of one (dataset, variant)."""
 
-    def __init__(self, variant: str, pool: list[dict], train: list[dict], seed: int = 0):
+    def __init__(self, variant: str, pool: list[dict], train: list[dict], seed: int | None):
         self.selection, self.k = parse_variant(variant)
         self.pool, self.seed = pool, seed
         if self.selection == "fixed" and self.k > len(pool):

@@ -16,6 +16,7 @@ from .generation import greedy_generate, loglikelihoods, option_loglikelihoods
 from .metrics import score
 from .modeling import default_device, load_model, load_tokenizer, resolve_bf16, set_threads
 from .prompts import continuation, encode_example, encode_pair, render_body, with_demos
+from .step import EvalCell, Input, Json, Output, Threads
 
 
 def choose(scores: list[float]) -> tuple[int, bool]:
@@ -27,7 +28,8 @@ def choose(scores: list[float]) -> tuple[int, bool]:
 
 def _option_pairs(tok, pp, fmt, test, demos, options, budget):
     """(context, option) token pairs per example: every option continues the same prompt."""
-    room = max(len(tok(continuation(pp, o), add_special_tokens=False)["input_ids"]) for opts in options for o in opts) + 1
+    room = 1 + max(len(tok(continuation(pp, o), add_special_tokens=False)["input_ids"])
+                   for opts in options for o in opts)
     pairs_by_ex, prompts, truncated = [], [], 0
     for ex, opts in zip(test, options):
         enc = encode_example(tok, pp, fmt, ex, demos, None, budget=budget - room)
@@ -63,22 +65,24 @@ def _partial_pairs(tok, pp, fmt, test, demos, options, budget):
     return pairs_by_ex, prompts, truncated
 
 
-def evaluate_cell(model_dir: str, base_dir: str, examples: str, params: dict, out_predictions: str,
-                  out_scores: str, cell: dict, threads: int | None = None, log=print) -> dict:
-    """`cell` names this evaluation (model tag, dataset, format, shots); it is stored in scores.json."""
+def evaluate_cell(*, model: Input, base: Input, examples: Input, spec: Json, predictions: Output, scores: Output,
+                  cell: EvalCell, threads: Threads = None, log=print) -> dict:
+    """`cell` names this evaluation (model, tag, dataset, format, shots); it is stored in scores.json."""
+    name, tag, dataset, cell_format, cell_shots = cell
+    about = {"model": name, "model_tag": tag, "dataset": dataset, "format": int(cell_format), "shots": int(cell_shots)}
     set_threads(threads)
     device = default_device()
-    bf16 = resolve_bf16(params.get("bf16", "auto"), device)
-    pp, fmt, shots = params["prompt"], params["format"], params["shots"]
-    api = params.get("api")  # an API model: no weights here, answers come from its endpoint
+    bf16 = resolve_bf16(spec["bf16"], device)
+    pp, fmt, shots = spec["prompt"], spec["format"], spec["shots"]
+    api = spec.get("api")  # an API model: no weights here, answers come from its endpoint
     if api and pp["type"] != "generation":
         raise ValueError(f"API model {api['name']!r} can only generate: {pp['task']!r} is scored by log-likelihood")
     if not api:
-        tok = load_tokenizer(model_dir)  # fine-tuned folders carry the tokenizer they were trained with
-        model = load_model(model_dir, device=device, base_dir=base_dir)
-    test = load_examples(examples, params.get("split", "test"))  # "train": S3FT's base answers
-    if params.get("limit"):
-        test = test[: params["limit"]]
+        tok = load_tokenizer(model)  # fine-tuned folders carry the tokenizer they were trained with
+        lm = load_model(model, device=device, base_dir=base)
+    test = load_examples(examples, spec.get("split", "test"))  # "train": S3FT's base answers
+    if spec.get("limit"):
+        test = test[: spec["limit"]]
     demos = load_examples(examples, "fewshot")[:shots]
     if len(demos) < shots:
         raise ValueError(f"{examples}: {shots} shots requested, few-shot pool has {len(demos)}")
@@ -95,20 +99,20 @@ def evaluate_cell(model_dir: str, base_dir: str, examples: str, params: dict, ou
         if same_context:
             # the usual case: every option continues the same context -> encode each context once
             # (examples may have different numbers of options, e.g. TruthfulQA MC1)
-            rows = option_loglikelihoods(model, tok.pad_token_id, [p[0][0] for p in pairs_by_ex],
-                                         [[cont for _, cont in p] for p in pairs_by_ex], params["batch_size"], bf16)
+            rows = option_loglikelihoods(lm, tok.pad_token_id, [p[0][0] for p in pairs_by_ex],
+                                         [[cont for _, cont in p] for p in pairs_by_ex], spec["batch_size"], bf16)
         else:  # an option's first token merges with the prompt's end, or (partial scoring) contexts differ
-            flat = loglikelihoods(model, tok.pad_token_id, [pair for p in pairs_by_ex for pair in p],
-                                  params["batch_size"], bf16)
+            flat = loglikelihoods(lm, tok.pad_token_id, [pair for p in pairs_by_ex for pair in p],
+                                  spec["batch_size"], bf16)
             rows, start_at = [], 0
             for opts in options:
                 rows.append(flat[start_at:start_at + len(opts)])
                 start_at += len(opts)
-        predictions, details, norm_predictions, ties = [], [], [], 0
+        answers, details, norm_predictions, ties = [], [], [], 0
         for row, opts in zip(rows, options):
             pick, tied = choose(row)
             ties += tied
-            predictions.append(opts[pick])
+            answers.append(opts[pick])
             # lm-eval's acc_norm: log-likelihood per character of the option string (their
             # `len(choice)`; "bytes" in their docs, the same for ASCII options)
             norm_predictions.append(opts[choose([ll / max(1, len(o)) for ll, o in zip(row, opts)])[0]])
@@ -118,32 +122,32 @@ def evaluate_cell(model_dir: str, base_dir: str, examples: str, params: dict, ou
 
         prompts = [with_demos(pp, fmt, render_body(pp, fmt, ex["inputs"]), demos) for ex in test]
         truncated = 0
-        predictions = api_generate(api, prompts, pp["max_new_tokens"], pp.get("stop", "\n\n"), log=log)
+        answers = api_generate(api, prompts, pp["max_new_tokens"], pp.get("stop", "\n\n"), log=log)
         details, norm_predictions, ties = [{} for _ in test], None, None
     else:
         encoded = [encode_example(tok, pp, fmt, ex, demos, None, budget=budget - pp["max_new_tokens"]) for ex in test]
         truncated = sum(e.truncated for e in encoded)
         prompts = [e.prompt_text for e in encoded]
-        predictions = greedy_generate(model, tok, [e.prompt_ids for e in encoded], pp["max_new_tokens"],
-                                      params["batch_size"], bf16, stop=pp.get("stop", "\n\n"))
+        answers = greedy_generate(lm, tok, [e.prompt_ids for e in encoded], pp["max_new_tokens"],
+                                  spec["batch_size"], bf16, stop=pp.get("stop", "\n\n"))
         details, norm_predictions, ties = [{} for _ in test], None, None
     wall = time.time() - start
     # multiple choice is scored against the correct option (its references are all the options)
     refs = [[ex["label"]] if pp["type"] == "multiple_choice" else ex["references"] for ex in test]
-    corpus, per = score(params["metrics"], predictions, refs, pp.get("labels"), inputs=[ex["inputs"] for ex in test],
-                        options=params.get("metric_options"))
+    corpus, per = score(spec["metrics"], answers, refs, pp.get("labels"), inputs=[ex["inputs"] for ex in test],
+                        options=spec.get("metric_options"))
     if norm_predictions is not None and pp.get("scoring") != "partial":
         for row, pred, ref in zip(per, norm_predictions, refs):
             row["acc_norm"] = 100.0 * (pred == ref[0])
         corpus["acc_norm"] = sum(row["acc_norm"] for row in per) / max(1, len(per))
-    with atomic_file(out_predictions) as fh:
-        for ex, pred, s, d, prompt in zip(test, predictions, per, details, prompts):
+    with atomic_file(predictions) as fh:
+        for ex, pred, s, d, prompt in zip(test, answers, per, details, prompts):
             # the group is the resampling unit of the bootstrap; the prompt is the exact text that
             # was scored (for partial scoring: the prompt before the blank's options)
             fh.write(json.dumps({"id": ex["id"], "group": ex.get("group") or ex["id"], "prediction": pred,
                                  "references": ex["references"], "scores": s, **d, "prompt": prompt}) + "\n")
     result = {
-        "cell": cell,
+        "cell": about,
         "scores": corpus,
         "n": len(test),
         "truncated_prompts": truncated,
@@ -153,10 +157,10 @@ def evaluate_cell(model_dir: str, base_dir: str, examples: str, params: dict, ou
         "bf16": bf16,
         "demonstrations": [d["id"] for d in demos],
         # the model folder's manifest pins its weights' provenance; hashing it is cheap
-        "manifest": manifest("eval", params, inputs={"examples": examples, "model_manifest": f"{model_dir}/manifest.json"},
-                             seed=params.get("seed")),
+        "manifest": manifest("eval", spec, inputs={"examples": examples, "model_manifest": f"{model}/manifest.json"},
+                             seed=spec.get("seed")),
     }
-    write_json(out_scores, result)
+    write_json(scores, result)
     log(f"{corpus} on {len(test)} examples in {wall:.1f}s")
     return result
 

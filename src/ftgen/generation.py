@@ -63,7 +63,7 @@ def fp32_head(model, enabled: bool = True):
         del head.forward  # the class's own forward again
 
 
-def _left_pad(seqs: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+def left_pad(seqs: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
@@ -91,7 +91,7 @@ class _SharedPrefix:
                 self.cache = model(input_ids=self.ids, use_cache=True, logits_to_keep=1).past_key_values
 
     def batch(self, seqs: list[list[int]], pad_id: int, device):
-        ids, mask = _left_pad([s[self.n:] for s in seqs], pad_id, device)
+        ids, mask = left_pad([s[self.n:] for s in seqs], pad_id, device)
         positions = self.n + (mask.cumsum(-1) - 1).clamp(min=0)
         if not self.n:
             return ids, mask, positions, None

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from .artifacts import atomic_file, manifest, read_json, write_json
+from .step import Folder, Input, Json, JudgedCell, OptionalInput, Output, Threads
 
 SCORES = ("1", "2", "3", "4", "5")
 
@@ -332,10 +333,10 @@ class HFJudge:
     def _generate(self, prompts: list[str], **kwargs):
         import torch
 
-        from .generation import _left_pad, fp32_head
+        from .generation import fp32_head, left_pad
 
         device = next(self.model.parameters()).device
-        ids, mask = _left_pad([self._ids(p) for p in prompts], self.tok.pad_token_id, device)
+        ids, mask = left_pad([self._ids(p) for p in prompts], self.tok.pad_token_id, device)
         self.counters.requests += len(prompts)
         # the score tokens' logprobs in fp32 even for a model sharded in bf16 (see fp32_head)
         with torch.inference_mode(), fp32_head(self.model):
@@ -357,7 +358,7 @@ class HFJudge:
 
         out = []
         k = int(self.params["top_logprobs"])
-        bs = int(self.params.get("batch_size", 8))
+        bs = int(self.params["batch_size"])
         for start in range(0, len(prompts), bs):
             batch = prompts[start:start + bs]
             width, res = self._generate(batch, max_new_tokens=int(self.params["max_tokens"]), do_sample=False,
@@ -651,21 +652,23 @@ def _mean(values: list[float]) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def run_judge_steps(params: dict, out: str, model_dir: str | None, cache_dir: str, threads: int | None = None,
+def run_judge_steps(*, spec: Json, steps: Output, cache: Folder, model: OptionalInput = None, threads: Threads = None,
                     log=print) -> dict:
+    """Write the evaluation steps once per study: every judging job reads the same file."""
     counters = Counters()
-    backend = make_backend(params, counters, model_dir, threads)
-    return write_steps(params, backend, out, JudgeCache(cache_dir), log=log)
+    backend = make_backend(spec, counters, model, threads)
+    return write_steps(spec, backend, steps, JudgeCache(cache), log=log)
 
 
-def run_judge(params: dict, predictions: str, examples: str, steps_file: str, out_jsonl: str, out_json: str,
-              model_dir: str | None, cache_dir: str, cell: dict | None = None, threads: int | None = None,
-              log=print) -> dict:
+def run_judge(*, spec: Json, predictions: Input, examples: Input, steps: Input, judgements: Output, summary: Output,
+              cache: Folder, cell: JudgedCell, model: OptionalInput = None, threads: Threads = None, log=print) -> dict:
+    """Judge one eval cell's answers (`cell`: model, tag, dataset) with steps written by this same judge."""
+    name, tag, dataset = cell
     counters = Counters()
-    backend = make_backend(params, counters, model_dir, threads)
-    steps_judge = read_json(steps_file)["judge"]
+    backend = make_backend(spec, counters, model, threads)
+    steps_judge = read_json(steps)["judge"]
     if steps_judge != backend.id:
-        raise ValueError(f"{steps_file} was written for judge {steps_judge!r}, this judge is {backend.id!r}")
-    return judge_cell(params, load_items(predictions, examples), steps_file, backend, JudgeCache(cache_dir),
-                      counters, out_jsonl, out_json, cell=cell, log=log,
+        raise ValueError(f"{steps} was written for judge {steps_judge!r}, this judge is {backend.id!r}")
+    return judge_cell(spec, load_items(predictions, examples), steps, backend, JudgeCache(cache), counters,
+                      judgements, summary, cell={"model": name, "model_tag": tag, "dataset": dataset}, log=log,
                       inputs={"predictions": predictions, "examples": examples})

@@ -14,6 +14,9 @@ import os
 import shlex
 import sys
 from collections.abc import Mapping
+from typing import Annotated
+
+from .step import Arg, Int
 
 
 def visible_gpus() -> int:
@@ -51,8 +54,14 @@ def launch_command(step_argv: list[str], procs: int | None, nodes: int, gpus: in
     return ["srun", "--overlap", f"--nodes={nodes}", "--ntasks-per-node=1", "bash", "-c", inner]
 
 
-def launch(step_argv: list[str], procs: int | None, nodes: int, log=print) -> None:
-    """Replace this process with the launch command (exit status and signals pass through)."""
+def launch(*, procs: Int = 0, nodes: Int = 1, step_argv: Annotated[list[str], Arg("rest")], log=print) -> None:
+    """Replace this process with the launch command (exit status and signals pass through).
+
+    `procs` 0: one process per visible GPU, or 1. `step_argv`: everything after `--`.
+    """
+    step_argv = step_argv[1:] if step_argv[:1] == ["--"] else step_argv
+    if not step_argv:
+        raise SystemExit("ftgen launch: give the step to run after --")
     gpus = visible_gpus()
     argv = launch_command(step_argv, procs, nodes, gpus, os.environ)
     log(f"launch: nodes={nodes} gpus_visible={gpus} procs_per_node={procs or max(gpus, 1)} "

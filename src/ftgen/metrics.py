@@ -43,7 +43,8 @@ def rouge_options(options: dict | None) -> dict:
     too, but metrics can be called with hand-made options)."""
     opts = {**ROUGE_DEFAULTS, **(options or {})}
     if set(opts) != set(ROUGE_DEFAULTS) or opts["type"] not in ROUGE_TYPES or not isinstance(opts["stemmer"], bool):
-        raise ValueError(f"rouge options must be {{type: {' | '.join(ROUGE_TYPES)}, stemmer: true | false}}, got {options!r}")
+        raise ValueError(f"rouge options must be {{type: {' | '.join(ROUGE_TYPES)}, stemmer: true | false}}, "
+                         f"got {options!r}")
     return opts
 
 

@@ -16,6 +16,7 @@ import torch
 
 from .artifacts import ArtifactError, atomic_dir, manifest, rebuild_hint, write_json
 from .assets import member_path, verify_asset
+from .step import Json, OptionalInput, Output
 
 TINY_CORPUS = (
     "the a an of to in and is was for on with as by at from that this it be are not or but "
@@ -86,11 +87,11 @@ def build_tiny_model(out_dir: str | Path, spec: dict, corpus: list[str] | None =
 
 
 # ----------------------------------------------------------------------------- prepare
-def prepare_model(spec: dict, out_dir: str, asset: str | None = None, log=print) -> None:
+def prepare_model(*, spec: Json, model: Output, asset: OptionalInput = None, log=print) -> None:
     """Materialise the base model as a safetensors folder + manifest (convert a GGUF once)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    name = Path(out_dir).name  # results/<study>/models/<model>
+    name = Path(model).name  # results/<study>/models/<model>
     local = str(spec.get("path") or "")
     if spec["source"] == "local" and not (local and Path(local).is_dir()):
         raise FileNotFoundError(f"model {name!r}: source: local path {local!r} "
@@ -99,7 +100,7 @@ def prepare_model(spec: dict, out_dir: str, asset: str | None = None, log=print)
     if spec["source"] == "hub" and _is_path(spec["name"], strict=True) and not Path(spec["name"]).exists():
         raise FileNotFoundError(f"model {name!r}: source: hub name {spec['name']!r} is a path that does not exist "
                                 "(a local folder is `source: local` with `path:`)")
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(model) as tmp:
         source = spec["source"]
         if source == "api":  # no weights: the folder pins which endpoint and model answered
             write_json(Path(tmp) / "api.json", {k: v for k, v in spec.items() if k != "source"})
@@ -107,7 +108,7 @@ def prepare_model(spec: dict, out_dir: str, asset: str | None = None, log=print)
             log(f"API model {spec['name']} at {spec.get('base_url') or 'api.openai.com'}")
             return
         if source == "tiny_random":
-            model = build_tiny_model(tmp, spec)
+            lm = build_tiny_model(tmp, spec)
         else:
             if source == "pypi_gguf":
                 if spec.get("asset_spec"):
@@ -121,16 +122,16 @@ def prepare_model(spec: dict, out_dir: str, asset: str | None = None, log=print)
                 folder, kwargs = spec["name"], {"revision": spec.get("revision")}
             log(f"loading {source} model from {folder} {kwargs}")
             tok = AutoTokenizer.from_pretrained(folder, **kwargs)
-            model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kwargs)
-            if getattr(model, "hf_quantizer", None) is not None:
+            lm = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kwargs)
+            if getattr(lm, "hf_quantizer", None) is not None:
                 # A dequantised GGUF stays marked as quantized; unmark it so it saves and trains.
-                model.hf_quantizer.remove_quantization_config(model)
+                lm.hf_quantizer.remove_quantization_config(lm)
             if tok.pad_token is None:
                 tok.pad_token = tok.eos_token
-            model.generation_config.pad_token_id = tok.pad_token_id
-            model.save_pretrained(tmp)
+            lm.generation_config.pad_token_id = tok.pad_token_id
+            lm.save_pretrained(tmp)
             tok.save_pretrained(tmp)
-        n_params = sum(p.numel() for p in model.parameters())
+        n_params = sum(p.numel() for p in lm.parameters())
         write_json(Path(tmp) / "manifest.json", manifest("model", spec, inputs={"asset": asset} if asset else None,
                                                          n_params=n_params))
         log(f"model ready: {n_params:,} parameters")

@@ -16,6 +16,7 @@ import polars as pl
 
 from .artifacts import atomic_dir, atomic_file, manifest, sha256_file, write_json
 from .assets import member_dir
+from .step import Input, Json, OptionalInput, Output, Retriever, Threads
 
 RETRIEVERS = ("bm25", "dense")
 
@@ -41,33 +42,33 @@ def load_encoder(spec: dict, asset: str | None, device: str = "cpu"):
     return SentenceTransformer(path, device=device, revision=spec.get("revision"))
 
 
-def build_index(retriever: str, corpus_path: str, out_dir: str, params: dict, asset: str | None = None,
-                threads: int | None = None, log=print) -> None:
+def build_index(*, retriever: Retriever, corpus: Input, spec: Json, index: Output, asset: OptionalInput = None,
+                threads: Threads = None, log=print) -> None:
     """Index every passage of the corpus; the folder holds the index, the passage ids and a manifest."""
     import torch
 
     if threads:
         torch.set_num_threads(threads)
-    corpus = pl.read_parquet(corpus_path)
-    texts = _texts(corpus)
-    with atomic_dir(out_dir) as tmp:
+    passages = pl.read_parquet(corpus)
+    texts = _texts(passages)
+    with atomic_dir(index) as tmp:
         if retriever == "bm25":
             import bm25s
 
-            index = bm25s.BM25(k1=params.get("k1", 1.5), b=params.get("b", 0.75))
-            index.index(bm25s.tokenize(texts, stopwords="en", show_progress=False), show_progress=False)
-            index.save(str(tmp / "bm25"))
+            bm25 = bm25s.BM25(k1=spec.get("k1", 1.5), b=spec.get("b", 0.75))
+            bm25.index(bm25s.tokenize(texts, stopwords="en", show_progress=False), show_progress=False)
+            bm25.save(str(tmp / "bm25"))
         elif retriever == "dense":
-            model = load_encoder(params["model"], asset)
-            emb = model.encode(texts, batch_size=params.get("batch_size", 64), normalize_embeddings=True,
+            model = load_encoder(spec["model"], asset)
+            emb = model.encode(texts, batch_size=spec.get("batch_size", 64), normalize_embeddings=True,
                                convert_to_numpy=True, show_progress_bar=False)
             np.save(tmp / "embeddings.npy", emb.astype(np.float32))
         else:
             raise ValueError(f"unknown retriever {retriever!r}; known: {RETRIEVERS}")
-        (tmp / "ids.json").write_text(json.dumps(corpus["id"].to_list()))
-        write_json(tmp / "manifest.json", manifest(f"index:{retriever}", params,
-                                                   input_sha256={"corpus": sha256_file(corpus_path)}))
-    log(f"{retriever} index of {len(texts)} passages -> {out_dir}")
+        (tmp / "ids.json").write_text(json.dumps(passages["id"].to_list()))
+        write_json(tmp / "manifest.json", manifest(f"index:{retriever}", spec,
+                                                   input_sha256={"corpus": sha256_file(corpus)}))
+    log(f"{retriever} index of {len(texts)} passages -> {index}")
 
 
 def search(retriever: str, index_dir: str, questions: list[str], k: int, params: dict,
@@ -101,29 +102,29 @@ def recall_at(retrieved: list[list[str]], gold: list[list[str]], ks: list[int]) 
     return out
 
 
-def retrieve(retriever: str, index_dir: str, corpus_path: str, qa_path: str, params: dict, out_parquet: str,
-             out_recall: str, asset: str | None = None, threads: int | None = None, log=print) -> dict:
+def retrieve(*, retriever: Retriever, index: Input, corpus: Input, qa: Input, spec: Json, retrieved: Output,
+             recall: Output, asset: OptionalInput = None, threads: Threads = None, log=print) -> dict:
     """Retrieve the top `depth` passages for every question; store them (with their text) + recall@k."""
     import torch
 
     if threads:
         torch.set_num_threads(threads)
-    corpus = pl.read_parquet(corpus_path)
-    text_of = dict(zip(corpus["id"].to_list(), _texts(corpus)))
-    qa = pl.read_parquet(qa_path)
-    depth = int(params["depth"])
-    hits, scores = search(retriever, index_dir, qa["question"].to_list(), depth, params, asset)
-    out = qa.with_columns(
+    passages = pl.read_parquet(corpus)
+    text_of = dict(zip(passages["id"].to_list(), _texts(passages)))
+    questions = pl.read_parquet(qa)
+    depth = int(spec["depth"])
+    hits, scores = search(retriever, index, questions["question"].to_list(), depth, spec, asset)
+    out = questions.with_columns(
         pl.Series("retrieved", hits, dtype=pl.List(pl.String)),
         pl.Series("retrieved_scores", scores, dtype=pl.List(pl.Float64)),
         pl.Series("contexts", [[text_of[h] for h in row] for row in hits], dtype=pl.List(pl.String)),
     )
-    with atomic_file(out_parquet, "wb") as fh:
+    with atomic_file(retrieved, "wb") as fh:
         out.write_parquet(fh)
-    recall = {"corpus": params["corpus"], "retriever": retriever, "questions": len(qa), "passages": len(corpus),
-              **recall_at(hits, qa["gold"].to_list(), sorted(params["recall_at"])),
-              "manifest": manifest(f"retrieve:{retriever}", params,
-                                   input_sha256={"corpus": sha256_file(corpus_path), "qa": sha256_file(qa_path)})}
-    write_json(out_recall, recall)
-    log(json.dumps({k: v for k, v in recall.items() if k != "manifest"}))
-    return recall
+    summary = {"corpus": spec["corpus"], "retriever": retriever, "questions": len(questions),
+               "passages": len(passages), **recall_at(hits, questions["gold"].to_list(), sorted(spec["recall_at"])),
+               "manifest": manifest(f"retrieve:{retriever}", spec,
+                                    input_sha256={"corpus": sha256_file(corpus), "qa": sha256_file(qa)})}
+    write_json(recall, summary)
+    log(json.dumps({k: v for k, v in summary.items() if k != "manifest"}))
+    return summary

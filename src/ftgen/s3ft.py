@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Callable
 
+from .step import Input, Json, Output, Threads
+
 Judge = Callable[[str, dict], bool]  # (candidate answer, example) -> accepted?
 Paraphraser = Callable[[list[dict]], list[str]]  # examples -> the model's rewrite of each gold answer
 
@@ -63,12 +65,12 @@ def accepts(metric: str, threshold: float):
     return judge
 
 
-def build_s3ft_dataset(model_dir: str, examples: str, self_predictions: str, params: dict, out_examples: str,
-                       out_card: str, out_paraphrases: str, threads: int | None = None, log=print) -> dict:
+def build_s3ft_dataset(*, model: Input, examples: Input, self_answers: Input, spec: Json, targets: Output,
+                       card: Output, paraphrases: Output, threads: Threads = None, log=print) -> dict:
     """The S3FT training set: the dataset with each training example's target replaced by the base
     model's own answer, or its accepted paraphrase of the gold answer, or the gold answer.
 
-    `self_predictions` is the base model's answers on the training split (an evaluate job with
+    `self_answers` is the base model's answers on the training split (an evaluate job with
     split=train). Paraphrases are generated greedily, in batches, for rejected examples only.
     """
     import json
@@ -83,31 +85,31 @@ def build_s3ft_dataset(model_dir: str, examples: str, self_predictions: str, par
     set_threads(threads)
     df = pl.read_parquet(examples)
     train = df.filter(pl.col("split") == "train").to_dicts()
-    with open(self_predictions, encoding="utf-8") as fh:
+    with open(self_answers, encoding="utf-8") as fh:
         own = {r["id"]: r["prediction"] for r in map(json.loads, fh)}
-    judge = accepts(params["judge"]["metric"], float(params["judge"]["threshold"]))
-    pp = params["prompt"]
-    tok = model = None
+    judge = accepts(spec["judge"]["metric"], float(spec["judge"]["threshold"]))
+    pp = spec["prompt"]
+    tok = lm = None
     paraphrase_rows = []
 
     def paraphrase(batch: list[dict]) -> list[str]:
-        nonlocal tok, model
-        tok, model = load_tokenizer(model_dir), load_model(model_dir, device=default_device())
-        bf16 = resolve_bf16(params.get("bf16", "auto"), default_device())
+        nonlocal tok, lm
+        tok, lm = load_tokenizer(model), load_model(model, device=default_device())
+        bf16 = resolve_bf16(spec["bf16"], default_device())
         prompts = []
         for ex in batch:
-            request = params["paraphrase_prompt"].format(task=render_body(pp, params["format"], ex["inputs"]),
+            request = spec["paraphrase_prompt"].format(task=render_body(pp, spec["format"], ex["inputs"]),
                                                          gold=ex["references"][0])
             fake = {**ex, "inputs": {"request": request}}
             pp_request = {**pp, "prompts": {"0": "{request}"}, "inputs": ["request"]}
             prompts.append(encode_example(tok, pp_request, 0, fake, [], None,
                                           budget=pp["max_length"] - pp["max_new_tokens"]).prompt_ids)
-        texts = greedy_generate(model, tok, prompts, pp["max_new_tokens"], params.get("batch_size", 8), bf16,
+        texts = greedy_generate(lm, tok, prompts, pp["max_new_tokens"], spec["batch_size"], bf16,
                                 stop=pp.get("stop", "\n\n"), desc="paraphrasing")
         paraphrase_rows.extend({"id": ex["id"], "paraphrase": t} for ex, t in zip(batch, texts))
         return texts
 
-    rows, card = select_targets(train, own, judge, paraphrase)
+    rows, counts = select_targets(train, own, judge, paraphrase)
     by_id = {r["id"]: r for r in rows}
     for row in paraphrase_rows:
         row["accepted"] = by_id[row["id"]]["provenance"] == "paraphrase"
@@ -117,14 +119,14 @@ def build_s3ft_dataset(model_dir: str, examples: str, self_predictions: str, par
         pl.Series("references", [[by_id[i]["target"]] if i in by_id else refs
                                  for i, refs in zip(df["id"], df["references"])], dtype=pl.List(pl.String)),
     )
-    with atomic_file(out_examples, "wb") as fh:
+    with atomic_file(targets, "wb") as fh:
         out.write_parquet(fh)
-    with atomic_file(out_paraphrases) as fh:
+    with atomic_file(paraphrases) as fh:
         for row in paraphrase_rows:
             fh.write(json.dumps(row) + "\n")
-    card = {"dataset": params["dataset"], **card, "judge": params["judge"],
-            "manifest": manifest("s3ft-dataset", params, inputs={"examples": examples, "self": self_predictions,
-                                                                  "model_manifest": f"{model_dir}/manifest.json"})}
-    write_json(out_card, card)
-    log(json.dumps({k: v for k, v in card.items() if k != "manifest"}))
-    return card
+    summary = {"dataset": spec["dataset"], **counts, "judge": spec["judge"],
+               "manifest": manifest("s3ft-dataset", spec, inputs={"examples": examples, "self": self_answers,
+                                                                   "model_manifest": f"{model}/manifest.json"})}
+    write_json(card, summary)
+    log(json.dumps({k: v for k, v in summary.items() if k != "manifest"}))
+    return summary

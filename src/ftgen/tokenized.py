@@ -15,6 +15,7 @@ from .data import load_examples
 from .demos import DemoSelector
 from .modeling import load_tokenizer
 from .prompts import encode_example, target_of
+from .step import Input, Json, Output
 
 
 def encode_for_training(tok, pp: dict, fmt: int, example: dict, demos: list[dict]) -> dict:
@@ -28,13 +29,13 @@ def encode_for_training(tok, pp: dict, fmt: int, example: dict, demos: list[dict
     }
 
 
-def tokenize_dataset(model_dir: str, examples: str, params: dict, out_dir: str, log=print) -> dict:
+def tokenize_dataset(*, model: Input, examples: Input, spec: Json, tokenized: Output, log=print) -> dict:
     from datasets import Dataset, DatasetDict
 
-    tok = load_tokenizer(model_dir)
-    pp, fmt = params["prompt"], params["format"]
+    tok = load_tokenizer(model)
+    pp, fmt = spec["prompt"], spec["format"]
     train = load_examples(examples, "train")
-    select = DemoSelector(params["variant"], load_examples(examples, "fewshot"), train, params.get("demo_seed", 0))
+    select = DemoSelector(spec["variant"], load_examples(examples, "fewshot"), train, spec.get("demo_seed"))  # only fticl variants draw demonstrations
     splits, stats, used = {}, {}, {}
     for split in ("train", "dev"):
         rows = []
@@ -55,10 +56,10 @@ def tokenize_dataset(model_dir: str, examples: str, params: dict, out_dir: str, 
             "truncated": sum(r["truncated"] for r in rows),
         }
         log(f"{split}: {stats[split]}")
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(tokenized) as tmp:
         DatasetDict(splits).save_to_disk(str(tmp / "dataset"))
         write_json(tmp / "stats.json", stats)
-        write_json(tmp / "manifest.json", manifest("tokenized", params, inputs={"examples": examples},
+        write_json(tmp / "manifest.json", manifest("tokenized", spec, inputs={"examples": examples},
                                                    stats=stats))
         write_json(tmp / "demonstrations.json", used)
     return stats

@@ -28,9 +28,10 @@ from pathlib import Path
 
 import torch
 
-from .artifacts import manifest, read_json, write_json
-from .config import config_hash
+from .artifacts import config_hash, manifest, read_json, write_json
 from .modeling import load_tokenizer, resolve_bf16, set_threads
+from .step import Folder, Input, Json, Output, Threads
+from .study.schema import with_defaults
 
 
 def schedule(recipe: dict, n_examples: int, world_size: int) -> dict:
@@ -41,8 +42,9 @@ def schedule(recipe: dict, n_examples: int, world_size: int) -> dict:
     ~20 % of training. Mirrors the Trainer: the batches are split across ranks (accelerate's even
     batches), an epoch ends with a partial accumulation step, and warm-up is ceil(ratio x total).
     """
+    recipe = with_defaults(recipe, definition="recipe")
     per_device = int(recipe["per_device_batch_size"])
-    accumulation = int(recipe.get("gradient_accumulation", 1))
+    accumulation = int(recipe["gradient_accumulation"])
     batches_per_rank = -(-(-(-n_examples // per_device)) // world_size)
     steps_per_epoch = max(1, -(-batches_per_rank // accumulation))
     total = int(recipe.get("max_steps") or math.ceil(steps_per_epoch * recipe["epochs"]))
@@ -51,10 +53,10 @@ def schedule(recipe: dict, n_examples: int, world_size: int) -> dict:
         "global_batch": per_device * accumulation * world_size,
         "steps_per_epoch": steps_per_epoch,
         "total_steps": total,
-        "warmup_steps": math.ceil(float(recipe.get("warmup_ratio", 0)) * total),
+        "warmup_steps": math.ceil(float(recipe["warmup_ratio"]) * total),
         # counted in optimizer steps, which are global: the same on every rank
-        "logging_steps": int(recipe.get("logging_steps", 10)),
-        "save_steps": int(recipe.get("save_steps", 200)),
+        "logging_steps": int(recipe["logging_steps"]),
+        "save_steps": int(recipe["save_steps"]),
     }
 
 
@@ -78,13 +80,13 @@ def _training_args(recipe: dict, ckpt_dir: Path, plan: dict, bf16: bool):
     return TrainingArguments(
         output_dir=str(ckpt_dir),
         per_device_train_batch_size=recipe["per_device_batch_size"],
-        gradient_accumulation_steps=recipe.get("gradient_accumulation", 1),
+        gradient_accumulation_steps=recipe["gradient_accumulation"],
         learning_rate=recipe["learning_rate"],
         num_train_epochs=recipe["epochs"],
         max_steps=recipe.get("max_steps") or -1,
-        lr_scheduler_type=recipe.get("lr_scheduler", "linear"),
+        lr_scheduler_type=recipe["lr_scheduler"],
         warmup_steps=plan["warmup_steps"],
-        weight_decay=recipe.get("weight_decay", 0.0),
+        weight_decay=recipe["weight_decay"],
         bf16=bf16,
         use_cpu=not torch.cuda.is_available(),
         seed=recipe["seed"],
@@ -93,8 +95,8 @@ def _training_args(recipe: dict, ckpt_dir: Path, plan: dict, bf16: bool):
         save_steps=plan["save_steps"],
         save_total_limit=1,
         logging_steps=plan["logging_steps"],
-        train_sampling_strategy="group_by_length" if recipe.get("group_by_length") else "random",
-        activation_checkpointing=recipe.get("activation_checkpointing", False),
+        train_sampling_strategy="group_by_length" if recipe["group_by_length"] else "random",
+        activation_checkpointing=recipe["activation_checkpointing"],
         deepspeed=recipe.get("deepspeed"),
         report_to=[],
         # Trainer sets model.config.use_cache from this. It must stay off for packing: with a KV
@@ -183,7 +185,8 @@ class PackingCollator:
         rows: list[list[dict]] = []
         for f in sorted(features, key=lambda f: -len(f["input_ids"])):
             n = len(f["input_ids"])
-            row = next((r for r in rows if not self.row_tokens or sum(len(x["input_ids"]) for x in r) + n <= self.row_tokens), None)
+            row = next((r for r in rows
+                        if not self.row_tokens or sum(len(x["input_ids"]) for x in r) + n <= self.row_tokens), None)
             if row is None:
                 rows.append([f])
             else:
@@ -234,57 +237,59 @@ class TargetLogitsTrainer:
 def _trainer_and_collator(recipe: dict, tok):
     from transformers import DataCollatorForSeq2Seq, Trainer
 
-    if not recipe.get("packing"):
+    if not recipe["packing"]:
         return Trainer, DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100)
-    collator = PackingCollator(tok.pad_token_id, recipe.get("packing_row_tokens", 0))
-    if recipe.get("target_logits_only", True):
+    collator = PackingCollator(tok.pad_token_id, recipe["packing_row_tokens"])
+    if recipe["target_logits_only"]:
         return type("PackedTrainer", (TargetLogitsTrainer, Trainer), {}), collator
     return Trainer, collator
 
 
-def finetune(model_dir: str, tokenized_dir: str, recipe: dict, out_dir: str, ckpt_dir: str,
-             threads: int | None = None, log=print) -> dict:
+def finetune(*, model: Input, tokenized: Input, recipe: Json, finetuned: Output, checkpoints: Folder,
+             threads: Threads = None, log=print) -> dict:
     from datasets import load_from_disk
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, set_seed
 
+    # the recipe as written names the run (checkpoint stamp, manifest); it is read with its defaults
+    written, recipe = recipe, with_defaults(recipe, definition="recipe")
     _, local_world = _world()
     if threads and local_world > 1:
         threads = max(1, threads // local_world)  # the job's CPUs are shared by its processes
     set_threads(threads)
     set_seed(recipe["seed"])
-    train = load_from_disk(str(Path(tokenized_dir) / "dataset"))["train"]
+    train = load_from_disk(str(Path(tokenized) / "dataset"))["train"]
     if recipe["size"] > len(train):
-        raise ValueError(f"training size {recipe['size']} > {len(train)} tokenized examples in {tokenized_dir}")
+        raise ValueError(f"training size {recipe['size']} > {len(train)} tokenized examples in {tokenized}")
     train = train.select(range(recipe["size"])).remove_columns(["id", "truncated"])
-    tok = load_tokenizer(model_dir, padding_side="right")
-    bf16 = resolve_bf16(recipe.get("bf16", "auto"))
+    tok = load_tokenizer(model, padding_side="right")
+    bf16 = resolve_bf16(recipe["bf16"])
     plan = schedule(recipe, len(train), _world()[0])
-    args = _training_args(recipe, Path(ckpt_dir), plan, bf16)
+    args = _training_args(recipe, Path(checkpoints), plan, bf16)
     _init_cpu_distributed(recipe)
 
     # LoRA trains only the adapters: frozen base weights in bf16 spare autocast re-casting every
     # weight at every matmul (the adapters stay fp32; peft upcasts them). Full fine-tuning keeps
     # fp32 master weights.
-    frozen_bf16 = bf16 and recipe["method"] == "lora" and recipe.get("bf16_frozen_weights", False)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16 if frozen_bf16 else torch.float32)
+    frozen_bf16 = bf16 and recipe["method"] == "lora" and recipe["bf16_frozen_weights"]
+    lm = AutoModelForCausalLM.from_pretrained(model, dtype=torch.bfloat16 if frozen_bf16 else torch.float32)
     if recipe["method"] == "lora":
         lora = recipe.get("lora", {})
-        model = get_peft_model(model, LoraConfig(
+        lm = get_peft_model(lm, LoraConfig(
             task_type="CAUSAL_LM", r=lora.get("r", 8), lora_alpha=lora.get("alpha", 16),
             lora_dropout=lora.get("dropout", 0.05), target_modules=lora.get("target_modules", ["q_proj", "v_proj"]),
         ))
-    trainable = sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters() if p.requires_grad)
+    trainable = sum(getattr(p, "ds_numel", p.numel()) for p in lm.parameters() if p.requires_grad)
     log(f"method={recipe['method']} trainable={trainable:,} bf16={bf16} frozen_bf16={frozen_bf16} "
         f"packing={bool(recipe.get('packing'))} examples={len(train)} "
         f"world_size={args.world_size} rank={args.process_index}")
 
     trainer_cls, collator = _trainer_and_collator(recipe, tok)
-    trainer = trainer_cls(model=model, args=args, train_dataset=train, processing_class=tok, data_collator=collator)
+    trainer = trainer_cls(model=lm, args=args, train_dataset=train, processing_class=tok, data_collator=collator)
     if trainer.is_world_process_zero():
-        _prepare_checkpoint_dir(Path(ckpt_dir), recipe)
+        _prepare_checkpoint_dir(Path(checkpoints), written)
     trainer.accelerator.wait_for_everyone()
-    resume = _latest_checkpoint(Path(ckpt_dir))
+    resume = _latest_checkpoint(Path(checkpoints))
     if resume:
         log(f"resuming from {resume}")
     start = time.time()
@@ -292,7 +297,8 @@ def finetune(model_dir: str, tokenized_dir: str, recipe: dict, out_dir: str, ckp
     wall = time.time() - start
     lengths = [len(ids) for ids in train["input_ids"]]
     if recipe.get("max_steps"):  # steps, not epochs, bound the run: count the samples drawn
-        drawn = result.global_step * args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+        drawn = (result.global_step * args.per_device_train_batch_size * args.gradient_accumulation_steps
+                 * args.world_size)
         tokens = drawn * sum(lengths) / len(lengths)
     else:
         tokens = sum(lengths) * recipe["epochs"]
@@ -324,9 +330,9 @@ def finetune(model_dir: str, tokenized_dir: str, recipe: dict, out_dir: str, ckp
             for entry in trainer.state.log_history:
                 fh.write(json.dumps(entry) + "\n")
         write_json(tmp / "manifest.json", manifest(
-            "finetuned", recipe, inputs={"model": model_dir, "tokenized": tokenized_dir},
+            "finetuned", written, inputs={"model": model, "tokenized": tokenized},
             seed=recipe["seed"], **summary))
 
-    _publish(trainer, tok, out_dir, write_extra)
+    _publish(trainer, tok, finetuned, write_extra)
     log(f"done: {summary}")
     return summary

@@ -48,7 +48,7 @@ def as_json(obj):
 
 
 # Params of the per-cell rules, built once per distinct value: thousands of cells share a few
-# (yang2024: 6,624 evaluations, 144 distinct evaluation params; one judge for every cell).
+# distinct evaluation params (per dataset, format and shots), and every cell the one judge.
 @cache
 def eval_spec(dataset, fmt, shots, model):
     return as_json(STUDY.eval_params(dataset, fmt, shots, model))

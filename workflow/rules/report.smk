@@ -2,7 +2,7 @@
 
 
 rule aggregate:
-    input:  # functions: the 13,248 files of yang2024 are built once, with the job
+    input:  # functions: an HPC study's thousands of cell files are listed with the job only
         scores=lambda wc: STUDY.cell_paths(PATHS.scores),
         predictions=lambda wc: STUDY.cell_paths(PATHS.predictions),
     output:

@@ -158,4 +158,6 @@ class ParamSlices:
         return {"study": self.name, "general": list(self.evaluate["general"]),
                 "train_on": self.s3ft_train_on,
                 "primary_metric": self.primary_metrics(),
+                "bootstrap": int(self.evaluate["bootstrap"]),
+                "bootstrap_seed": int(self.evaluate["seed"]),
                 "tasks": {d: self.datasets[d]["task"] for d in self.datasets}}

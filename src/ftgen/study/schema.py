@@ -86,7 +86,7 @@ def deep_merge(base: dict, override: dict) -> dict:
 
 
 @lru_cache(maxsize=None)
-def _schema(schema_name: str) -> dict:
+def load_schema(schema_name: str) -> dict:
     return load_yaml(SCHEMA_DIR / schema_name)
 
 
@@ -97,23 +97,23 @@ def _validator(schema_name: str, definition: str | None = None, required: tuple[
     three are planned together)."""
     import jsonschema
 
-    schema = _schema(schema_name)
+    schema = load_schema(schema_name)
     if definition is not None:  # e.g. a registry dataset entry against config.schema.yaml#/$defs/dataset
         schema = {"$schema": schema["$schema"], "$defs": schema["$defs"], "$ref": f"#/$defs/{definition}",
                   **({"required": list(required)} if required else {})}
     return jsonschema.Draft202012Validator(schema)
 
 
-def _schema_keys(schema: dict, root: dict, depth: int = 0) -> set[str]:
+def schema_keys(schema: dict, root: dict, depth: int = 0) -> set[str]:
     """The keys a (sub)schema declares, through its local `$ref`s and `allOf`s."""
     keys = set(schema.get("properties", {}))
     if depth > 8:
         return keys
     ref = schema.get("$ref", "")
     if ref.startswith("#/$defs/"):
-        keys |= _schema_keys(root["$defs"][ref.split("/")[-1]], root, depth + 1)
+        keys |= schema_keys(root["$defs"][ref.split("/")[-1]], root, depth + 1)
     for sub in schema.get("allOf", []):
-        keys |= _schema_keys(sub, root, depth + 1)
+        keys |= schema_keys(sub, root, depth + 1)
     return keys
 
 
@@ -123,7 +123,7 @@ def _schema_error_lines(err, root: dict, prefix: str) -> list[str]:
     field = ".".join(path) or "<top level>"
     title = err.schema.get("title") if isinstance(err.schema, dict) else None
     if err.validator in ("additionalProperties", "unevaluatedProperties") and isinstance(err.instance, dict):
-        known = _schema_keys(err.schema, root)
+        known = schema_keys(err.schema, root)
         lines = []
         for key in [k for k in err.instance if k not in known]:
             close = difflib.get_close_matches(str(key), sorted(known), n=1)
@@ -143,7 +143,7 @@ def validate_schema(config: dict, schema_name: str, source: str, definition: str
     validator = _validator(schema_name, definition, required)
     errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
     if errors:
-        lines = [line for err in errors[:10] for line in _schema_error_lines(err, _schema(schema_name), prefix)]
+        lines = [line for err in errors[:10] for line in _schema_error_lines(err, load_schema(schema_name), prefix)]
         raise ConfigError(f"{source}: config does not match {schema_name}:\n" + "\n".join(lines))
 
 
@@ -183,7 +183,7 @@ def with_defaults(value: dict, schema_name: str = "config.schema.yaml", definiti
     """A copy of a (valid) config value with its schema's defaults filled in: the whole file, or
     a value of one of its `$defs` (a step fills its own config slice: a dataset `source`, a
     `recipe`, which params carry as written so that filling a default never reruns a job)."""
-    root = _schema(schema_name)
+    root = load_schema(schema_name)
     out = copy.deepcopy(value)
     _fill(out, root["$defs"][definition] if definition else root, root)
     return out
