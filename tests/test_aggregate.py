@@ -7,12 +7,13 @@ import polars as pl
 import pytest
 
 from ftgen import stats
-from ftgen.aggregate import aggregate, relation
 from ftgen.metrics import score
-from ftgen.plots import PLOTS, make_plots
+from ftgen.report.plots import PLOTS, make_plots
+from ftgen.report.transfer import aggregate, relation
 
 PARAMS = {"study": "t", "datasets": {"a1": {"task": "A"}, "a2": {"task": "A"}, "b1": {"task": "B"}},
-          "primary_metric": {"A": "accuracy", "B": "rougeL"}, "labels": {"a1": ["x", "y"], "a2": ["x", "y"], "b1": None},
+          "primary_metric": {"A": "accuracy", "B": "rougeL"},
+          "labels": {"a1": ["x", "y"], "a2": ["x", "y"], "b1": None},
           "bootstrap": 300, "bootstrap_seed": 0}
 
 
@@ -32,6 +33,12 @@ def write_cell(tmp_path, tag, dataset, preds, golds, metrics, groups=None, subdi
     return str(folder / "scores.json"), corpus
 
 
+def table_outputs(folder, stem="transfer"):
+    """The aggregate step's four outputs in `folder`, by the rule's names."""
+    return {"parquet": str(folder / f"{stem}.parquet"), "csv": str(folder / f"{stem}.csv"),
+            "md": str(folder / f"{stem}.md"), "manifest": str(folder / f"{stem}.manifest.json")}
+
+
 def test_relation():
     assert relation("a1", "A", "a1", "A") == "in-domain"
     assert relation("a1", "A", "a2", "A") == "cross-domain"
@@ -44,21 +51,23 @@ def test_transfer_table_with_cis_and_seeds(tmp_path):
     paths, expect = [], {}
     paths.append(write_cell(tmp_path, "base", "a1", ["x"] * 40, gold, clf)[0])
     paths.append(write_cell(tmp_path, "base", "a2", ["y"] * 40, gold, clf)[0])
-    paths.append(write_cell(tmp_path, "base", "b1", ["where is it"] * 4, ["where is the key"] * 4, ["rougeL", "bleu"])[0])
+    gen = ["rougeL", "bleu"]
+    paths.append(write_cell(tmp_path, "base", "b1", ["where is it"] * 4, ["where is the key"] * 4, gen)[0])
     for seed, flip in ((0, 10), (1, 14)):
         tag = f"a1.sft.f0.n100.s{seed}"
         preds = gold[:flip] + ["x"] * (40 - flip)
         p, expect[seed] = write_cell(tmp_path, tag, "a1", preds, gold, clf)
         paths.append(p)
         paths.append(write_cell(tmp_path, tag, "a2", ["y"] * 40, gold, clf)[0])
-        paths.append(write_cell(tmp_path, tag, "b1", ["where is the key"] * 4, ["where is the key"] * 4, ["rougeL", "bleu"])[0])
-    out = {k: str(tmp_path / f"transfer.{k}") for k in ("parquet", "csv", "md")}
-    table = aggregate(paths, PARAMS, out["parquet"], out["csv"], out["md"], str(tmp_path / "m.json"))
+        paths.append(write_cell(tmp_path, tag, "b1", ["where is the key"] * 4, ["where is the key"] * 4, gen)[0])
+    out = table_outputs(tmp_path)
+    table = aggregate(scores=paths, spec=PARAMS, **out)
     assert table.height == 6 and set(table["seeds"]) == {"0,1"}
     row = table.filter((pl.col("eval_dataset") == "a1") & (pl.col("metric") == "accuracy")).row(0, named=True)
     assert row["finetuned"] == pytest.approx((expect[0]["accuracy"] + expect[1]["accuracy"]) / 2)
     assert row["base"] == pytest.approx(50.0) and row["delta"] == pytest.approx(row["finetuned"] - 50.0)
-    assert row["finetuned_lo"] < row["finetuned"] < row["finetuned_hi"] and row["delta_lo"] <= row["delta"] <= row["delta_hi"]
+    assert row["finetuned_lo"] < row["finetuned"] < row["finetuned_hi"]
+    assert row["delta_lo"] <= row["delta"] <= row["delta_hi"]
     assert row["relation"] == "in-domain" and 0 <= row["p_value"] <= 1
     same = table.filter((pl.col("eval_dataset") == "a2") & (pl.col("metric") == "accuracy")).row(0, named=True)
     assert same["delta"] == 0 and same["p_value"] == 1.0 and same["relation"] == "cross-domain"
@@ -68,14 +77,15 @@ def test_transfer_table_with_cis_and_seeds(tmp_path):
     assert bleu["finetuned"] == pytest.approx(100.0) and bleu["relation"] == "cross-task"
     md = open(out["md"]).read()
     assert md.count("\n| a1 |") == 3 and " [" in md
-    make_plots(out["parquet"], 0, 0, {n: (str(tmp_path / f"{n}.png"), str(tmp_path / f"{n}.pdf")) for n in PLOTS})
+    make_plots(table=out["parquet"], outputs=[str(tmp_path / f"{n}.{ext}") for n in PLOTS for ext in ("png", "pdf")],
+               format=0, shots=0)
     assert all((tmp_path / f"{n}.png").stat().st_size > 1000 and (tmp_path / f"{n}.pdf").exists() for n in PLOTS)
 
 
 def test_missing_base_is_an_error(tmp_path):
     paths = [write_cell(tmp_path, "a1.sft.f0.n100.s0", "a1", ["x"], ["x"], ["accuracy"])[0]]
     with pytest.raises(ValueError, match="no base score"):
-        aggregate(paths, PARAMS, *(str(tmp_path / f"x.{k}") for k in ("parquet", "csv", "md", "json")))
+        aggregate(scores=paths, spec=PARAMS, **table_outputs(tmp_path, "x"))
 
 
 def grouped_study(tmp_path, groups, n_boot=300):
@@ -85,9 +95,9 @@ def grouped_study(tmp_path, groups, n_boot=300):
     clf = ["accuracy", "macro_f1"]
     paths = [write_cell(tmp_path, "base", "a1", ["x"] * 80, gold, clf)[0],  # predictions without groups
              write_cell(tmp_path, "a1.sft.f0.n100.s0", "a1", ft, gold, clf, groups)[0]]
-    out = [str(tmp_path / f"t.{k}") for k in ("parquet", "csv", "md", "json")]
-    table = aggregate(paths, {**PARAMS, "bootstrap": n_boot}, *out)
-    return table, open(out[2]).read()
+    out = table_outputs(tmp_path, "t")
+    table = aggregate(scores=paths, spec={**PARAMS, "bootstrap": n_boot}, **out)
+    return table, open(out["md"]).read()
 
 
 def test_grouped_examples_are_resampled_together(tmp_path):
@@ -124,9 +134,9 @@ def test_p_values_are_floored_and_adjusted(tmp_path):
         tag = f"a1.sft.f0.n100.s{seed}"
         paths.append(write_cell(tmp_path, tag, "a1", gold, gold, clf, contexts)[0])  # all right: p at the floor
         paths.append(write_cell(tmp_path, tag, "a2", gold[:6] + ["x"] * 74, gold, clf, contexts)[0])
-    out = [str(tmp_path / f"t.{k}") for k in ("parquet", "csv", "md", "json")]
-    table = aggregate(paths, {**PARAMS, "bootstrap": 1000}, *out)
-    md = open(out[2]).read()
+    out = table_outputs(tmp_path, "t")
+    table = aggregate(scores=paths, spec={**PARAMS, "bootstrap": 1000}, **out)
+    md = open(out["md"]).read()
     top = table.filter((pl.col("eval_dataset") == "a1") & (pl.col("metric") == "accuracy")).row(0, named=True)
     assert top["delta"] == pytest.approx(50.0) and top["p_value"] == 0.001 and top["n_boot"] == 1000
     assert "| < 0.001 |" in md and 'shown as "< 0.001"' in md
@@ -154,8 +164,7 @@ def test_two_base_models_are_never_pooled(tmp_path):
             open(p, "w").write(json.dumps(cell))
             paths.append(p)
     params = {**PARAMS, "datasets": {"a1": {"task": "A"}}}
-    out = {k: str(tmp_path / f"transfer.{k}") for k in ("parquet", "csv", "md")}
-    table = aggregate(paths, params, out["parquet"], out["csv"], out["md"], str(tmp_path / "m.json"))
+    table = aggregate(scores=paths, spec=params, **table_outputs(tmp_path))
     rows = {r["model"]: r for r in table.iter_rows(named=True)}
     assert set(rows) == {"m1", "m2"} and all(r["seeds"] == "0" for r in rows.values())
     assert rows["m1"]["delta"] == pytest.approx(50.0) and rows["m2"]["delta"] == pytest.approx(0.0)

@@ -19,7 +19,7 @@ def test_default_study_completes_with_tables_and_plots():
     table = pl.read_csv(results / "tables" / "transfer.csv")
     assert set(table["relation"]) == {"in-domain", "cross-domain", "cross-task"}
     assert table["base"].null_count() == 0 and table["finetuned"].null_count() == 0
-    from ftgen.plots import PLOTS
+    from ftgen.report import PLOTS
 
     for name in PLOTS:
         for ext in ("png", "pdf"):

@@ -2,16 +2,17 @@
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
-from test_aggregate import write_cell
+from test_aggregate import table_outputs, write_cell
 
 from ftgen import stats
-from ftgen.aggregate import aggregate
-from ftgen.ragreport import rag_report
-from ftgen.s3ftreport import s3ft_report
+from ftgen.report.rag import rag_report
+from ftgen.report.s3ft import s3ft_report
+from ftgen.report.transfer import aggregate
 
 PASSAGES, PER = 12, 4  # 12 gold passages, 4 questions about each
 
@@ -50,9 +51,9 @@ def rag_study(root, groups):
     recall.write_text(json.dumps({"corpus": "qa", "retriever": "bm25", "passages": PASSAGES, "questions": n,
                                   "recall@1": 50.0}))
     params = {"study": "t", "criteria": ["accuracy"], "score": "logprobs", "samples": 0, "bootstrap": 1000,
-              "datasets": {"qa": "qa"}}
-    out = [str(root / f"rag.{k}") for k in ("parquet", "csv", "md", "json")]
-    return rag_report(cells, [str(recall)], params, *out), open(out[2]).read()
+              "bootstrap_seed": 0, "datasets": {"qa": "qa"}}
+    out = table_outputs(root, "rag")
+    return rag_report(judged=cells, recall=[str(recall)], spec=params, **out), open(out["md"]).read()
 
 
 def test_rag_table_resamples_passages(tmp_path):
@@ -105,14 +106,15 @@ def s3ft_study(root, grouped):
             paths.append(eval_cell(root, tag, d, preds, gold, groups))
     params = {"study": "t", "datasets": {d: {"task": "A"} for d in ("t1", "g1", "g2")},
               "primary_metric": {"A": "accuracy"}, "labels": {}, "bootstrap": 1000, "bootstrap_seed": 0}
-    transfer = root / "transfer.parquet"
-    aggregate(paths, params, str(transfer), str(root / "t.csv"), str(root / "t.md"), str(root / "t.json"))
+    transfer = table_outputs(root)
+    aggregate(scores=paths, spec=params, **transfer)
     cards = root / "card.json"
     cards.write_text(json.dumps({"dataset": "t1", "self": 30, "paraphrase": 20, "gold": 10, "examples": 60}))
-    out = [str(root / f"s3ft.{k}") for k in ("csv", "md", "png", "pdf")]
-    table = s3ft_report(str(transfer), [str(cards)], {"study": "t", "general": ["g1", "g2"], "train_on": ["t1"]},
-                        *out, eval_dir=str(root))
-    return table, open(out[1]).read()
+    out = {k: str(root / f"s3ft.{k}") for k in ("csv", "md", "png", "pdf")}
+    predictions = [str(Path(p).with_name("predictions.jsonl")) for p in paths]
+    spec = {"study": "t", "general": ["g1", "g2"], "train_on": ["t1"], "bootstrap": 2000, "bootstrap_seed": 0}
+    table = s3ft_report(table=transfer["parquet"], cards=[str(cards)], predictions=predictions, spec=spec, **out)
+    return table, open(out["md"]).read()
 
 
 def mean_general(md, variant):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import ftgen.stats as stats
+from ftgen.report.tables import format_p
 from ftgen.stats import paired_bootstrap
 
 
@@ -123,9 +124,9 @@ def test_p_value_is_floored_at_one_over_b():
         res = paired_bootstrap(base + 5.0, base, n_boot=n_boot, seed=0)
         assert res.p_value == 1 / n_boot  # was 0.0: "no replicate crossed zero" is not p = 0
         assert res.p_raw == 0.0 and res.p_floored
-        assert stats.format_p(res.p_value, n_boot) == text
-    assert stats.format_p(0.0123, 1000) == "0.012" and stats.format_p(1.0, 1000) == "1.000"
-    assert stats.format_p(0.0004, 10000) == "0.0004"  # above this B's floor: a number
+        assert format_p(res.p_value, n_boot) == text
+    assert format_p(0.0123, 1000) == "0.012" and format_p(1.0, 1000) == "1.000"
+    assert format_p(0.0004, 10000) == "0.0004"  # above this B's floor: a number
     same = paired_bootstrap(base, base, n_boot=500)
     assert same.p_value == 1.0 and not same.p_floored
 

@@ -68,7 +68,7 @@ def test_smoke_dag_writes_tables_and_plots(smoke_run):
     wd = smoke_run
     for name in ("transfer.csv", "transfer.parquet", "transfer.md", "transfer.manifest.json"):
         assert (wd / R / "tables" / name).stat().st_size > 0
-    from ftgen.plots import PLOTS
+    from ftgen.report import PLOTS
 
     for name in PLOTS:
         for ext in ("png", "pdf"):

@@ -1,4 +1,5 @@
-"""Artifact hygiene: atomic writes (no half-written outputs) and per-artifact manifests."""
+"""Artifact hygiene: atomic writes (no half-written outputs), per-artifact manifests and checked
+reading back. Depends on no other ftgen module, so every layer (the planner included) can use it."""
 
 from __future__ import annotations
 
@@ -17,12 +18,19 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
 
-from .config import REPO_ROOT, config_hash
+# the checkout this package runs from (src/ftgen/ -> the repo): its git revision goes in manifests
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 TRACKED_PACKAGES = (
     "ftgen", "torch", "transformers", "peft", "accelerate", "datasets", "polars", "pyarrow",
     "snakemake", "deepspeed", "rouge-score", "sacrebleu", "gguf", "numpy",
 )
+
+
+def config_hash(obj: Any) -> str:
+    """Stable short hash of a JSON-serialisable config slice (key order does not matter)."""
+    blob = json.dumps(obj, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -40,9 +40,12 @@ def _text(example: dict) -> str:
 class DemoSelector:
     """Picks the demonstrations for each training example of one (dataset, variant)."""
 
-    def __init__(self, variant: str, pool: list[dict], train: list[dict], seed: int | None):
+    def __init__(self, variant: str, pool: list[dict], train: list[dict], seed: int | None = None):
+        """`seed` (finetune.demo_seed): what `random` draws with; the other selections need none."""
         self.selection, self.k = parse_variant(variant)
         self.pool, self.seed = pool, seed
+        if self.selection == "random" and seed is None:
+            raise VariantError(f"variant {variant!r} draws its demonstrations: give it a seed")
         if self.selection == "fixed" and self.k > len(pool):
             raise VariantError(f"variant {variant!r} needs {self.k} demonstrations; the few-shot pool has {len(pool)}")
         self.candidates = pool + train

@@ -26,26 +26,26 @@ def choose(scores: list[float]) -> tuple[int, bool]:
     return scores.index(best), scores.count(best) > 1
 
 
-def _option_pairs(tok, pp, fmt, test, demos, options, budget):
+def _option_pairs(tok, prompt_spec, fmt, test, demos, options, budget):
     """(context, option) token pairs per example: every option continues the same prompt."""
-    room = 1 + max(len(tok(continuation(pp, o), add_special_tokens=False)["input_ids"])
+    room = 1 + max(len(tok(continuation(prompt_spec, o), add_special_tokens=False)["input_ids"])
                    for opts in options for o in opts)
     pairs_by_ex, prompts, truncated = [], [], 0
     for ex, opts in zip(test, options):
-        enc = encode_example(tok, pp, fmt, ex, demos, None, budget=budget - room)
+        enc = encode_example(tok, prompt_spec, fmt, ex, demos, None, budget=budget - room)
         truncated += enc.truncated
         prompts.append(enc.prompt_text)
-        pairs = [encode_pair(tok, pp, enc.prompt_text, continuation(pp, o)) for o in opts]
+        pairs = [encode_pair(tok, prompt_spec, enc.prompt_text, continuation(prompt_spec, o)) for o in opts]
         pairs_by_ex.append([(ctx[-(budget - room):], cont) for ctx, cont in pairs])
     return pairs_by_ex, prompts, truncated
 
 
-def _partial_pairs(tok, pp, fmt, test, demos, options, budget):
+def _partial_pairs(tok, prompt_spec, fmt, test, demos, options, budget):
     """Partial scoring (Winogrande, as lm-eval scores it): the sentence up to its blank "_" with
     each option filled in is the context, the rest of the sentence is the one continuation scored.
     Plain text even for chat models: the blank's continuation must follow the sentence directly."""
-    pp = {**pp, "chat_template": False}
-    field = pp["inputs"][0]
+    prompt_spec = {**prompt_spec, "chat_template": False}
+    field = prompt_spec["inputs"][0]
     pairs_by_ex, prompts, truncated = [], [], 0
     for ex, opts in zip(test, options):
         sentence = ex["inputs"][field]
@@ -57,10 +57,10 @@ def _partial_pairs(tok, pp, fmt, test, demos, options, budget):
         pairs = []
         for o in opts:
             filled = {**ex, "inputs": {**ex["inputs"], field: sentence[:cut] + o}}
-            enc = encode_example(tok, pp, fmt, filled, demos, None, budget=budget - room)
+            enc = encode_example(tok, prompt_spec, fmt, filled, demos, None, budget=budget - room)
             truncated += enc.truncated
-            pairs.append(encode_pair(tok, pp, enc.prompt_text, rest))
-        prompts.append(render_body(pp, fmt, {**ex["inputs"], field: sentence[:cut]}))
+            pairs.append(encode_pair(tok, prompt_spec, enc.prompt_text, rest))
+        prompts.append(render_body(prompt_spec, fmt, {**ex["inputs"], field: sentence[:cut]}))
         pairs_by_ex.append(pairs)
     return pairs_by_ex, prompts, truncated
 
@@ -73,10 +73,10 @@ def evaluate_cell(*, model: Input, base: Input, examples: Input, spec: Json, pre
     set_threads(threads)
     device = default_device()
     bf16 = resolve_bf16(spec["bf16"], device)
-    pp, fmt, shots = spec["prompt"], spec["format"], spec["shots"]
+    prompt_spec, fmt, shots = spec["prompt"], spec["format"], spec["shots"]
     api = spec.get("api")  # an API model: no weights here, answers come from its endpoint
-    if api and pp["type"] != "generation":
-        raise ValueError(f"API model {api['name']!r} can only generate: {pp['task']!r} is scored by log-likelihood")
+    if api and prompt_spec["type"] != "generation":
+        raise ValueError(f"API model {api['name']!r} can only generate: {prompt_spec['task']!r} is scored by log-likelihood")
     if not api:
         tok = load_tokenizer(model)  # fine-tuned folders carry the tokenizer they were trained with
         lm = load_model(model, device=device, base_dir=base)
@@ -87,14 +87,14 @@ def evaluate_cell(*, model: Input, base: Input, examples: Input, spec: Json, pre
     if len(demos) < shots:
         raise ValueError(f"{examples}: {shots} shots requested, few-shot pool has {len(demos)}")
     start = time.time()
-    budget = pp["max_length"]
-    if pp["type"] in ("classification", "multiple_choice"):
+    budget = prompt_spec["max_length"]
+    if prompt_spec["type"] in ("classification", "multiple_choice"):
         # classification: the task's label set; multiple choice: each example's own options
-        options = [ex["references"] if pp["type"] == "multiple_choice" else pp["labels"] for ex in test]
-        if pp.get("scoring") == "partial":
-            pairs_by_ex, prompts, truncated = _partial_pairs(tok, pp, fmt, test, demos, options, budget)
+        options = [ex["references"] if prompt_spec["type"] == "multiple_choice" else prompt_spec["labels"] for ex in test]
+        if prompt_spec.get("scoring") == "partial":
+            pairs_by_ex, prompts, truncated = _partial_pairs(tok, prompt_spec, fmt, test, demos, options, budget)
         else:
-            pairs_by_ex, prompts, truncated = _option_pairs(tok, pp, fmt, test, demos, options, budget)
+            pairs_by_ex, prompts, truncated = _option_pairs(tok, prompt_spec, fmt, test, demos, options, budget)
         same_context = all(ctx == ex_pairs[0][0] for ex_pairs in pairs_by_ex for ctx, _ in ex_pairs)
         if same_context:
             # the usual case: every option continues the same context -> encode each context once
@@ -120,23 +120,23 @@ def evaluate_cell(*, model: Input, base: Input, examples: Input, spec: Json, pre
     elif api:  # the prompt body is the user message; the endpoint applies its own chat template
         from .judge import api_generate
 
-        prompts = [with_demos(pp, fmt, render_body(pp, fmt, ex["inputs"]), demos) for ex in test]
+        prompts = [with_demos(prompt_spec, fmt, render_body(prompt_spec, fmt, ex["inputs"]), demos) for ex in test]
         truncated = 0
-        answers = api_generate(api, prompts, pp["max_new_tokens"], pp.get("stop", "\n\n"), log=log)
+        answers = api_generate(api, prompts, prompt_spec["max_new_tokens"], prompt_spec.get("stop", "\n\n"), log=log)
         details, norm_predictions, ties = [{} for _ in test], None, None
     else:
-        encoded = [encode_example(tok, pp, fmt, ex, demos, None, budget=budget - pp["max_new_tokens"]) for ex in test]
+        encoded = [encode_example(tok, prompt_spec, fmt, ex, demos, None, budget=budget - prompt_spec["max_new_tokens"]) for ex in test]
         truncated = sum(e.truncated for e in encoded)
         prompts = [e.prompt_text for e in encoded]
-        answers = greedy_generate(lm, tok, [e.prompt_ids for e in encoded], pp["max_new_tokens"],
-                                  spec["batch_size"], bf16, stop=pp.get("stop", "\n\n"))
+        answers = greedy_generate(lm, tok, [e.prompt_ids for e in encoded], prompt_spec["max_new_tokens"],
+                                  spec["batch_size"], bf16, stop=prompt_spec.get("stop", "\n\n"))
         details, norm_predictions, ties = [{} for _ in test], None, None
     wall = time.time() - start
     # multiple choice is scored against the correct option (its references are all the options)
-    refs = [[ex["label"]] if pp["type"] == "multiple_choice" else ex["references"] for ex in test]
-    corpus, per = score(spec["metrics"], answers, refs, pp.get("labels"), inputs=[ex["inputs"] for ex in test],
+    refs = [[ex["label"]] if prompt_spec["type"] == "multiple_choice" else ex["references"] for ex in test]
+    corpus, per = score(spec["metrics"], answers, refs, prompt_spec.get("labels"), inputs=[ex["inputs"] for ex in test],
                         options=spec.get("metric_options"))
-    if norm_predictions is not None and pp.get("scoring") != "partial":
+    if norm_predictions is not None and prompt_spec.get("scoring") != "partial":
         for row, pred, ref in zip(per, norm_predictions, refs):
             row["acc_norm"] = 100.0 * (pred == ref[0])
         corpus["acc_norm"] = sum(row["acc_norm"] for row in per) / max(1, len(per))

@@ -148,10 +148,10 @@ def option_loglikelihoods(model, pad_id: int, contexts: list[list[int]], options
             idx = order[start:start + batch_size]
             ids, mask, positions, cache = prefix.batch([contexts[i] for i in idx], pad_id, device)
             with autocast(bf16, device):
-                res = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                step_out = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
                             use_cache=True, logits_to_keep=1)
-            first = torch.log_softmax(res.logits[:, -1].float(), dim=-1)  # predicts each option's first token
-            cache, next_pos = res.past_key_values, positions[:, -1:] + 1
+            first = torch.log_softmax(step_out.logits[:, -1].float(), dim=-1)  # predicts each option's first token
+            cache, next_pos = step_out.past_key_values, positions[:, -1:] + 1
             pairs = [(r, k) for r, i in enumerate(idx) for k in range(len(options[i]))]
             for r, k in pairs:
                 out[idx[r]][k] = float(first[r, options[idx[r]][k][0]])

@@ -24,39 +24,39 @@ def say_labels(labels: list[str]) -> str:
     return labels[0] if len(labels) == 1 else f"{', '.join(labels[:-1])} or {labels[-1]}"
 
 
-def render_body(pp: dict, fmt: int, inputs: dict) -> str:
+def render_body(prompt_spec: dict, fmt: int, inputs: dict) -> str:
     """The template filled with the example's inputs; `{labels}` names the labels this dataset is
     scored on (RTE's two inside NLI's three), so the prompt never offers an unscored label."""
-    template = pp["prompts"][str(fmt)]
+    template = prompt_spec["prompts"][str(fmt)]
     if "{labels}" in template:
-        return template.format(**inputs, labels=say_labels(pp["labels"]))
+        return template.format(**inputs, labels=say_labels(prompt_spec["labels"]))
     return template.format(**inputs)
 
 
-def target_of(pp: dict, example: dict) -> str:
-    return example["label"] if pp["type"] in ("classification", "multiple_choice") else example["references"][0]
+def target_of(prompt_spec: dict, example: dict) -> str:
+    return example["label"] if prompt_spec["type"] in ("classification", "multiple_choice") else example["references"][0]
 
 
-def with_demos(pp: dict, fmt: int, body: str, demos: list[dict]) -> str:
-    shots = "".join(f"{render_body(pp, fmt, d['inputs'])} {target_of(pp, d)}\n\n" for d in demos)
+def with_demos(prompt_spec: dict, fmt: int, body: str, demos: list[dict]) -> str:
+    shots = "".join(f"{render_body(prompt_spec, fmt, d['inputs'])} {target_of(prompt_spec, d)}\n\n" for d in demos)
     return shots + body
 
 
-def wrap(tok, pp: dict, body: str) -> str:
+def wrap(tok, prompt_spec: dict, body: str) -> str:
     """The full prompt string up to where the answer starts."""
-    if pp["chat_template"]:
+    if prompt_spec["chat_template"]:
         return tok.apply_chat_template([{"role": "user", "content": body}], tokenize=False,
                                        add_generation_prompt=True)
     return body
 
 
-def continuation(pp: dict, answer: str) -> str:
-    return answer if pp["chat_template"] else " " + answer
+def continuation(prompt_spec: dict, answer: str) -> str:
+    return answer if prompt_spec["chat_template"] else " " + answer
 
 
-def encode_pair(tok, pp: dict, prompt: str, cont: str) -> tuple[list[int], list[int]]:
+def encode_pair(tok, prompt_spec: dict, prompt: str, cont: str) -> tuple[list[int], list[int]]:
     """lm-eval's split: encode(prompt + cont) cut at len(encode(prompt)), so merges match."""
-    special = not pp["chat_template"]  # a chat template already carries its special tokens
+    special = not prompt_spec["chat_template"]  # a chat template already carries its special tokens
     whole = tok(prompt + cont, add_special_tokens=special)["input_ids"]
     ctx = tok(prompt, add_special_tokens=special)["input_ids"]
     return whole[: len(ctx)], whole[len(ctx):]
@@ -71,7 +71,7 @@ def _cap(lengths: list[int], need: int) -> int:
     return lo
 
 
-def encode_example(tok, pp: dict, fmt: int, example: dict, demos: list[dict], answer: str | None,
+def encode_example(tok, prompt_spec: dict, fmt: int, example: dict, demos: list[dict], answer: str | None,
                    budget: int) -> Encoded:
     """Encode prompt (+ answer) within `budget` tokens, shortening inputs, never the answer.
 
@@ -84,9 +84,9 @@ def encode_example(tok, pp: dict, fmt: int, example: dict, demos: list[dict], an
     slots = [(f, k) for f in [inputs] + [d["inputs"] for d in demos] for k in f]
     truncated = False
     for _ in range(8):
-        prompt = wrap(tok, pp, with_demos(pp, fmt, render_body(pp, fmt, inputs), demos))
-        p_ids, t_ids = encode_pair(tok, pp, prompt, continuation(pp, answer)) if answer is not None else (
-            tok(prompt, add_special_tokens=not pp["chat_template"])["input_ids"], [])
+        prompt = wrap(tok, prompt_spec, with_demos(prompt_spec, fmt, render_body(prompt_spec, fmt, inputs), demos))
+        p_ids, t_ids = encode_pair(tok, prompt_spec, prompt, continuation(prompt_spec, answer)) if answer is not None else (
+            tok(prompt, add_special_tokens=not prompt_spec["chat_template"])["input_ids"], [])
         overflow = len(p_ids) + len(t_ids) - budget
         if overflow <= 0:
             return Encoded(p_ids, t_ids, truncated, prompt)

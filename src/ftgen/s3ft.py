@@ -88,7 +88,7 @@ def build_s3ft_dataset(*, model: Input, examples: Input, self_answers: Input, sp
     with open(self_answers, encoding="utf-8") as fh:
         own = {r["id"]: r["prediction"] for r in map(json.loads, fh)}
     judge = accepts(spec["judge"]["metric"], float(spec["judge"]["threshold"]))
-    pp = spec["prompt"]
+    prompt_spec = spec["prompt"]
     tok = lm = None
     paraphrase_rows = []
 
@@ -98,14 +98,14 @@ def build_s3ft_dataset(*, model: Input, examples: Input, self_answers: Input, sp
         bf16 = resolve_bf16(spec["bf16"], default_device())
         prompts = []
         for ex in batch:
-            request = spec["paraphrase_prompt"].format(task=render_body(pp, spec["format"], ex["inputs"]),
+            request = spec["paraphrase_prompt"].format(task=render_body(prompt_spec, spec["format"], ex["inputs"]),
                                                          gold=ex["references"][0])
             fake = {**ex, "inputs": {"request": request}}
-            pp_request = {**pp, "prompts": {"0": "{request}"}, "inputs": ["request"]}
+            pp_request = {**prompt_spec, "prompts": {"0": "{request}"}, "inputs": ["request"]}
             prompts.append(encode_example(tok, pp_request, 0, fake, [], None,
-                                          budget=pp["max_length"] - pp["max_new_tokens"]).prompt_ids)
-        texts = greedy_generate(lm, tok, prompts, pp["max_new_tokens"], spec["batch_size"], bf16,
-                                stop=pp.get("stop", "\n\n"), desc="paraphrasing")
+                                          budget=prompt_spec["max_length"] - prompt_spec["max_new_tokens"]).prompt_ids)
+        texts = greedy_generate(lm, tok, prompts, prompt_spec["max_new_tokens"], spec["batch_size"], bf16,
+                                stop=prompt_spec.get("stop", "\n\n"), desc="paraphrasing")
         paraphrase_rows.extend({"id": ex["id"], "paraphrase": t} for ex, t in zip(batch, texts))
         return texts
 

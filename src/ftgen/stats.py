@@ -9,9 +9,9 @@ them one by one understates the variance (CIs too narrow, p-values too small), s
 resampling unit whenever the eval set has groups (a cluster bootstrap). Without groups every
 example is its own group, which is exactly the plain example bootstrap.
 
-A bootstrap with B replicates cannot show a p-value below 1/B: the reported p is max(p, 1/B),
-printed "< 1/B". Tables with many cells add Holm (FWER) and Benjamini-Hochberg (FDR) adjusted
-p-values within a stated family.
+A bootstrap with B replicates cannot show a p-value below 1/B: the reported p is max(p, 1/B)
+(the report tables print it "< 1/B": ftgen.report.tables.format_p). Tables with many cells add
+Holm (FWER) and Benjamini-Hochberg (FDR) adjusted p-values within a stated family.
 """
 
 from __future__ import annotations
@@ -215,14 +215,3 @@ def adjust_within(p: Sequence[float | None], families: Sequence[Hashable | None]
         sel = np.array([k == fam for k in families])
         h[sel], f[sel] = holm(p[sel]), bh(p[sel])
     return h, f
-
-
-def format_p(p: float | None, n_boot: int | None = None) -> str:
-    """'< 1/B' (as a number: B=1000 -> '< 0.001') when p is at the bootstrap's floor, else p."""
-    if p is None or np.isnan(p):
-        return ""
-    if n_boot and p <= 1 / n_boot * (1 + 1e-9):
-        return "< " + np.format_float_positional(1 / n_boot, precision=2, fractional=False, trim="-")
-    if p >= 0.001:
-        return f"{p:.3f}"
-    return np.format_float_positional(p, precision=2, fractional=False, trim="-")

@@ -18,8 +18,8 @@ from .prompts import encode_example, target_of
 from .step import Input, Json, Output
 
 
-def encode_for_training(tok, pp: dict, fmt: int, example: dict, demos: list[dict]) -> dict:
-    enc = encode_example(tok, pp, fmt, example, demos, target_of(pp, example), budget=pp["max_length"] - 1)
+def encode_for_training(tok, prompt_spec: dict, fmt: int, example: dict, demos: list[dict]) -> dict:
+    enc = encode_example(tok, prompt_spec, fmt, example, demos, target_of(prompt_spec, example), budget=prompt_spec["max_length"] - 1)
     target = enc.target_ids + [tok.eos_token_id]
     return {
         "input_ids": enc.prompt_ids + target,
@@ -33,16 +33,16 @@ def tokenize_dataset(*, model: Input, examples: Input, spec: Json, tokenized: Ou
     from datasets import Dataset, DatasetDict
 
     tok = load_tokenizer(model)
-    pp, fmt = spec["prompt"], spec["format"]
+    prompt_spec, fmt = spec["prompt"], spec["format"]
     train = load_examples(examples, "train")
-    select = DemoSelector(spec["variant"], load_examples(examples, "fewshot"), train, spec.get("demo_seed"))  # only fticl variants draw demonstrations
+    select = DemoSelector(spec["variant"], load_examples(examples, "fewshot"), train, spec.get("demo_seed"))  # params carry it for fticl variants only
     splits, stats, used = {}, {}, {}
     for split in ("train", "dev"):
         rows = []
         for ex in train if split == "train" else load_examples(examples, split):
             demos = select(ex)
             used[ex["id"]] = [d["id"] for d in demos]
-            rows.append(encode_for_training(tok, pp, fmt, ex, demos))
+            rows.append(encode_for_training(tok, prompt_spec, fmt, ex, demos))
         if rows:  # an empty dev split is simply absent
             splits[split] = Dataset.from_list(rows)
         lengths = [len(r["input_ids"]) for r in rows]

@@ -11,6 +11,7 @@ if SRC not in sys.path:  # once per study when workflow/studies.smk imports seve
     sys.path.insert(0, SRC)
 shell.prefix(f"export PYTHONPATH={shlex.quote(SRC)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
+from ftgen.report import PLOTS  # noqa: E402
 from ftgen.study import FineTune, Study, load_yaml, wildcard_constraints  # noqa: E402
 
 # Snakemake parses the config files itself and keeps the last of a key written twice: the strict
@@ -111,16 +112,6 @@ def finetune_of(wildcards):
 def all_judged():
     """Judge summaries of every RAG eval cell (their folders hold predictions + judgements)."""
     return STUDY.cell_paths(PATHS.judge_summary, set(STUDY.rag_datasets))
-
-
-PLOTS = [
-    "delta_heatmap",
-    "delta_by_relation",
-    "delta_by_domain",
-    "score_vs_shots",
-    "format_sensitivity",
-    "score_vs_size",
-]
 
 
 def cell_files():

@@ -1,4 +1,4 @@
-"""Aggregate rule: every eval cell -> the transfer table (fine-tuned vs base, per metric).
+"""Aggregate step: every eval cell -> the transfer table (fine-tuned vs base, per metric).
 
 One row per (fine-tune without its seed, eval dataset, prompt format, shots, metric) with the
 base score, the fine-tuned score (mean over seeds), the delta, 95 % bootstrap CIs and bootstrap
@@ -17,15 +17,19 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from .artifacts import atomic_file, damaged, manifest, read_json_artifact, read_jsonl_artifact, write_json
-from .config import FineTune
-from .metrics import bleu_from_stats, bleu_stats, macro_f1
-from .stats import adjust_within, format_p, paired_bootstrap
+from ..artifacts import damaged, read_json_artifact, read_jsonl_artifact, write_json
+from ..artifacts import manifest as artifact_manifest
+from ..study import BASE, FineTune
+from ..metrics import bleu_from_stats, bleu_stats, macro_f1
+from ..stats import adjust_within, paired_bootstrap
+from ..step import Inputs, Json, Output
+from .tables import FAMILY_NOTE, mean_se, p_column, p_floor, to_markdown, units_note, write_markdown, write_table
 
 CORPUS_METRICS = ("bleu", "macro_f1")
 
 
 def relation(train_dataset: str, train_task: str, eval_dataset: str, eval_task: str) -> str:
+    """How far the eval set is from the training set: in-domain, cross-domain (same task) or cross-task."""
     if train_dataset == eval_dataset:
         return "in-domain"
     return "cross-domain" if train_task == eval_task else "cross-task"
@@ -53,16 +57,23 @@ def load_predictions(path: str | Path, metrics: list[str] | tuple[str, ...] = ()
     return sorted(rows, key=lambda r: r["id"])
 
 
+def read_scores(scores_path: str | Path) -> dict:
+    """An eval cell's scores.json, checked: its `cell` names the model tag, dataset, format and shots
+    and `scores` is an object, else an ArtifactError naming it and how to rebuild it."""
+    res = read_json_artifact(scores_path, ("cell", "scores", "n"))
+    if not isinstance(res["cell"], dict) or not {"model_tag", "dataset", "format", "shots"} <= set(res["cell"]):
+        raise damaged(scores_path, "'cell' does not name model_tag, dataset, format and shots")
+    if not isinstance(res["scores"], dict):
+        raise damaged(scores_path, "'scores' is not an object")
+    return res
+
+
 def load_cell(scores_path: str) -> dict:
     """scores.json + the predictions.jsonl next to it, rows sorted by example id; both checked
     (they parse, keys present, one prediction per scored example), else an ArtifactError naming
     the broken file and how to rebuild it."""
-    res = read_json_artifact(scores_path, ("cell", "scores", "n"))
-    cell, scores = res["cell"], res["scores"]
-    if not isinstance(cell, dict) or not {"model_tag", "dataset", "format", "shots"} <= set(cell):
-        raise damaged(scores_path, "'cell' does not name model_tag, dataset, format and shots")
-    if not isinstance(scores, dict):
-        raise damaged(scores_path, "'scores' is not an object")
+    res = read_scores(scores_path)
+    scores = res["scores"]
     predictions = Path(scores_path).with_name("predictions.jsonl")
     res["rows"] = load_predictions(predictions, [m for m in scores if m not in CORPUS_METRICS], PREDICTION_KEYS)
     if len(res["rows"]) != res["n"]:
@@ -92,6 +103,7 @@ def example_groups(cells: list[dict]) -> list[str]:
 
 
 def compare(ft_cells: list[dict], base: dict, metric: str, labels: list[str], n_boot: int, seed: int):
+    """Paired bootstrap of one metric: the fine-tune's seeds (`ft_cells`) vs the base cell on the same examples."""
     ids = [r["id"] for r in base["rows"]]
     for cell in ft_cells:
         if [r["id"] for r in cell["rows"]] != ids:
@@ -109,18 +121,19 @@ def compare(ft_cells: list[dict], base: dict, metric: str, labels: list[str], n_
     return paired_bootstrap(ft, b, n_boot=n_boot, seed=seed, groups=groups)
 
 
-def transfer_table(cells: list[dict], params: dict) -> pl.DataFrame:
-    tasks = {d: v["task"] for d, v in params["datasets"].items()}
-    labels = params.get("labels", {})
-    primary = params["primary_metric"]
-    n_boot, seed = params.get("bootstrap", 1000), params.get("bootstrap_seed", 0)
+def transfer_table(cells: list[dict], spec: dict) -> pl.DataFrame:
+    """One row per (model, fine-tune without its seed, eval cell, metric): base vs fine-tuned."""
+    tasks = {d: v["task"] for d, v in spec["datasets"].items()}
+    labels = spec["labels"]
+    primary = spec["primary_metric"]
+    n_boot, seed = spec["bootstrap"], spec["bootstrap_seed"]
     base, groups = {}, defaultdict(list)
     for res in cells:
         c = res["cell"]
         # several base models in one study (the RAG study's generators): each is its own baseline,
         # and fine-tunes of different models are never pooled as if they were seeds
         key = (c.get("model") or "", c["dataset"], c["format"], c["shots"])
-        if c["model_tag"] == "base":
+        if c["model_tag"] == BASE:
             base[key] = res
         else:
             ft = FineTune.parse(c["model_tag"])
@@ -135,8 +148,9 @@ def transfer_table(cells: list[dict], params: dict) -> pl.DataFrame:
         for metric in b["scores"]:
             est = compare(ft_cells, b, metric, labels.get(eval_ds) or [], n_boot, seed)
             rows.append({
-                "model": model, "train_dataset": train, "train_task": tasks[train], "variant": variant, "train_format": tfmt,
-                "train_size": size, "seeds": ",".join(str(s) for s, _ in seeded), "eval_dataset": eval_ds,
+                "model": model, "train_dataset": train, "train_task": tasks[train], "variant": variant,
+                "train_format": tfmt, "train_size": size, "seeds": ",".join(str(s) for s, _ in seeded),
+                "eval_dataset": eval_ds,
                 "eval_task": tasks[eval_ds], "relation": relation(train, tasks[train], eval_ds, tasks[eval_ds]),
                 "format": fmt, "shots": shots, "metric": metric, "primary": metric == primary[tasks[eval_ds]],
                 "n": len(b["rows"]), "n_groups": est.n_groups, "resampling_unit": est.resampling_unit,
@@ -155,44 +169,6 @@ def transfer_table(cells: list[dict], params: dict) -> pl.DataFrame:
                                     "eval_dataset", "format", "shots", "metric"])
 
 
-FAMILY_NOTE = ("p_holm / p_bh: Holm (family-wise error) and Benjamini-Hochberg (false discovery rate) adjusted p, "
-               "from the floored p (so conservative)")
-
-
-def units_note(table: pl.DataFrame, by: str) -> str:
-    """'a1: group (n_groups=20); a2: example': the bootstrap's resampling unit per eval dataset
-    (a range of n_groups where rows drop different items)."""
-    kinds = table.drop_nulls("resampling_unit").with_columns(
-        kind=pl.col("resampling_unit").str.extract(r"^(\w+)")).group_by(by, "kind").agg(
-        lo=pl.col("n_groups").min(), hi=pl.col("n_groups").max()).sort(by, "kind")
-    return "; ".join(f"{d}: example" if k == "example" else f"{d}: {k} (n_groups={lo}{'' if lo == hi else f'-{hi}'})"
-                     for d, k, lo, hi in kinds.iter_rows())
-
-
-def mean_se(col: str, nd: int = 1, ci: bool = True) -> pl.Expr:
-    """`mean ± se [lo, hi]` text (`mean [lo, hi]` where a table has no SE, e.g. an older one)."""
-    parts = [pl.col(col).round(nd), pl.lit(" ± "), pl.col(f"{col}_se").round(nd)]
-    tail = [pl.lit(" ["), pl.col(f"{col}_lo").round(nd), pl.lit(", "), pl.col(f"{col}_hi").round(nd), pl.lit("]")]
-    with_se = pl.concat_str(parts + (tail if ci else []))
-    without = pl.concat_str(parts[:1] + (tail if ci else []))
-    return pl.when(pl.col(f"{col}_se").is_null()).then(without).otherwise(with_se).alias(col)
-
-
-def p_column(table: pl.DataFrame, col: str = "p_value", floor: bool = True) -> pl.Series:
-    """p as text: '< 1/B' (as a number) at the bootstrap's floor; adjusted p as plain numbers."""
-    boots = table["n_boot"] if floor and "n_boot" in table.columns else [None] * table.height
-    return pl.Series(col, [format_p(p, b) for p, b in zip(table[col], boots)], dtype=pl.String)
-
-
-def to_markdown(df: pl.DataFrame, floats: int = 2) -> str:
-    def fmt(v):
-        return f"{v:.{floats}f}" if isinstance(v, float) else str(v)
-
-    lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
-    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.iter_rows()]
-    return "\n".join(lines) + "\n"
-
-
 def markdown_view(table: pl.DataFrame) -> pl.DataFrame:
     """Primary metric only; every score as `mean ± se [lo, hi]`, p as text ('< 0.001' at 1/B)."""
     view = table.filter("primary")
@@ -202,26 +178,24 @@ def markdown_view(table: pl.DataFrame) -> pl.DataFrame:
     ).with_columns(p_column(view), p_column(view, "p_holm", floor=False), p_column(view, "p_bh", floor=False))
 
 
-def aggregate(score_paths: list[str], params: dict, out_parquet: str, out_csv: str, out_md: str,
-              out_manifest: str) -> pl.DataFrame:
-    table = transfer_table([load_cell(p) for p in score_paths], params)
-    with atomic_file(out_parquet, "wb") as fh:
-        table.write_parquet(fh)
-    with atomic_file(out_csv) as fh:
-        table.write_csv(fh)
-    with atomic_file(out_md) as fh:
-        primary = table.filter("primary")
-        n_boot = params.get("bootstrap", 1000)
-        fh.write(f"# Transfer table — study `{params['study']}`\n\n"
-                 "Primary metric per task (all metrics in transfer.csv); mean ± SE [95 % percentile CI] from a "
-                 f"paired bootstrap with B = {n_boot} replicates over test examples (and seeds); SE = the SD of the "
-                 "bootstrap replicates. Resampling unit: whole groups of examples that share a context / premise / "
-                 "passage where the eval set has them (cluster bootstrap), else single examples; per eval dataset: "
-                 f"{units_note(primary, 'eval_dataset')}. p: paired bootstrap, fine-tuned vs base, two-sided; "
-                 f"below 1/B it is shown as \"< {format_p(1 / n_boot, n_boot)[2:]}\". {FAMILY_NOTE}; "
-                 f"family = all rows of the primary metric in this table ({primary.height} tests; in transfer.csv "
-                 "each other metric is adjusted as its own family).\n\n")
-        fh.write(to_markdown(markdown_view(table)))
-    inputs = {Path(p).parent.as_posix(): p for p in score_paths}
-    write_json(out_manifest, manifest("table", params, inputs=inputs, seed=params.get("bootstrap_seed", 0)))
+def aggregate(*, scores: Inputs, spec: Json, parquet: Output, csv: Output, md: Output, manifest: Output
+              ) -> pl.DataFrame:
+    """The transfer table of every eval cell (`scores`: their scores.json files) as Parquet, CSV and
+    a markdown view of the primary metric, with the table's manifest."""
+    table = transfer_table([load_cell(p) for p in scores], spec)
+    write_table(table, parquet=parquet, csv=csv)
+    primary = table.filter("primary")
+    n_boot = spec["bootstrap"]
+    write_markdown(md, (
+        f"# Transfer table — study `{spec['study']}`\n\n"
+        "Primary metric per task (all metrics in transfer.csv); mean ± SE [95 % percentile CI] from a "
+        f"paired bootstrap with B = {n_boot} replicates over test examples (and seeds); SE = the SD of the "
+        "bootstrap replicates. Resampling unit: whole groups of examples that share a context / premise / "
+        "passage where the eval set has them (cluster bootstrap), else single examples; per eval dataset: "
+        f"{units_note(primary, 'eval_dataset')}. p: paired bootstrap, fine-tuned vs base, two-sided; "
+        f"below 1/B it is shown as \"{p_floor(n_boot)}\". {FAMILY_NOTE}; "
+        f"family = all rows of the primary metric in this table ({primary.height} tests; in transfer.csv "
+        "each other metric is adjusted as its own family).\n\n") + to_markdown(markdown_view(table)))
+    inputs = {Path(p).parent.as_posix(): p for p in scores}
+    write_json(manifest, artifact_manifest("table", spec, inputs=inputs, seed=spec["bootstrap_seed"]))
     return table

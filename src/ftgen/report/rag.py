@@ -1,4 +1,4 @@
-"""RAG study tables and the score-vs-training-size plot (Barnett & Brannelly 2024's figure).
+"""RAG report step: the RAG study's tables and its score-vs-training-size plot (Barnett & Brannelly 2024's figure).
 
 One row per (generator, domain, training size, metric): the judge's accuracy and completeness
 (1-5) and exact match / token F1 (0-100), each mean ± bootstrap SE [95 % CI] over the judged items,
@@ -18,10 +18,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from .aggregate import FAMILY_NOTE, load_predictions, mean_se, p_column, to_markdown, units_note
-from .artifacts import atomic_file, damaged, manifest, read_json_artifact, read_jsonl_artifact, write_json
-from .config import FineTune
-from .stats import adjust_within, format_p, paired_bootstrap
+from ..artifacts import damaged, read_json_artifact, read_jsonl_artifact, write_json
+from ..artifacts import manifest as artifact_manifest
+from ..study import BASE, FineTune
+from ..stats import adjust_within, paired_bootstrap
+from ..step import Input, Inputs, Json, Output, Texts
+from .tables import FAMILY_NOTE, mean_se, p_column, p_floor, to_markdown, units_note, write_markdown, write_table
+from .transfer import load_predictions
 
 REFERENCE_METRICS = ("exact_match", "token_f1")
 
@@ -68,6 +71,7 @@ def load_judged_cell(judge_json: str, criteria: list[str], with_samples: bool) -
 
 def _estimate(ft: dict[str, float | None], base: dict[str, float | None], n_boot: int, seed: int,
               groups: dict[str, str] | None = None) -> dict:
+    """One metric of one cell: its score (items it has) and, vs the base, the paired delta and p."""
     groups = groups or {}
     ids = sorted(ft)
     have = [i for i in ids if ft[i] is not None]
@@ -89,28 +93,29 @@ def _estimate(ft: dict[str, float | None], base: dict[str, float | None], n_boot
     return out
 
 
-def rag_table(cells: list[dict], params: dict) -> pl.DataFrame:
-    n_boot, seed = params.get("bootstrap", 1000), params.get("bootstrap_seed", 0)
-    base = {(c["cell"]["model"], c["cell"]["dataset"]): c for c in cells if c["cell"]["model_tag"] == "base"}
+def rag_table(cells: list[dict], spec: dict) -> pl.DataFrame:
+    """One row per (generator, domain, fine-tune, metric): score, and delta vs that generator's base."""
+    n_boot, seed = spec["bootstrap"], spec["bootstrap_seed"]
+    base = {(c["cell"]["model"], c["cell"]["dataset"]): c for c in cells if c["cell"]["model_tag"] == BASE}
     rows = []
     for c in cells:
         model, dataset, tag = c["cell"]["model"], c["cell"]["dataset"], c["cell"]["model_tag"]
         b = base.get((model, dataset))
         if b is None:
             raise ValueError(f"no base-model judgements for {model} on {dataset}")
-        size = 0 if tag == "base" else FineTune.parse(tag).size
+        size = 0 if tag == BASE else FineTune.parse(tag).size
         crit = c["summary"]["criteria"]
         counts = c["summary"]["counts"]
         groups = {**b.get("groups", {}), **c.get("groups", {})}
         for metric, vals in c["values"].items():
             est = _estimate(vals, b["values"][metric], n_boot, seed, groups)
-            if tag == "base" and est.get("score") is not None:
+            if tag == BASE and est.get("score") is not None:
                 est.update(base=est["score"], base_se=est["score_se"], delta=0.0, delta_lo=0.0, delta_hi=0.0,
                            delta_se=0.0, p_value=1.0)
             name = metric.removesuffix("_samples")
             judged = name in crit
             rows.append({
-                "model": model, "dataset": dataset, "corpus": params["datasets"].get(dataset, dataset),
+                "model": model, "dataset": dataset, "corpus": spec["datasets"].get(dataset, dataset),
                 "model_tag": tag, "train_size": size, "metric": metric,
                 "scale": "1-5" if judged else "0-100",
                 **{k: est.get(k) for k in ("n", "missing", "n_groups", "resampling_unit", "score", "score_lo",
@@ -145,8 +150,9 @@ def correlations(cells: list[dict], criteria: list[str]) -> pl.DataFrame:
                          **{m: c["values"][m].get(i) for m in [*criteria, *REFERENCE_METRICS]}})
     items = pl.DataFrame(rows, infer_schema_length=None)
     out = []
-    groups = [("all", "all", items)] + [(m, d, g) for (m, d), g in items.group_by("model", "dataset", maintain_order=True)]
-    for model, dataset, g in groups:
+    pools = [("all", "all", items)] + [(m, d, g) for (m, d), g in items.group_by("model", "dataset",
+                                                                                  maintain_order=True)]
+    for model, dataset, g in pools:
         for crit in criteria:
             for ref in REFERENCE_METRICS:
                 pair = g.select(crit, ref).drop_nulls()
@@ -157,6 +163,7 @@ def correlations(cells: list[dict], criteria: list[str]) -> pl.DataFrame:
 
 
 def retrieval_table(recall_files: list[str]) -> pl.DataFrame:
+    """recall@k of each (corpus, retriever), one row each."""
     rows = [{k: v for k, v in read_json_artifact(p, ("corpus", "retriever", "passages", "questions")).items()
              if k != "manifest"} for p in recall_files]
     table = pl.DataFrame(rows).sort("corpus", "retriever")
@@ -173,66 +180,68 @@ def markdown_view(table: pl.DataFrame) -> pl.DataFrame:
     ).with_columns(p_column(table), p_column(table, "p_holm", floor=False), p_column(table, "p_bh", floor=False))
 
 
-def rag_report(judge_files: list[str], recall_files: list[str], params: dict, out_parquet: str, out_csv: str,
-               out_md: str, out_manifest: str) -> pl.DataFrame:
-    criteria = params["criteria"]
-    with_samples = params["score"] == "logprobs" and int(params.get("samples", 0)) > 0
-    cells = [load_judged_cell(p, criteria, with_samples) for p in judge_files]
-    table = rag_table(cells, params)
+def rag_report(*, judged: Inputs, recall: Inputs, spec: Json, parquet: Output, csv: Output, md: Output,
+               manifest: Output) -> pl.DataFrame:
+    """The RAG table of every judged cell (`judged`: their judge.json files) as Parquet, CSV and a
+    markdown report with the judge's robustness, each retriever's recall (`recall`: recall.json
+    files) and the judge-vs-reference correlations; with the table's manifest."""
+    criteria = spec["criteria"]
+    with_samples = spec["score"] == "logprobs" and int(spec["samples"]) > 0
+    cells = [load_judged_cell(p, criteria, with_samples) for p in judged]
+    table = rag_table(cells, spec)
     corr = correlations(cells, criteria)
-    retrieval = retrieval_table(recall_files)
-    with atomic_file(out_parquet, "wb") as fh:
-        table.write_parquet(fh)
-    with atomic_file(out_csv) as fh:
-        table.write_csv(fh)
+    retrieval = retrieval_table(recall)
+    write_table(table, parquet=parquet, csv=csv)
     counts = defaultdict(int)
     for c in cells:
         for k in ("requests", "cache_hits", "transport_retries", "parse_retries", "unavailable"):
             counts[k] += c["summary"]["counts"][k]
     judges = sorted({c["summary"]["judge"] for c in cells})
-    n_boot = params.get("bootstrap", 1000)
-    with atomic_file(out_md) as fh:
-        fh.write(f"# RAG study `{params['study']}`: judge and reference scores\n\n"
-                 f"Judge: {', '.join(judges)}; table score = `{params['score']}`"
-                 f"{' (logprob-weighted, G-Eval)' if params['score'] == 'logprobs' else ' (mean of sampled judgements)'}. "
-                 "Judge metrics on 1-5, EM / token F1 on 0-100; mean ± SE [95 % percentile CI] over judged items "
-                 f"from a bootstrap with B = {n_boot} replicates, SE = the SD of the bootstrap replicates; delta "
-                 "vs the base model in the same RAG pipeline (paired bootstrap over items both have). Resampling "
-                 "unit: the questions about one gold passage together (cluster bootstrap) where predictions name "
-                 f"it, else single items; per domain: {units_note(table, 'dataset')}. p: two-sided, below 1/B "
-                 f"shown as \"< {format_p(1 / n_boot, n_boot)[2:]}\". {FAMILY_NOTE}; family = the fine-tuned rows "
-                 "of one metric in this table (base rows are no test). "
-                 "`missing` = items without a score (never imputed); `sample_sd_mean` / `krippendorff_alpha`: "
-                 "agreement between the judge's repeated samples.\n\n")
-        fh.write(to_markdown(markdown_view(table)))
-        fh.write("\n## Judge robustness\n\n" + to_markdown(pl.DataFrame([dict(counts)])))
-        fh.write("\n## Retrieval (recall@k against gold passages, all questions of the corpus)\n\n")
-        fh.write(to_markdown(retrieval, floats=1))
-        fh.write("\n## Judge vs reference metrics (Spearman's rho over items)\n\n")
-        fh.write(to_markdown(corr.filter(pl.col("dataset") == "all").vstack(corr.filter(pl.col("dataset") != "all"))))
-    inputs = {Path(p).parent.as_posix(): p for p in judge_files + recall_files}
-    write_json(out_manifest, manifest("rag-table", params, inputs=inputs, seed=params.get("bootstrap_seed", 0)))
+    n_boot = spec["bootstrap"]
+    scoring = " (logprob-weighted, G-Eval)" if spec["score"] == "logprobs" else " (mean of sampled judgements)"
+    write_markdown(md, (
+        f"# RAG study `{spec['study']}`: judge and reference scores\n\n"
+        f"Judge: {', '.join(judges)}; table score = `{spec['score']}`{scoring}. "
+        "Judge metrics on 1-5, EM / token F1 on 0-100; mean ± SE [95 % percentile CI] over judged items "
+        f"from a bootstrap with B = {n_boot} replicates, SE = the SD of the bootstrap replicates; delta "
+        "vs the base model in the same RAG pipeline (paired bootstrap over items both have). Resampling "
+        "unit: the questions about one gold passage together (cluster bootstrap) where predictions name "
+        f"it, else single items; per domain: {units_note(table, 'dataset')}. p: two-sided, below 1/B "
+        f"shown as \"{p_floor(n_boot)}\". {FAMILY_NOTE}; family = the fine-tuned rows "
+        "of one metric in this table (base rows are no test). "
+        "`missing` = items without a score (never imputed); `sample_sd_mean` / `krippendorff_alpha`: "
+        "agreement between the judge's repeated samples.\n\n")
+        + to_markdown(markdown_view(table))
+        + "\n## Judge robustness\n\n" + to_markdown(pl.DataFrame([dict(counts)]))
+        + "\n## Retrieval (recall@k against gold passages, all questions of the corpus)\n\n"
+        + to_markdown(retrieval, floats=1)
+        + "\n## Judge vs reference metrics (Spearman's rho over items)\n\n"
+        + to_markdown(corr.filter(pl.col("dataset") == "all").vstack(corr.filter(pl.col("dataset") != "all"))))
+    inputs = {Path(p).parent.as_posix(): p for p in judged + recall}
+    write_json(manifest, artifact_manifest("rag-table", spec, inputs=inputs, seed=spec["bootstrap_seed"]))
     return table
 
 
-def plot_vs_size(table_path: str, png: str, pdf: str, criteria: list[str]) -> None:
+def plot_vs_size(*, table: Input, criteria: Texts, png: Output, pdf: Output) -> None:
     """Score vs training-set size per domain, one row per metric, base as a horizontal line."""
-    from .plots import _save, plt  # matplotlib: only the plot rule's environment has it
+    import matplotlib  # only the plot rules' environment has it
 
-    table = pl.read_parquet(table_path)
+    from .plots import save, subplots
+
+    rag = pl.read_parquet(table)
     metrics = [*criteria, "token_f1"]
-    datasets = sorted(table["dataset"].unique().to_list())
-    models = sorted(table["model"].unique().to_list())
-    fig, axes = plt.subplots(len(metrics), len(datasets), figsize=(3.6 * len(datasets), 2.8 * len(metrics)),
-                             squeeze=False, sharex=True)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    datasets = sorted(rag["dataset"].unique().to_list())
+    models = sorted(rag["model"].unique().to_list())
+    fig, axes = subplots(len(metrics), len(datasets), figsize=(3.6 * len(datasets), 2.8 * len(metrics)),
+                         squeeze=False, sharex=True)
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     for r, metric in enumerate(metrics):
         for col, dataset in enumerate(datasets):
             ax = axes[r][col]
             for m, model in enumerate(models):
-                sub = table.filter((pl.col("metric") == metric) & (pl.col("dataset") == dataset) &
+                sub = rag.filter((pl.col("metric") == metric) & (pl.col("dataset") == dataset) &
                                    (pl.col("model") == model)).sort("train_size")
-                base = sub.filter(pl.col("model_tag") == "base")
+                base = sub.filter(pl.col("model_tag") == BASE)
                 ft = sub.filter((pl.col("model_tag") != "base") & pl.col("score").is_not_null())
                 color = colors[m % len(colors)]
                 if base.height and base["score"][0] is not None:
@@ -254,4 +263,4 @@ def plot_vs_size(table_path: str, png: str, pdf: str, criteria: list[str]) -> No
     axes[0][0].legend(fontsize=7)
     fig.suptitle("RAG: judged accuracy / completeness and token F1 vs fine-tuning set size", fontsize=10)
     fig.tight_layout()
-    _save(fig, png, pdf)
+    save(fig, png, pdf)

@@ -1,4 +1,5 @@
-"""Plot rule: the transfer table -> delta-vs-base heatmap and mean delta per relation (PNG + PDF)."""
+"""Plot rule: the transfer table -> the study's figures (PNG + PDF), and `save`, the one figure
+writer of every report. Importing this module needs matplotlib (the plot rules' environment)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
+from ..step import Input, Int, Outputs, UsageError  # noqa: E402
+from . import PLOTS  # noqa: E402
+
 RELATIONS = ["in-domain", "cross-domain", "cross-task"]
 
 
-def _save(fig, png: str, pdf: str) -> None:
+def save(fig, png: str, pdf: str) -> None:
+    """Write `fig` as PNG and PDF, each atomically (a temp file renamed into place), and close it."""
     for path in (png, pdf):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(path).with_name(f".tmp-{Path(path).name}")
@@ -23,18 +28,25 @@ def _save(fig, png: str, pdf: str) -> None:
     plt.close(fig)
 
 
+def subplots(*args, **kwargs):
+    """`matplotlib.pyplot.subplots`, for the plots drawn in other report modules (the backend is chosen here)."""
+    return plt.subplots(*args, **kwargs)
+
+
 def primary_view(table: pl.DataFrame, fmt: int, shots: int) -> pl.DataFrame:
     """Primary metric at one (format, shots), averaged over seeds."""
     return (
         table.filter(pl.col("primary") & (pl.col("format") == fmt) & (pl.col("shots") == shots))
-        .group_by("train_dataset", "train_task", "variant", "train_size", "eval_dataset", "eval_task", "relation", "metric")
+        .group_by("train_dataset", "train_task", "variant", "train_size", "eval_dataset", "eval_task", "relation",
+                  "metric")
         .agg(pl.col("delta").mean(), pl.col("base").mean(), pl.col("finetuned").mean())
     )
 
 
 def heatmap(table: pl.DataFrame, fmt: int, shots: int, png: str, pdf: str) -> None:
     view = primary_view(table, fmt, shots).with_columns(
-        (pl.col("train_dataset") + " (" + pl.col("variant") + ", n=" + pl.col("train_size").cast(pl.String) + ")").alias("row")
+        (pl.col("train_dataset") + " (" + pl.col("variant") + ", n=" + pl.col("train_size").cast(pl.String) + ")")
+        .alias("row")
     )
     rows = view.select("train_task", "row").unique().sort("train_task", "row")["row"].to_list()
     cols = view.select("eval_task", "eval_dataset").unique().sort("eval_task", "eval_dataset")
@@ -51,7 +63,8 @@ def heatmap(table: pl.DataFrame, fmt: int, shots: int, png: str, pdf: str) -> No
                 dark = abs(grid[i, j]) > 0.6 * lim
                 ax.text(j, i, f"{grid[i, j]:+.1f}", ha="center", va="center", fontsize=8,
                         color="white" if dark else "black")
-    ax.set_xticks(range(len(col_names)), [f"{c}\n[{t}]" for c, t in zip(col_names, col_tasks)], rotation=30, ha="right", fontsize=8)
+    ax.set_xticks(range(len(col_names)), [f"{c}\n[{t}]" for c, t in zip(col_names, col_tasks)], rotation=30,
+                  ha="right", fontsize=8)
     ax.set_yticks(range(len(rows)), rows, fontsize=8)
     for j in range(1, len(col_tasks)):
         if col_tasks[j] != col_tasks[j - 1]:
@@ -60,7 +73,7 @@ def heatmap(table: pl.DataFrame, fmt: int, shots: int, png: str, pdf: str) -> No
     ax.set_ylabel("fine-tuned on")
     ax.set_title(f"Δ vs base (primary metric: accuracy / ROUGE-L), format {fmt}, {shots}-shot")
     fig.colorbar(im, ax=ax, label="fine-tuned − base (points)")
-    _save(fig, png, pdf)
+    save(fig, png, pdf)
 
 
 def relation_bars(table: pl.DataFrame, fmt: int, shots: int, png: str, pdf: str) -> None:
@@ -72,7 +85,8 @@ def relation_bars(table: pl.DataFrame, fmt: int, shots: int, png: str, pdf: str)
     for k, rel in enumerate(RELATIONS):
         heights = []
         for task, variant in groups:
-            v = view.filter((pl.col("train_task") == task) & (pl.col("variant") == variant) & (pl.col("relation") == rel))["delta"]
+            v = view.filter((pl.col("train_task") == task) & (pl.col("variant") == variant)
+                            & (pl.col("relation") == rel))["delta"]
             heights.append(float(v[0]) if len(v) else np.nan)
         ax.bar(np.arange(len(groups)) + (k - 1) * width, heights, width, label=rel)
     ax.axhline(0, color="black", lw=0.8)
@@ -81,7 +95,7 @@ def relation_bars(table: pl.DataFrame, fmt: int, shots: int, png: str, pdf: str)
     ax.set_ylabel("mean Δ vs base (points)")
     ax.set_title(f"Mean Δ by relation, format {fmt}, {shots}-shot")
     ax.legend(fontsize=8)
-    _save(fig, png, pdf)
+    save(fig, png, pdf)
 
 
 def delta_by_domain(table: pl.DataFrame, fmt: int, shots: int, png: str, pdf: str) -> None:
@@ -91,11 +105,14 @@ def delta_by_domain(table: pl.DataFrame, fmt: int, shots: int, png: str, pdf: st
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.8), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         sub = view.filter(pl.col("train_task") == task)
-        evals = sub.select("eval_task", "eval_dataset").unique().sort("eval_task", "eval_dataset")["eval_dataset"].to_list()
-        series = sub.select("train_dataset", "variant", "train_size").unique().sort("train_dataset", "variant", "train_size")
+        evals = sub.select("eval_task", "eval_dataset").unique().sort("eval_task", "eval_dataset")[
+            "eval_dataset"].to_list()
+        series = sub.select("train_dataset", "variant", "train_size").unique().sort(
+            "train_dataset", "variant", "train_size")
         width = 0.8 / max(1, series.height)
         for k, (train, variant, size) in enumerate(series.iter_rows()):
-            part = sub.filter((pl.col("train_dataset") == train) & (pl.col("variant") == variant) & (pl.col("train_size") == size))
+            part = sub.filter((pl.col("train_dataset") == train) & (pl.col("variant") == variant)
+                              & (pl.col("train_size") == size))
             by_eval = {r["eval_dataset"]: r for r in part.iter_rows(named=True)}
             x = np.arange(len(evals)) + (k - (series.height - 1) / 2) * width
             mid = np.array([by_eval[e]["delta"] if e in by_eval else np.nan for e in evals])
@@ -108,7 +125,7 @@ def delta_by_domain(table: pl.DataFrame, fmt: int, shots: int, png: str, pdf: st
         ax.set_ylabel("Δ vs base (points, 95 % CI)")
         ax.legend(fontsize=7)
     fig.suptitle(f"Δ vs base by evaluation dataset, format {fmt}, {shots}-shot")
-    _save(fig, png, pdf)
+    save(fig, png, pdf)
 
 
 def _placeholder(ax, text: str) -> None:
@@ -142,7 +159,7 @@ def score_vs_shots(table: pl.DataFrame, fmt: int, png: str, pdf: str) -> None:
     axes[0][0].set_ylabel("primary score (95 % CI)")
     axes[0][-1].legend(fontsize=6, loc="best")
     fig.suptitle(f"Score vs number of demonstrations, format {fmt}")
-    _save(fig, png, pdf)
+    save(fig, png, pdf)
 
 
 def format_sensitivity(table: pl.DataFrame, shots: int, png: str, pdf: str) -> None:
@@ -154,16 +171,19 @@ def format_sensitivity(table: pl.DataFrame, shots: int, png: str, pdf: str) -> N
         _placeholder(ax, f"only prompt format {formats} evaluated in this study\n(add formats: [0, 1] to compare)")
     else:
         datasets = sorted(view["eval_dataset"].unique().to_list())
-        models = [("base", None)] + [(k, k) for k in view.select("train_dataset", "variant", "train_size").unique().sort(
-            "train_dataset", "variant", "train_size").rows()]
+        fine_tunes = view.select("train_dataset", "variant", "train_size").unique().sort(
+            "train_dataset", "variant", "train_size").rows()
+        models = [("base", None)] + [(k, k) for k in fine_tunes]
         width = 0.8 / (len(models) * len(formats))
         for m, (name, key) in enumerate(models):
             for f, fmt in enumerate(formats):
                 sub = view.filter(pl.col("format") == fmt)
                 if key is not None:
-                    sub = sub.filter((pl.col("train_dataset") == key[0]) & (pl.col("variant") == key[1]) & (pl.col("train_size") == key[2]))
+                    sub = sub.filter((pl.col("train_dataset") == key[0]) & (pl.col("variant") == key[1])
+                                     & (pl.col("train_size") == key[2]))
                 col = "base" if key is None else "finetuned"
-                vals = {r["eval_dataset"]: r[col] for r in sub.unique(["eval_dataset"], keep="first").iter_rows(named=True)}
+                first = sub.unique(["eval_dataset"], keep="first")
+                vals = {r["eval_dataset"]: r[col] for r in first.iter_rows(named=True)}
                 x = np.arange(len(datasets)) + (m * len(formats) + f - (len(models) * len(formats) - 1) / 2) * width
                 label = f"{'base' if key is None else ' '.join(map(str, key))} f{fmt}"
                 ax.bar(x, [vals.get(d, np.nan) for d in datasets], width, label=label, hatch="//" if f else None)
@@ -171,7 +191,7 @@ def format_sensitivity(table: pl.DataFrame, shots: int, png: str, pdf: str) -> N
         ax.set_ylabel("primary score")
         ax.legend(fontsize=6, ncol=2)
     ax.set_title(f"Prompt-format sensitivity, {shots}-shot")
-    _save(fig, png, pdf)
+    save(fig, png, pdf)
 
 
 def score_vs_size(table: pl.DataFrame, fmt: int, shots: int, png: str, pdf: str) -> None:
@@ -193,23 +213,32 @@ def score_vs_size(table: pl.DataFrame, fmt: int, shots: int, png: str, pdf: str)
         ax.legend(fontsize=7)
     axes[0][0].set_ylabel("primary score (95 % CI)")
     fig.suptitle(f"Score vs training-set size, format {fmt}, {shots}-shot")
-    _save(fig, png, pdf)
+    save(fig, png, pdf)
 
 
-PLOTS = ("delta_heatmap", "delta_by_relation", "delta_by_domain", "score_vs_shots", "format_sensitivity",
-         "score_vs_size")
+def plot_files(outputs: list[str]) -> dict[str, tuple[str, str]]:
+    """{plot name: (png, pdf)} from output files named `<plot>.png` / `<plot>.pdf` (in any folder)."""
+    files = {(Path(f).stem, Path(f).suffix): f for f in outputs}
+    names = sorted({stem for stem, _ in files})
+    missing = [f"{n}{ext}" for n in names for ext in (".png", ".pdf") if (n, ext) not in files]
+    if missing:
+        raise UsageError(f"argument --outputs: no file for {missing}")
+    if unknown := [n for n in names if n not in PLOTS]:
+        raise UsageError(f"argument --outputs: {unknown} name no plot (plots: {', '.join(PLOTS)})")
+    return {n: (files[n, ".png"], files[n, ".pdf"]) for n in names}
 
 
-def make_plots(table_path: str, fmt: int, shots: int, outputs: dict[str, tuple[str, str]]) -> None:
-    """Draw every plot in `outputs` ({plot name: (png, pdf)})."""
-    table = pl.read_parquet(table_path)
+def make_plots(*, table: Input, outputs: Outputs, format: Int = 0, shots: Int = 0) -> None:
+    """Draw every plot named by an `outputs` file's stem, at one prompt format and shot count."""
+    files = plot_files(outputs)
+    transfer = pl.read_parquet(table)
     draw = {
-        "delta_heatmap": lambda png, pdf: heatmap(table, fmt, shots, png, pdf),
-        "delta_by_relation": lambda png, pdf: relation_bars(table, fmt, shots, png, pdf),
-        "delta_by_domain": lambda png, pdf: delta_by_domain(table, fmt, shots, png, pdf),
-        "score_vs_shots": lambda png, pdf: score_vs_shots(table, fmt, png, pdf),
-        "format_sensitivity": lambda png, pdf: format_sensitivity(table, shots, png, pdf),
-        "score_vs_size": lambda png, pdf: score_vs_size(table, fmt, shots, png, pdf),
+        "delta_heatmap": lambda png, pdf: heatmap(transfer, format, shots, png, pdf),
+        "delta_by_relation": lambda png, pdf: relation_bars(transfer, format, shots, png, pdf),
+        "delta_by_domain": lambda png, pdf: delta_by_domain(transfer, format, shots, png, pdf),
+        "score_vs_shots": lambda png, pdf: score_vs_shots(transfer, format, png, pdf),
+        "format_sensitivity": lambda png, pdf: format_sensitivity(transfer, shots, png, pdf),
+        "score_vs_size": lambda png, pdf: score_vs_size(transfer, format, shots, png, pdf),
     }
-    for name, (png, pdf) in outputs.items():
+    for name, (png, pdf) in files.items():
         draw[name](png, pdf)
