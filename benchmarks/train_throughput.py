@@ -44,8 +44,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 RESULTS = REPO / "results" / "default"
 MODEL = RESULTS / "models" / "smollm2"
-TOKENIZED = [RESULTS / "tokenized" / "smollm2" / d for d in
-             ("vader_movies/sft.f0", "vitaminc/sft.f0", "squad_wiki_qg/sft.f0", "squad_wiki_qg/fticl-fixed-k1.f0")]
+TOKENIZED = [
+    RESULTS / "tokenized" / "smollm2" / d
+    for d in ("vader_movies/sft.f0", "vitaminc/sft.f0", "squad_wiki_qg/sft.f0", "squad_wiki_qg/fticl-fixed-k1.f0")
+]
 HELD_OUT = 64
 LORA_QV = {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": ["q_proj", "v_proj"]}
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -61,8 +63,11 @@ CONFIGS = {
     "+bf16+packed_rows256": {**PACKED_ROWS, "target_logits_only": False},
     "+bf16+packed_rows256+target_logits": PACKED_ROWS,
     "+bf16+packed_rows256+target_logits+frozen_bf16": {**PACKED_ROWS, "bf16_frozen_weights": True},
-    "same, LoRA on all linear layers": {**PACKED_ROWS, "bf16_frozen_weights": True,
-                                        "lora": {**LORA_QV, "target_modules": ALL_LINEAR}},
+    "same, LoRA on all linear layers": {
+        **PACKED_ROWS,
+        "bf16_frozen_weights": True,
+        "lora": {**LORA_QV, "target_modules": ALL_LINEAR},
+    },
 }
 PROJECT = "+bf16+packed_rows256+target_logits+frozen_bf16"  # what config/config.yaml runs
 
@@ -85,8 +90,14 @@ def build_workload(folder: Path, n_train: int, seed: int) -> dict:
     train, held = mixed.select(range(n_train)), mixed.select(range(n_train, n_train + HELD_OUT))
     DatasetDict({"train": train, "heldout": held}).save_to_disk(str(folder / "dataset"))
     lengths = [len(x) for x in train["input_ids"]]
-    return {"examples": n_train, "tokens": sum(lengths), "target_tokens": sum(sum(t != -100 for t in lab) for lab in train["labels"]),
-            "mean_length": round(statistics.fmean(lengths), 1), "max_length": max(lengths), "min_length": min(lengths)}
+    return {
+        "examples": n_train,
+        "tokens": sum(lengths),
+        "target_tokens": sum(sum(t != -100 for t in lab) for lab in train["labels"]),
+        "mean_length": round(statistics.fmean(lengths), 1),
+        "max_length": max(lengths),
+        "min_length": min(lengths),
+    }
 
 
 def heldout_loss(model, tok, folder: Path) -> float:
@@ -119,30 +130,69 @@ def run_baseline(folder: Path, recipe: dict, out: Path) -> dict:
     train = load_from_disk(str(folder / "dataset"))["train"].remove_columns(["id", "truncated"])
     model = AutoModelForCausalLM.from_pretrained(str(MODEL), dtype=torch.float32)
     lora = recipe["lora"]
-    model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", r=lora["r"], lora_alpha=lora["alpha"],
-                                             lora_dropout=lora["dropout"], target_modules=lora["target_modules"]))
-    args = TrainingArguments(output_dir=str(out), per_device_train_batch_size=recipe["per_device_batch_size"],
-                             learning_rate=recipe["learning_rate"], num_train_epochs=1, lr_scheduler_type="linear",
-                             seed=recipe["seed"], data_seed=recipe["seed"], use_cpu=True, save_strategy="no",
-                             logging_steps=recipe["logging_steps"], report_to=[], remove_unused_columns=False)
-    trainer = Trainer(model=model, args=args, train_dataset=train, processing_class=tok,
-                      data_collator=DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100))
+    model = get_peft_model(
+        model,
+        LoraConfig(
+            task_type="CAUSAL_LM",
+            r=lora["r"],
+            lora_alpha=lora["alpha"],
+            lora_dropout=lora["dropout"],
+            target_modules=lora["target_modules"],
+        ),
+    )
+    args = TrainingArguments(
+        output_dir=str(out),
+        per_device_train_batch_size=recipe["per_device_batch_size"],
+        learning_rate=recipe["learning_rate"],
+        num_train_epochs=1,
+        lr_scheduler_type="linear",
+        seed=recipe["seed"],
+        data_seed=recipe["seed"],
+        use_cpu=True,
+        save_strategy="no",
+        logging_steps=recipe["logging_steps"],
+        report_to=[],
+        remove_unused_columns=False,
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train,
+        processing_class=tok,
+        data_collator=DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100),
+    )
     start = time.perf_counter()
     result = trainer.train()
     wall = time.perf_counter() - start
-    return {"wall_s": wall, "train_loss": result.training_loss, "steps": result.global_step,
-            "heldout_loss": heldout_loss(model, tok, folder)}
+    return {
+        "wall_s": wall,
+        "train_loss": result.training_loss,
+        "steps": result.global_step,
+        "heldout_loss": heldout_loss(model, tok, folder),
+    }
 
 
 def run_project(folder: Path, recipe: dict, out: Path) -> dict:
     from ftgen.modeling import load_model, load_tokenizer
     from ftgen.train import finetune
 
-    summary = finetune(model=str(MODEL), tokenized=str(folder), recipe=recipe, finetuned=str(out / "model"),
-                       checkpoints=str(out / "ckpt"), threads=recipe["threads"], log=lambda *_: None)
+    summary = finetune(
+        model=str(MODEL),
+        tokenized=str(folder),
+        recipe=recipe,
+        finetuned=str(out / "model"),
+        checkpoints=str(out / "ckpt"),
+        threads=recipe["threads"],
+        log=lambda *_: None,
+    )
     model = load_model(out / "model", base_dir=MODEL)
-    return {"wall_s": summary["wall_time_s"], "train_loss": summary["train_loss"], "steps": summary["global_steps"],
-            "heldout_loss": heldout_loss(model, load_tokenizer(MODEL), folder), "bf16": summary["bf16"]}
+    return {
+        "wall_s": summary["wall_time_s"],
+        "train_loss": summary["train_loss"],
+        "steps": summary["global_steps"],
+        "heldout_loss": heldout_loss(model, load_tokenizer(MODEL), folder),
+        "bf16": summary["bf16"],
+    }
 
 
 def trial(name: str, folder: str, recipe: dict) -> None:
@@ -160,7 +210,7 @@ def spawn(name: str, folder: Path, recipe: dict) -> dict:
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
     if proc.returncode != 0 or line is None:
         raise SystemExit(f"trial {name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return json.loads(line[len("RESULT "):])
+    return json.loads(line[len("RESULT ") :])
 
 
 def cpu_name() -> str:
@@ -178,30 +228,49 @@ def report(results: dict, workload: dict, args) -> tuple[dict, str]:
     rows = []
     for name, runs in results.items():
         wall = statistics.median(r["wall_s"] for r in runs)
-        rows.append({
-            "config": name, "median_s": round(wall, 2), "runs_s": [round(r["wall_s"], 2) for r in runs],
-            "tokens_per_s": round(workload["tokens"] / wall, 1), "speedup_vs_baseline": round(base / wall, 2),
-            "peak_rss_mb": round(max(r["peak_rss_mb"] for r in runs)),
-            "train_loss": round(statistics.median(r["train_loss"] for r in runs), 4),
-            "heldout_loss": round(statistics.median(r["heldout_loss"] for r in runs), 4),
-            "steps": runs[0]["steps"],
-        })
-    meta = {"device": f"CPU: {cpu_name()}", "threads": args.threads, "repeats": args.repeat, "workload": workload,
-            "batch_size": args.batch, "steps": args.steps, "project_config": PROJECT,
-            "command": "python benchmarks/train_throughput.py " + " ".join(sys.argv[1:])}
-    lines = [f"# Training throughput: `ftgen.train.finetune` vs a plain HF Trainer ({meta['device']}, "
-             f"{args.threads} threads)", "",
-             f"`{meta['command'].strip()}` - {args.repeat} alternating repeats, medians. Workload: "
-             f"{workload['examples']} examples ({workload['tokens']:,} prompt + target tokens, "
-             f"{workload['target_tokens']:,} of them targets; length {workload['min_length']}-{workload['max_length']}, "
-             f"mean {workload['mean_length']}), batch {args.batch}, {args.steps} optimizer steps, LoRA r 8.", "",
-             "| configuration | median s | runs s | useful tokens/s | speed-up vs baseline | peak RSS MB | "
-             "mean train loss | held-out loss |", "|---|---|---|---|---|---|---|---|"]
+        rows.append(
+            {
+                "config": name,
+                "median_s": round(wall, 2),
+                "runs_s": [round(r["wall_s"], 2) for r in runs],
+                "tokens_per_s": round(workload["tokens"] / wall, 1),
+                "speedup_vs_baseline": round(base / wall, 2),
+                "peak_rss_mb": round(max(r["peak_rss_mb"] for r in runs)),
+                "train_loss": round(statistics.median(r["train_loss"] for r in runs), 4),
+                "heldout_loss": round(statistics.median(r["heldout_loss"] for r in runs), 4),
+                "steps": runs[0]["steps"],
+            }
+        )
+    meta = {
+        "device": f"CPU: {cpu_name()}",
+        "threads": args.threads,
+        "repeats": args.repeat,
+        "workload": workload,
+        "batch_size": args.batch,
+        "steps": args.steps,
+        "project_config": PROJECT,
+        "command": "python benchmarks/train_throughput.py " + " ".join(sys.argv[1:]),
+    }
+    lines = [
+        f"# Training throughput: `ftgen.train.finetune` vs a plain HF Trainer ({meta['device']}, "
+        f"{args.threads} threads)",
+        "",
+        f"`{meta['command'].strip()}` - {args.repeat} alternating repeats, medians. Workload: "
+        f"{workload['examples']} examples ({workload['tokens']:,} prompt + target tokens, "
+        f"{workload['target_tokens']:,} of them targets; length {workload['min_length']}-{workload['max_length']}, "
+        f"mean {workload['mean_length']}), batch {args.batch}, {args.steps} optimizer steps, LoRA r 8.",
+        "",
+        "| configuration | median s | runs s | useful tokens/s | speed-up vs baseline | peak RSS MB | "
+        "mean train loss | held-out loss |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         bold = "**" if r["config"] == PROJECT else ""
-        lines.append(f"| {bold}{r['config']}{bold} | {r['median_s']} | {', '.join(map(str, r['runs_s']))} | "
-                     f"{r['tokens_per_s']} | {bold}{r['speedup_vs_baseline']}x{bold} | {r['peak_rss_mb']} | "
-                     f"{r['train_loss']} | {r['heldout_loss']} |")
+        lines.append(
+            f"| {bold}{r['config']}{bold} | {r['median_s']} | {', '.join(map(str, r['runs_s']))} | "
+            f"{r['tokens_per_s']} | {bold}{r['speedup_vs_baseline']}x{bold} | {r['peak_rss_mb']} | "
+            f"{r['train_loss']} | {r['heldout_loss']} |"
+        )
     return {**meta, "results": rows}, "\n".join(lines) + "\n"
 
 
@@ -222,9 +291,19 @@ def main() -> int:
     if unknown:
         raise SystemExit(f"unknown configs {sorted(unknown)}; known: {list(CONFIGS)}")
     ensure_inputs()
-    common = {"method": "lora", "learning_rate": 1e-3, "epochs": 1, "per_device_batch_size": args.batch,
-              "lr_scheduler": "linear", "save_steps": 10 ** 6, "logging_steps": 4, "seed": 0,
-              "size": args.steps * args.batch, "lora": LORA_QV, "threads": args.threads}
+    common = {
+        "method": "lora",
+        "learning_rate": 1e-3,
+        "epochs": 1,
+        "per_device_batch_size": args.batch,
+        "lr_scheduler": "linear",
+        "save_steps": 10**6,
+        "logging_steps": 4,
+        "seed": 0,
+        "size": args.steps * args.batch,
+        "lora": LORA_QV,
+        "threads": args.threads,
+    }
     results: dict[str, list] = {n: [] for n in names}
     with tempfile.TemporaryDirectory() as tmp:
         workload = build_workload(Path(tmp), args.steps * args.batch, seed=0)
@@ -233,8 +312,11 @@ def main() -> int:
                 recipe = {**common, **(CONFIGS[name] or {})}
                 results[name].append(spawn(name, Path(tmp), recipe))
                 r = results[name][-1]
-                print(f"repeat {rep + 1} {name:28s} {r['wall_s']:7.1f} s  train loss {r['train_loss']:.4f}  "
-                      f"held-out {r['heldout_loss']:.4f}  rss {r['peak_rss_mb']:.0f} MB", flush=True)
+                print(
+                    f"repeat {rep + 1} {name:28s} {r['wall_s']:7.1f} s  train loss {r['train_loss']:.4f}  "
+                    f"held-out {r['heldout_loss']:.4f}  rss {r['peak_rss_mb']:.0f} MB",
+                    flush=True,
+                )
     data, md = report(results, workload, args)
     write_results("train_throughput", data, md)
     return 0

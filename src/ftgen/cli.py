@@ -52,8 +52,10 @@ def json_object(text: str) -> dict:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"not valid JSON (line {exc.lineno} column {exc.colno}: {exc.msg}); "
-                                         "pass the config slice as one JSON object") from None
+        raise argparse.ArgumentTypeError(
+            f"not valid JSON (line {exc.lineno} column {exc.colno}: {exc.msg}); "
+            "pass the config slice as one JSON object"
+        ) from None
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError(f"must be a JSON object {{...}}, got {type(value).__name__}")
     return value
@@ -75,8 +77,10 @@ def step_arguments(fn: typing.Callable) -> list[tuple[str, Arg, bool]]:
             continue
         meta = [m for m in getattr(hints.get(name), "__metadata__", ()) if isinstance(m, Arg)]
         if param.kind is not inspect.Parameter.KEYWORD_ONLY or not meta:
-            raise TypeError(f"{fn.__module__}.{fn.__name__}: step parameter {name!r} must be keyword-only and "
-                            "annotated with an ftgen.step alias")
+            raise TypeError(
+                f"{fn.__module__}.{fn.__name__}: step parameter {name!r} must be keyword-only and "
+                "annotated with an ftgen.step alias"
+            )
         out.append((name, meta[0], param.default is inspect.Parameter.empty))
     return out
 

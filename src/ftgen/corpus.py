@@ -11,22 +11,31 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import polars as pl
 
 from .artifacts import atomic_file, sha256_file, write_json
 from .artifacts import manifest as artifact_manifest
 from .assets import member_path, verify_asset
-from .study.schema import with_defaults
-from .data import (BIGBENCH_ROOT, QA, DataError, Passage, json_records, load_hf_split, need, passage_id,
-                   read_json_file, read_knowledge_conflicts)
+from .data import (
+    BIGBENCH_ROOT,
+    QA,
+    DataError,
+    Passage,
+    json_records,
+    load_hf_split,
+    need,
+    passage_id,
+    read_json_file,
+    read_knowledge_conflicts,
+)
 from .step import Json, OptionalInput, Output
+from .study.schema import with_defaults
 
 CORPUS_SCHEMA = {"id": pl.String, "title": pl.String, "text": pl.String}
-QA_SCHEMA = {"id": pl.String, "question": pl.String, "answers": pl.List(pl.String),
-             "gold": pl.List(pl.String)}
+QA_SCHEMA = {"id": pl.String, "question": pl.String, "answers": pl.List(pl.String), "gold": pl.List(pl.String)}
 
 
 def read_squad_corpus(src: dict, asset: Path) -> Iterator[tuple[str, Passage | None, QA | None]]:
@@ -46,8 +55,16 @@ def read_squad_corpus(src: dict, asset: Path) -> Iterator[tuple[str, Passage | N
                 if not isinstance(qa, dict) or not all(isinstance(x, dict) for x in qa.get("answers") or []):
                     raise DataError(f"{loc}.qas[{q}]: not a JSON object with a list of answer objects")
                 answers = [x["text"] for x in qa.get("answers") or [] if str(x.get("text") or "").strip()]
-                yield f"{loc}.qas[{q}]", None, {"id": str(qa.get("id", f"{a}.{p}.{q}")),
-                                                "question": qa.get("question"), "answers": answers, "gold": [pid]}
+                yield (
+                    f"{loc}.qas[{q}]",
+                    None,
+                    {
+                        "id": str(qa.get("id", f"{a}.{p}.{q}")),
+                        "question": qa.get("question"),
+                        "answers": answers,
+                        "gold": [pid],
+                    },
+                )
 
 
 def read_hf_corpus(src: dict, asset: Path | None) -> Iterator[tuple[str, Passage | None, QA | None]]:
@@ -57,6 +74,7 @@ def read_hf_corpus(src: dict, asset: Path | None) -> Iterator[tuple[str, Passage
     `qa: {name, config, split, columns: {id, question, answers, gold}}`; `answers` and `gold`
     may be a string or a list column (e.g. rag-mini-bioasq's `relevant_passage_ids`).
     """
+
     def rows(spec):
         ds = load_hf_split(spec)
         where = f"{spec['name']}[{spec.get('config') or 'default'}/{spec['split']}]"
@@ -81,9 +99,16 @@ def read_hf_corpus(src: dict, asset: Path | None) -> Iterator[tuple[str, Passage
         pid = str(col(loc, raw, src["corpus"], "id"))
         yield loc, {"id": pid, "title": str(col(loc, raw, src["corpus"], "title") or ""), "text": text}, None
     for loc, raw in rows(src["qa"]):
-        yield loc, None, {"id": str(col(loc, raw, src["qa"], "id")), "question": col(loc, raw, src["qa"], "question"),
-                          "answers": as_list(col(loc, raw, src["qa"], "answers")),
-                          "gold": as_list(col(loc, raw, src["qa"], "gold"))}
+        yield (
+            loc,
+            None,
+            {
+                "id": str(col(loc, raw, src["qa"], "id")),
+                "question": col(loc, raw, src["qa"], "question"),
+                "answers": as_list(col(loc, raw, src["qa"], "answers")),
+                "gold": as_list(col(loc, raw, src["qa"], "gold")),
+            },
+        )
 
 
 def _records(value) -> list[dict]:
@@ -110,12 +135,22 @@ def read_qasper(src: dict, asset: Path | None) -> Iterator[tuple[str, Passage | 
                 if para and para.strip():
                     pid = passage_id(para)
                     ids.add(pid)
-                    yield loc, {"id": pid, "title": f"{paper.get('title', '')} - {section or ''}".strip(" -"),
-                                "text": para.strip()}, None
+                    yield (
+                        loc,
+                        {
+                            "id": pid,
+                            "title": f"{paper.get('title', '')} - {section or ''}".strip(" -"),
+                            "text": para.strip(),
+                        },
+                        None,
+                    )
         for q in _records(paper.get("qas")):
             answers, gold = [], set()
-            for ann in _records((q.get("answers") or {}).get("answer") if isinstance(q.get("answers"), dict)
-                                else [a.get("answer") for a in q.get("answers") or []]):
+            for ann in _records(
+                (q.get("answers") or {}).get("answer")
+                if isinstance(q.get("answers"), dict)
+                else [a.get("answer") for a in q.get("answers") or []]
+            ):
                 if ann.get("unanswerable"):
                     continue
                 text = (ann.get("free_form_answer") or "").strip() or "; ".join(ann.get("extractive_spans") or [])
@@ -127,14 +162,22 @@ def read_qasper(src: dict, asset: Path | None) -> Iterator[tuple[str, Passage | 
             if not answers or not gold:
                 yield f"{loc}: question {q.get('question_id')}", None, None
                 continue
-            yield f"{loc}: question {q.get('question_id')}", None, {
-                "id": str(q.get("question_id")), "question": q.get("question"),
-                "answers": list(dict.fromkeys(answers)), "gold": sorted(gold)}
+            yield (
+                f"{loc}: question {q.get('question_id')}",
+                None,
+                {
+                    "id": str(q.get("question_id")),
+                    "question": q.get("question"),
+                    "answers": list(dict.fromkeys(answers)),
+                    "gold": sorted(gold),
+                },
+            )
 
 
 def read_jsonl_corpus(src: dict, asset: Path | None) -> Iterator[tuple[str, Passage | None, QA | None]]:
     """Your own corpus: `passages` (JSONL: id, text, title?) and `questions` (JSONL: id, question,
     answers (list or string), gold (passage id list or string))."""
+
     def lines(path):  # not UTF-8, not JSON, not an object: a DataError naming the line
         for _, loc, raw in json_records(path):
             yield loc, raw
@@ -150,17 +193,30 @@ def read_jsonl_corpus(src: dict, asset: Path | None) -> Iterator[tuple[str, Pass
         yield loc, passage, None
     for loc, raw in lines(src["questions"]):
         answers, gold = field(loc, raw, "answers"), field(loc, raw, "gold")
-        yield loc, None, {"id": field(loc, raw, "id"), "question": field(loc, raw, "question"),
-                          "answers": answers if isinstance(answers, list) else [answers],
-                          "gold": gold if isinstance(gold, list) else [gold]}
+        yield (
+            loc,
+            None,
+            {
+                "id": field(loc, raw, "id"),
+                "question": field(loc, raw, "question"),
+                "answers": answers if isinstance(answers, list) else [answers],
+                "gold": gold if isinstance(gold, list) else [gold],
+            },
+        )
 
 
-CORPUS_READERS = {"squad": read_squad_corpus, "knowledge_conflicts": read_knowledge_conflicts,
-                  "hf": read_hf_corpus, "jsonl": read_jsonl_corpus, "qasper": read_qasper}
+CORPUS_READERS = {
+    "squad": read_squad_corpus,
+    "knowledge_conflicts": read_knowledge_conflicts,
+    "hf": read_hf_corpus,
+    "jsonl": read_jsonl_corpus,
+    "qasper": read_qasper,
+}
 
 
-def build_corpus(*, spec: Json, corpus: Output, qa: Output, card: Output, manifest: Output,
-                 asset: OptionalInput = None, log=print) -> dict:
+def build_corpus(
+    *, spec: Json, corpus: Output, qa: Output, card: Output, manifest: Output, asset: OptionalInput = None, log=print
+) -> dict:
     """Read, validate and (optionally) sample one corpus; write corpus + QA parquet, card, manifest.
 
     `max_passages` keeps a seeded sample of passages (the retrieval pool) and the questions whose
@@ -209,9 +265,15 @@ def build_corpus(*, spec: Json, corpus: Output, qa: Output, card: Output, manife
     if asset_path is not None:
         pinned = spec.get("asset")
         inputs[asset_path.name] = verify_asset(src["asset"], pinned, asset_path) if pinned else sha256_file(asset_path)
-    summary = {"corpus": spec["name"], "passages": len(ids), "questions": len(qas),
-               "skipped_rows": skipped, "input_sha256": inputs,
-               "corpus_sha256": sha256_file(corpus), "qa_sha256": sha256_file(qa)}
+    summary = {
+        "corpus": spec["name"],
+        "passages": len(ids),
+        "questions": len(qas),
+        "skipped_rows": skipped,
+        "input_sha256": inputs,
+        "corpus_sha256": sha256_file(corpus),
+        "qa_sha256": sha256_file(qa),
+    }
     write_json(card, summary)
     write_json(manifest, artifact_manifest("corpus", spec, seed=settings["seed"], input_sha256=inputs))
     log(json.dumps(summary))

@@ -16,8 +16,9 @@ import json
 import re
 import zlib
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import polars as pl
 
@@ -57,8 +58,10 @@ def text_lines(path: str | Path, where: str | None = None) -> Iterator[tuple[int
                 if bad:
                     col = bad.start()
                     byte = offset + len(text[:col].encode("utf-8", "surrogateescape"))
-                    raise DataError(f"{where}:{lineno}: not UTF-8 at byte {byte} of the file "
-                                    f"(0x{ord(bad.group()) - 0xDC00:02x}, column {col + 1}): save the file as UTF-8")
+                    raise DataError(
+                        f"{where}:{lineno}: not UTF-8 at byte {byte} of the file "
+                        f"(0x{ord(bad.group()) - 0xDC00:02x}, column {col + 1}): save the file as UTF-8"
+                    )
                 offset += len(text.encode("utf-8", "surrogateescape"))
                 yield lineno, text[1:] if lineno == 1 and text.startswith(codecs.BOM_UTF8.decode()) else text
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
@@ -81,14 +84,17 @@ def json_records(path: str | Path, where: str | None = None) -> Iterator[tuple[i
         except json.JSONDecodeError as exc:
             raise DataError(f"{loc}: invalid JSON ({exc.msg}, column {exc.colno})") from None
         if not isinstance(raw, dict):
-            raise DataError(f"{loc}: line is not a JSON object (got {_json_kind(raw)}); each line must be "
-                            "one {\"field\": value, ...} record")
+            raise DataError(
+                f"{loc}: line is not a JSON object (got {_json_kind(raw)}); each line must be "
+                'one {"field": value, ...} record'
+            )
         yield lineno, loc, raw
 
 
 def _json_kind(value: Any) -> str:
     return {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
-        type(value), "a number" if isinstance(value, (int, float)) else type(value).__name__)
+        type(value), "a number" if isinstance(value, (int, float)) else type(value).__name__
+    )
 
 
 def read_json_file(path: str | Path, where: str, key: str | None = None) -> Any:
@@ -126,8 +132,10 @@ def read_parquet_file(path: str | Path, where: str | None = None) -> pl.DataFram
     except (pl.exceptions.PolarsError, OSError) as exc:
         if isinstance(exc, FileNotFoundError):
             raise
-        raise DataError(f"{where or path}: not a readable Parquet file ({type(exc).__name__}: "
-                        f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+        raise DataError(
+            f"{where or path}: not a readable Parquet file ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from None
 
 
 # ----------------------------------------------------------------------------- adapters
@@ -175,8 +183,10 @@ def read_bigbench(src: dict, asset: Path, inputs: list[str]) -> Iterator[tuple[s
         # `group` names a regex field (e.g. the Wikipedia page) or a dotted path in the example
         key = src.get("group")
         group = None if key is None else fields[key] if key in fields else _get_path(ex, key)
-        yield loc, {"id": str(i), "group": group, "inputs": fields, "references": refs, "label": label,
-                    "options": options}
+        yield (
+            loc,
+            {"id": str(i), "group": group, "inputs": fields, "references": refs, "label": label, "options": options},
+        )
 
 
 def read_vader(src: dict, asset: Path, inputs: list[str]) -> Iterator[tuple[str, Row]]:
@@ -186,8 +196,9 @@ def read_vader(src: dict, asset: Path, inputs: list[str]) -> Iterator[tuple[str,
     editorial inside one split.
     """
     sdist_root = f"vaderSentiment-{src['version']}"
-    member = (f"{sdist_root}/additional_resources/hutto_ICWSM_2014.tar.gz!"
-              f"hutto_ICWSM_2014/{src['domain']}_GroundTruth.txt")
+    member = (
+        f"{sdist_root}/additional_resources/hutto_ICWSM_2014.tar.gz!hutto_ICWSM_2014/{src['domain']}_GroundTruth.txt"
+    )
     path = member_path(asset, member)
     pos, neg = float(src["positive_above"]), float(src["negative_below"])
     for lineno, line in text_lines(path, member):
@@ -206,8 +217,10 @@ def read_vader(src: dict, asset: Path, inputs: list[str]) -> Iterator[tuple[str,
         label = "positive" if score > pos else "negative" if score < neg else None
         if label is None:
             continue  # neutral band: dropped by design (counted in the card)
-        yield loc, {"id": rid, "group": rid.split("_")[0], "inputs": {inputs[0]: text},
-                    "references": [], "label": label}
+        yield (
+            loc,
+            {"id": rid, "group": rid.split("_")[0], "inputs": {inputs[0]: text}, "references": [], "label": label},
+        )
 
 
 def read_paraphrase_pairs(src: dict, asset: Path, inputs: list[str]) -> Iterator[tuple[str, Row]]:
@@ -231,8 +244,9 @@ def read_paraphrase_pairs(src: dict, asset: Path, inputs: list[str]) -> Iterator
         if regex:
             m = regex.search(first)
             if not m:
-                raise DataError(f"{member}: examples[{i}]: input does not match "
-                                f"source.input_regex {src['input_regex']!r}")
+                raise DataError(
+                    f"{member}: examples[{i}]: input does not match source.input_regex {src['input_regex']!r}"
+                )
             first = m["sentence"]
         targets = ex.get("target") or []
         sents = list(dict.fromkeys(t.strip() for t in [first] + list(targets) if t and t.strip()))
@@ -243,7 +257,7 @@ def read_paraphrase_pairs(src: dict, asset: Path, inputs: list[str]) -> Iterator
     size, per_group = int(src["cluster_size"]), int(src["pairs_per_group"])
     s1, s2 = inputs
     for c in range(0, len(groups), size):
-        cluster = groups[c:c + size]
+        cluster = groups[c : c + size]
         if len(cluster) < 2:
             continue
         docs = [(gi, sent) for gi, sents in cluster for sent in sents]
@@ -253,13 +267,22 @@ def read_paraphrase_pairs(src: dict, asset: Path, inputs: list[str]) -> Iterator
             loc = f"{member}: examples[{gi}]"
             for p in range(per_group):
                 a, b = rng.sample(sents, 2)
-                hits, _ = index.retrieve(bm25s.tokenize([a], stopwords="en", show_progress=False), k=len(docs),
-                                         show_progress=False)
+                hits, _ = index.retrieve(
+                    bm25s.tokenize([a], stopwords="en", show_progress=False), k=len(docs), show_progress=False
+                )
                 other = next(docs[int(h)] for h in hits[0] if docs[int(h)][0] != gi)
                 for label, partner, tag in (("yes", b, "pos"), ("no", other[1], f"neg{other[0]}")):
                     pair = (a, partner) if rng.random() < 0.5 else (partner, a)
-                    yield loc, {"id": f"{gi}.{p}.{tag}", "group": f"cluster{c // size}",
-                                "inputs": {s1: pair[0], s2: pair[1]}, "references": [], "label": label}
+                    yield (
+                        loc,
+                        {
+                            "id": f"{gi}.{p}.{tag}",
+                            "group": f"cluster{c // size}",
+                            "inputs": {s1: pair[0], s2: pair[1]},
+                            "references": [],
+                            "label": label,
+                        },
+                    )
 
 
 _SENT_END = re.compile(r"(?<=[.!?])\s+(?=[\"'“A-Z0-9])")
@@ -287,8 +310,9 @@ def read_squad(src: dict, asset: Path, inputs: list[str]) -> Iterator[tuple[str,
                 loc = f"{ploc}.qas[{q}]"
                 if not isinstance(qa, dict):
                     raise DataError(f"{loc}: not a JSON object (got {_json_kind(qa)})")
-                if not qa.get("answers") or not all(isinstance(x, dict) and isinstance(x.get("text"), str)
-                                                    for x in qa["answers"]):
+                if not qa.get("answers") or not all(
+                    isinstance(x, dict) and isinstance(x.get("text"), str) for x in qa["answers"]
+                ):
                     raise DataError(f"{loc}: field 'answers' is missing or empty, or an answer has no 'text'")
                 ans = qa["answers"][0]
                 context = para["context"]
@@ -296,13 +320,27 @@ def read_squad(src: dict, asset: Path, inputs: list[str]) -> Iterator[tuple[str,
                     context = _sentence_around(context, int(ans.get("answer_start", 0)))
                 if src["mode"] == "qa":
                     answers = list(dict.fromkeys(x["text"] for x in qa["answers"]))
-                    yield loc, {"id": qa.get("id", f"{a}.{p}.{q}"), "group": f"{a}.{p}",
-                                "inputs": {"context": context, "question": qa.get("question")},
-                                "references": answers, "label": None}
+                    yield (
+                        loc,
+                        {
+                            "id": qa.get("id", f"{a}.{p}.{q}"),
+                            "group": f"{a}.{p}",
+                            "inputs": {"context": context, "question": qa.get("question")},
+                            "references": answers,
+                            "label": None,
+                        },
+                    )
                     continue
-                yield loc, {"id": qa.get("id", f"{a}.{p}.{q}"), "group": f"{a}.{p}",
-                            "inputs": {"context": context, "answer": ans["text"]},
-                            "references": [qa.get("question")], "label": None}
+                yield (
+                    loc,
+                    {
+                        "id": qa.get("id", f"{a}.{p}.{q}"),
+                        "group": f"{a}.{p}",
+                        "inputs": {"context": context, "answer": ans["text"]},
+                        "references": [qa.get("question")],
+                        "label": None,
+                    },
+                )
 
 
 def _column(loc: str, raw: dict, spec: str | dict, where: str) -> Any:
@@ -351,20 +389,32 @@ def _map_columns(loc: str, raw: dict, src: dict, inputs: list[str], index: int) 
     options = None
     if src.get("options"):  # multiple choice: a list column, or one column per option
         spec = src["options"]
-        options = _column(loc, raw, spec, "source.options") if isinstance(spec, str) else \
-            [_column(loc, raw, c, "source.options") for c in spec]
+        options = (
+            _column(loc, raw, spec, "source.options")
+            if isinstance(spec, str)
+            else [_column(loc, raw, c, "source.options") for c in spec]
+        )
         options = [str(o) for o in options]
         # the label is a position or a key
         if (src.get("label_index") is not None or src.get("correct_key") is not None) and label is not None:
             try:  # `label_keys`: the options' own keys (ARC's choices.label), else 0/1-based integers
-                keys = [str(k) for k in _column(loc, raw, src["label_keys"], "source.label_keys")] \
-                    if src.get("label_keys") else None
+                keys = (
+                    [str(k) for k in _column(loc, raw, src["label_keys"], "source.label_keys")]
+                    if src.get("label_keys")
+                    else None
+                )
                 pos = keys.index(str(label)) if keys else int(label) - int(src["label_index"])
                 label = options[pos]
             except (ValueError, IndexError):
                 raise DataError(f"{loc}: label {label!r} does not point at one of the {len(options)} options") from None
-    return {"id": str(rid), "group": None if group is None else str(group), "inputs": fields,
-            "references": refs, "label": None if label is None else str(label), "options": options}
+    return {
+        "id": str(rid),
+        "group": None if group is None else str(group),
+        "inputs": fields,
+        "references": refs,
+        "label": None if label is None else str(label),
+        "options": options,
+    }
 
 
 def read_jsonl(src: dict, asset: Path | None, inputs: list[str]) -> Iterator[tuple[str, Row]]:
@@ -413,8 +463,7 @@ def load_hf_split(src: dict):
         ds = datasets.load_from_disk(name)
         return ds[src["split"]] if isinstance(ds, datasets.DatasetDict) else ds
     extra = {"data_dir": src["data_dir"]} if src.get("data_dir") else {}
-    return datasets.load_dataset(name, src.get("config"), split=src["split"], revision=src.get("revision"),
-                                 **extra)
+    return datasets.load_dataset(name, src.get("config"), split=src["split"], revision=src.get("revision"), **extra)
 
 
 def read_hf(src: dict, asset: Path | None, inputs: list[str]) -> Iterator[tuple[str, Row]]:
@@ -427,11 +476,14 @@ def read_hf(src: dict, asset: Path | None, inputs: list[str]) -> Iterator[tuple[
     the two hub splits never share an id or a group.
     """
     name = src["name"]
-    hub_splits = [(src["test_split"], "test"), (src["split"], None)] if src.get("test_split") \
-        else [(src["split"], None)]
+    hub_splits = (
+        [(src["test_split"], "test"), (src["split"], None)] if src.get("test_split") else [(src["split"], None)]
+    )
     if src.get("test_split") and src["test_split"] == src["split"]:
-        raise DataError(f"{name}: source.test_split {src['test_split']!r} is also source.split: the test set would be "
-                        "drawn from the training rows")
+        raise DataError(
+            f"{name}: source.test_split {src['test_split']!r} is also source.split: the test set would be "
+            "drawn from the training rows"
+        )
     for hub_split, ours in hub_splits:
         ds = load_hf_split({**src, "split": hub_split})
         for i, raw in enumerate(ds):
@@ -458,9 +510,16 @@ def read_rag(src: dict, asset: Path, inputs: list[str]) -> Iterator[tuple[str, R
         if not row["gold"]:
             raise DataError(f"{loc}: no gold passage id")
         context = "\n\n".join(f"[{j + 1}] {text}" for j, text in enumerate(row["contexts"][:k]))
-        yield loc, {"id": row["id"], "group": sorted(row["gold"])[0],
-                    "inputs": {inputs[0]: context, inputs[1]: row["question"]},
-                    "references": list(row["answers"]), "label": None}
+        yield (
+            loc,
+            {
+                "id": row["id"],
+                "group": sorted(row["gold"])[0],
+                "inputs": {inputs[0]: context, inputs[1]: row["question"]},
+                "references": list(row["answers"]),
+                "label": None,
+            },
+        )
 
 
 def passage_id(text: str) -> str:
@@ -500,8 +559,11 @@ def read_knowledge_conflicts(src: dict, asset: Path) -> Iterator[tuple[str, Pass
             continue
         text = context.replace(substitute[0], original[0]).strip()
         pid = passage_id(text)
-        yield loc, {"id": pid, "title": "", "text": text}, {"id": f"nq{i}", "question": question,
-                                                              "answers": [original[0]], "gold": [pid]}
+        yield (
+            loc,
+            {"id": pid, "title": "", "text": text},
+            {"id": f"nq{i}", "question": question, "answers": [original[0]], "gold": [pid]},
+        )
 
 
 def read_nq_restored(src: dict, asset: Path, inputs: list[str]) -> Iterator[tuple[str, Row]]:
@@ -510,9 +572,16 @@ def read_nq_restored(src: dict, asset: Path, inputs: list[str]) -> Iterator[tupl
     for loc, passage, qa in read_knowledge_conflicts(src, asset):
         if passage is None or qa is None:
             continue  # not restorable (counted in the corpus card; 1 of 17,528)
-        yield loc, {"id": qa["id"], "group": passage["id"],
-                    "inputs": {inputs[0]: passage["text"], inputs[1]: qa["question"]},
-                    "references": qa["answers"], "label": None}
+        yield (
+            loc,
+            {
+                "id": qa["id"],
+                "group": passage["id"],
+                "inputs": {inputs[0]: passage["text"], inputs[1]: qa["question"]},
+                "references": qa["answers"],
+                "label": None,
+            },
+        )
 
 
 def read_mbpp(src: dict, asset: Path | None, inputs: list[str]) -> Iterator[tuple[str, Row]]:
@@ -527,15 +596,30 @@ def read_mbpp(src: dict, asset: Path | None, inputs: list[str]) -> Iterator[tupl
         lines = [*(raw.get("test_setup_code") or "").splitlines(), *raw["test_list"]]
         tests = "".join(f"    {t}\n" for t in lines if t)
         prompt = f'"""\n{raw["text"]}\n{raw["test_list"][0]}\n"""\n'
-        yield loc, {"id": str(raw.get("task_id", i)), "group": str(raw.get("task_id", i)),
-                    "inputs": {"prompt": prompt, "test": f"def check(candidate):\n{tests}", "entry_point": m.group(1)},
-                    "references": [raw["code"]], "label": None}
+        yield (
+            loc,
+            {
+                "id": str(raw.get("task_id", i)),
+                "group": str(raw.get("task_id", i)),
+                "inputs": {"prompt": prompt, "test": f"def check(candidate):\n{tests}", "entry_point": m.group(1)},
+                "references": [raw["code"]],
+                "label": None,
+            },
+        )
 
 
 ADAPTER_READERS = {
-    "bigbench": read_bigbench, "vader": read_vader, "squad": read_squad, "paraphrase_pairs": read_paraphrase_pairs,
-    "jsonl": read_jsonl, "csv": read_csv, "parquet": read_parquet, "hf": read_hf, "rag": read_rag,
-    "nq_restored": read_nq_restored, "mbpp": read_mbpp,
+    "bigbench": read_bigbench,
+    "vader": read_vader,
+    "squad": read_squad,
+    "paraphrase_pairs": read_paraphrase_pairs,
+    "jsonl": read_jsonl,
+    "csv": read_csv,
+    "parquet": read_parquet,
+    "hf": read_hf,
+    "rag": read_rag,
+    "nq_restored": read_nq_restored,
+    "mbpp": read_mbpp,
 }
 
 
@@ -559,8 +643,10 @@ def normalise(rows: Iterable[tuple[str, Row]], params: dict, dropped: Counter | 
     drop_empty = list(src.get("drop_empty") or [])
     unknown = [f for f in drop_empty if f not in params["inputs"] and f != "references"]
     if unknown:
-        raise DataError(f"dataset {params['name']!r}: source.drop_empty names {unknown}, which are not input fields "
-                        f"{params['inputs']} of task {params['task']!r} nor 'references'")
+        raise DataError(
+            f"dataset {params['name']!r}: source.drop_empty names {unknown}, which are not input fields "
+            f"{params['inputs']} of task {params['task']!r} nor 'references'"
+        )
     label_map = {str(k): v for k, v in src["label_map"].items()} if src.get("label_map") else None
     drop = {str(v) for v in src.get("drop_labels", [])}  # e.g. SNLI's -1: no gold label
     labels = params.get("labels")
@@ -579,8 +665,9 @@ def normalise(rows: Iterable[tuple[str, Row]], params: dict, dropped: Counter | 
         for field in params["inputs"]:
             value = row["inputs"].get(field)
             if value is None or (isinstance(value, str) and not value.strip()):
-                raise DataError(f"{loc}: input field {field!r} missing or empty "
-                                f"(task {params['task']!r} needs {params['inputs']})")
+                raise DataError(
+                    f"{loc}: input field {field!r} missing or empty (task {params['task']!r} needs {params['inputs']})"
+                )
             row["inputs"][field] = str(value) if keep_space else str(value).strip()
         row["inputs"] = {f: row["inputs"][f] for f in params["inputs"]}
         if is_mc:
@@ -607,8 +694,9 @@ def normalise(rows: Iterable[tuple[str, Row]], params: dict, dropped: Counter | 
             row["label"] = label
             row["references"] = [label]
         else:
-            refs = [str(r) if keep_space else str(r).strip()
-                    for r in row["references"] if r is not None and str(r).strip()]
+            refs = [
+                str(r) if keep_space else str(r).strip() for r in row["references"] if r is not None and str(r).strip()
+            ]
             if not refs:
                 raise DataError(f"{loc}: field 'references' (target) missing or empty")
             row["references"] = refs
@@ -646,8 +734,9 @@ def assign_splits(rows: list[Row], split: dict, where: str) -> list[Row]:
             fixed.setdefault(row["split"], []).append(row)
     if fixed:
         if split.get("test_per_group"):
-            raise DataError(f"{where}: split.test_per_group cannot be combined with pre-assigned splits "
-                            "(source.test_split)")
+            raise DataError(
+                f"{where}: split.test_per_group cannot be combined with pre-assigned splits (source.test_split)"
+            )
         rows = [row for row in rows if not row.get("split")]
     by_group: dict[str, list[Row]] = {}
     for row in rows:
@@ -655,8 +744,11 @@ def assign_splits(rows: list[Row], split: dict, where: str) -> list[Row]:
     order = sorted(by_group, key=lambda g: _group_key(split["seed"], g))
     if split.get("test_per_group"):  # an evaluation-only set: a seeded sample of every group (MMLU subjects)
         n = int(split["test_per_group"])
-        return [{**row, "split": "test"} for g in order
-                for row in sorted(by_group[g], key=lambda r: _group_key(split["seed"], r["id"]))[:n]]
+        return [
+            {**row, "split": "test"}
+            for g in order
+            for row in sorted(by_group[g], key=lambda r: _group_key(split["seed"], r["id"]))[:n]
+        ]
     if split.get("max_groups"):
         order = order[: split["max_groups"]]
     want = {s: int(split.get(s, 0)) for s in SPLITS}
@@ -682,8 +774,9 @@ def assign_splits(rows: list[Row], split: dict, where: str) -> list[Row]:
     return out
 
 
-def prepare_dataset(*, spec: Json, examples: Output, card: Output, manifest: Output, asset: OptionalInput = None,
-                    log=print) -> dict:
+def prepare_dataset(
+    *, spec: Json, examples: Output, card: Output, manifest: Output, asset: OptionalInput = None, log=print
+) -> dict:
     """Read, validate, split and store one dataset; writes examples.parquet + card + manifest and logs the card."""
     src = with_defaults(spec["source"], definition="source")  # params carry the source as written
     reader = ADAPTER_READERS[src["adapter"]]
@@ -699,8 +792,12 @@ def prepare_dataset(*, spec: Json, examples: Output, card: Output, manifest: Out
     df = pl.DataFrame(
         rows,
         schema={
-            "id": pl.String, "group": pl.String, "split": pl.String, "label": pl.String,
-            "references": pl.List(pl.String), "inputs": pl.Struct({f: pl.String for f in spec["inputs"]}),
+            "id": pl.String,
+            "group": pl.String,
+            "split": pl.String,
+            "label": pl.String,
+            "references": pl.List(pl.String),
+            "inputs": pl.Struct({f: pl.String for f in spec["inputs"]}),
         },
     )
     with atomic_file(examples, "wb") as fh:
@@ -714,7 +811,9 @@ def prepare_dataset(*, spec: Json, examples: Output, card: Output, manifest: Out
         "groups": {s: df.filter(pl.col("split") == s)["group"].n_unique() for s in SPLITS},
         "label_distribution": {
             s: dict(Counter(df.filter(pl.col("split") == s)["label"].drop_nulls().to_list())) for s in SPLITS
-        } if spec["task_type"] == "classification" else None,
+        }
+        if spec["task_type"] == "classification"
+        else None,
         "input_sha256": input_sha256,
         "examples_sha256": sha256_file(examples),
     }

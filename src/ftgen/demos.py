@@ -56,8 +56,10 @@ class DemoSelector:
             import bm25s
 
             self._index = bm25s.BM25()
-            self._index.index(bm25s.tokenize([_text(c) for c in self.candidates], stopwords="en", show_progress=False),
-                              show_progress=False)
+            self._index.index(
+                bm25s.tokenize([_text(c) for c in self.candidates], stopwords="en", show_progress=False),
+                show_progress=False,
+            )
 
     def __call__(self, example: dict) -> list[dict]:
         if self.selection is None:

@@ -28,15 +28,16 @@ def choose(scores: list[float]) -> tuple[int, bool]:
 
 def _option_pairs(tok, prompt_spec, fmt, test, demos, options, budget):
     """(context, option) token pairs per example: every option continues the same prompt."""
-    room = 1 + max(len(tok(continuation(prompt_spec, o), add_special_tokens=False)["input_ids"])
-                   for opts in options for o in opts)
+    room = 1 + max(
+        len(tok(continuation(prompt_spec, o), add_special_tokens=False)["input_ids"]) for opts in options for o in opts
+    )
     pairs_by_ex, prompts, truncated = [], [], 0
     for ex, opts in zip(test, options):
         enc = encode_example(tok, prompt_spec, fmt, ex, demos, None, budget=budget - room)
         truncated += enc.truncated
         prompts.append(enc.prompt_text)
         pairs = [encode_pair(tok, prompt_spec, enc.prompt_text, continuation(prompt_spec, o)) for o in opts]
-        pairs_by_ex.append([(ctx[-(budget - room):], cont) for ctx, cont in pairs])
+        pairs_by_ex.append([(ctx[-(budget - room) :], cont) for ctx, cont in pairs])
     return pairs_by_ex, prompts, truncated
 
 
@@ -52,7 +53,7 @@ def _partial_pairs(tok, prompt_spec, fmt, test, demos, options, budget):
         if "_" not in sentence:
             raise ValueError(f"example {ex['id']}: partial scoring needs a blank '_' in {field!r}: {sentence!r}")
         cut = sentence.index("_")
-        rest = " " + sentence[cut + 1:].strip()
+        rest = " " + sentence[cut + 1 :].strip()
         room = len(tok(rest, add_special_tokens=False)["input_ids"]) + 1
         pairs = []
         for o in opts:
@@ -65,8 +66,18 @@ def _partial_pairs(tok, prompt_spec, fmt, test, demos, options, budget):
     return pairs_by_ex, prompts, truncated
 
 
-def evaluate_cell(*, model: Input, base: Input, examples: Input, spec: Json, predictions: Output, scores: Output,
-                  cell: EvalCell, threads: Threads = None, log=print) -> dict:
+def evaluate_cell(
+    *,
+    model: Input,
+    base: Input,
+    examples: Input,
+    spec: Json,
+    predictions: Output,
+    scores: Output,
+    cell: EvalCell,
+    threads: Threads = None,
+    log=print,
+) -> dict:
     """`cell` names this evaluation (model, tag, dataset, format, shots); it is stored in scores.json."""
     name, tag, dataset, cell_format, cell_shots = cell
     about = {"model": name, "model_tag": tag, "dataset": dataset, "format": int(cell_format), "shots": int(cell_shots)}
@@ -76,7 +87,9 @@ def evaluate_cell(*, model: Input, base: Input, examples: Input, spec: Json, pre
     prompt_spec, fmt, shots = spec["prompt"], spec["format"], spec["shots"]
     api = spec.get("api")  # an API model: no weights here, answers come from its endpoint
     if api and prompt_spec["type"] != "generation":
-        raise ValueError(f"API model {api['name']!r} can only generate: {prompt_spec['task']!r} is scored by log-likelihood")
+        raise ValueError(
+            f"API model {api['name']!r} can only generate: {prompt_spec['task']!r} is scored by log-likelihood"
+        )
     if not api:
         tok = load_tokenizer(model)  # fine-tuned folders carry the tokenizer they were trained with
         lm = load_model(model, device=device, base_dir=base)
@@ -90,7 +103,9 @@ def evaluate_cell(*, model: Input, base: Input, examples: Input, spec: Json, pre
     budget = prompt_spec["max_length"]
     if prompt_spec["type"] in ("classification", "multiple_choice"):
         # classification: the task's label set; multiple choice: each example's own options
-        options = [ex["references"] if prompt_spec["type"] == "multiple_choice" else prompt_spec["labels"] for ex in test]
+        options = [
+            ex["references"] if prompt_spec["type"] == "multiple_choice" else prompt_spec["labels"] for ex in test
+        ]
         if prompt_spec.get("scoring") == "partial":
             pairs_by_ex, prompts, truncated = _partial_pairs(tok, prompt_spec, fmt, test, demos, options, budget)
         else:
@@ -99,14 +114,21 @@ def evaluate_cell(*, model: Input, base: Input, examples: Input, spec: Json, pre
         if same_context:
             # the usual case: every option continues the same context -> encode each context once
             # (examples may have different numbers of options, e.g. TruthfulQA MC1)
-            rows = option_loglikelihoods(lm, tok.pad_token_id, [p[0][0] for p in pairs_by_ex],
-                                         [[cont for _, cont in p] for p in pairs_by_ex], spec["batch_size"], bf16)
+            rows = option_loglikelihoods(
+                lm,
+                tok.pad_token_id,
+                [p[0][0] for p in pairs_by_ex],
+                [[cont for _, cont in p] for p in pairs_by_ex],
+                spec["batch_size"],
+                bf16,
+            )
         else:  # an option's first token merges with the prompt's end, or (partial scoring) contexts differ
-            flat = loglikelihoods(lm, tok.pad_token_id, [pair for p in pairs_by_ex for pair in p],
-                                  spec["batch_size"], bf16)
+            flat = loglikelihoods(
+                lm, tok.pad_token_id, [pair for p in pairs_by_ex for pair in p], spec["batch_size"], bf16
+            )
             rows, start_at = [], 0
             for opts in options:
-                rows.append(flat[start_at:start_at + len(opts)])
+                rows.append(flat[start_at : start_at + len(opts)])
                 start_at += len(opts)
         answers, details, norm_predictions, ties = [], [], [], 0
         for row, opts in zip(rows, options):
@@ -125,17 +147,33 @@ def evaluate_cell(*, model: Input, base: Input, examples: Input, spec: Json, pre
         answers = api_generate(api, prompts, prompt_spec["max_new_tokens"], prompt_spec.get("stop", "\n\n"), log=log)
         details, norm_predictions, ties = [{} for _ in test], None, None
     else:
-        encoded = [encode_example(tok, prompt_spec, fmt, ex, demos, None, budget=budget - prompt_spec["max_new_tokens"]) for ex in test]
+        encoded = [
+            encode_example(tok, prompt_spec, fmt, ex, demos, None, budget=budget - prompt_spec["max_new_tokens"])
+            for ex in test
+        ]
         truncated = sum(e.truncated for e in encoded)
         prompts = [e.prompt_text for e in encoded]
-        answers = greedy_generate(lm, tok, [e.prompt_ids for e in encoded], prompt_spec["max_new_tokens"],
-                                  spec["batch_size"], bf16, stop=prompt_spec.get("stop", "\n\n"))
+        answers = greedy_generate(
+            lm,
+            tok,
+            [e.prompt_ids for e in encoded],
+            prompt_spec["max_new_tokens"],
+            spec["batch_size"],
+            bf16,
+            stop=prompt_spec.get("stop", "\n\n"),
+        )
         details, norm_predictions, ties = [{} for _ in test], None, None
     wall = time.time() - start
     # multiple choice is scored against the correct option (its references are all the options)
     refs = [[ex["label"]] if prompt_spec["type"] == "multiple_choice" else ex["references"] for ex in test]
-    corpus, per = score(spec["metrics"], answers, refs, prompt_spec.get("labels"), inputs=[ex["inputs"] for ex in test],
-                        options=spec.get("metric_options"))
+    corpus, per = score(
+        spec["metrics"],
+        answers,
+        refs,
+        prompt_spec.get("labels"),
+        inputs=[ex["inputs"] for ex in test],
+        options=spec.get("metric_options"),
+    )
     if norm_predictions is not None and prompt_spec.get("scoring") != "partial":
         for row, pred, ref in zip(per, norm_predictions, refs):
             row["acc_norm"] = 100.0 * (pred == ref[0])
@@ -144,8 +182,20 @@ def evaluate_cell(*, model: Input, base: Input, examples: Input, spec: Json, pre
         for ex, pred, s, d, prompt in zip(test, answers, per, details, prompts):
             # the group is the resampling unit of the bootstrap; the prompt is the exact text that
             # was scored (for partial scoring: the prompt before the blank's options)
-            fh.write(json.dumps({"id": ex["id"], "group": ex.get("group") or ex["id"], "prediction": pred,
-                                 "references": ex["references"], "scores": s, **d, "prompt": prompt}) + "\n")
+            fh.write(
+                json.dumps(
+                    {
+                        "id": ex["id"],
+                        "group": ex.get("group") or ex["id"],
+                        "prediction": pred,
+                        "references": ex["references"],
+                        "scores": s,
+                        **d,
+                        "prompt": prompt,
+                    }
+                )
+                + "\n"
+            )
     result = {
         "cell": about,
         "scores": corpus,
@@ -157,10 +207,13 @@ def evaluate_cell(*, model: Input, base: Input, examples: Input, spec: Json, pre
         "bf16": bf16,
         "demonstrations": [d["id"] for d in demos],
         # the model folder's manifest pins its weights' provenance; hashing it is cheap
-        "manifest": manifest("eval", spec, inputs={"examples": examples, "model_manifest": f"{model}/manifest.json"},
-                             seed=spec.get("seed")),
+        "manifest": manifest(
+            "eval",
+            spec,
+            inputs={"examples": examples, "model_manifest": f"{model}/manifest.json"},
+            seed=spec.get("seed"),
+        ),
     }
     write_json(scores, result)
     log(f"{corpus} on {len(test)} examples in {wall:.1f}s")
     return result
-

@@ -68,8 +68,8 @@ def left_pad(seqs: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, 
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
     for i, s in enumerate(seqs):
-        ids[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
-        mask[i, width - len(s):] = 1
+        ids[i, width - len(s) :] = torch.tensor(s, dtype=torch.long)
+        mask[i, width - len(s) :] = 1
     return ids.to(device), mask.to(device)
 
 
@@ -91,7 +91,7 @@ class _SharedPrefix:
                 self.cache = model(input_ids=self.ids, use_cache=True, logits_to_keep=1).past_key_values
 
     def batch(self, seqs: list[list[int]], pad_id: int, device):
-        ids, mask = left_pad([s[self.n:] for s in seqs], pad_id, device)
+        ids, mask = left_pad([s[self.n :] for s in seqs], pad_id, device)
         positions = self.n + (mask.cumsum(-1) - 1).clamp(min=0)
         if not self.n:
             return ids, mask, positions, None
@@ -102,8 +102,14 @@ class _SharedPrefix:
 
 
 @torch.no_grad()
-def loglikelihoods(model, pad_id: int, requests: list[tuple[list[int], list[int]]], batch_size: int = 16,
-                   bf16: bool = False, desc: str = "scoring") -> list[float]:
+def loglikelihoods(
+    model,
+    pad_id: int,
+    requests: list[tuple[list[int], list[int]]],
+    batch_size: int = 16,
+    bf16: bool = False,
+    desc: str = "scoring",
+) -> list[float]:
     """Sum of log p(continuation | context) for each (context_ids, continuation_ids) request."""
     device = next(model.parameters()).device
     order = sorted(range(len(requests)), key=lambda i: -(len(requests[i][0]) + len(requests[i][1])))
@@ -111,26 +117,39 @@ def loglikelihoods(model, pad_id: int, requests: list[tuple[list[int], list[int]
     with _cast_once(bf16, device), fp32_head(model):
         prefix = _SharedPrefix(model, [ctx for ctx, _ in requests], bf16, device)
         for start in tqdm(range(0, len(order), batch_size), desc=desc, mininterval=5):
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             ids, mask, positions, cache = prefix.batch([requests[i][0] + requests[i][1] for i in idx], pad_id, device)
             keep = max(len(requests[i][1]) for i in idx) + 1
             with autocast(bf16, device):
-                logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                               use_cache=False, logits_to_keep=keep).logits
+                logits = model(
+                    input_ids=ids,
+                    attention_mask=mask,
+                    position_ids=positions,
+                    past_key_values=cache,
+                    use_cache=False,
+                    logits_to_keep=keep,
+                ).logits
             logprobs = torch.log_softmax(logits.float(), dim=-1)
             for row, i in enumerate(idx):
                 cont = requests[i][1]
                 n = len(cont)
                 # logits at position t predict token t+1; the last `keep` positions end at the sequence end
-                lp = logprobs[row, keep - 1 - n: keep - 1]
+                lp = logprobs[row, keep - 1 - n : keep - 1]
                 target = torch.tensor(cont, device=device)
                 out[i] = float(lp.gather(-1, target[:, None]).sum())
     return out
 
 
 @torch.no_grad()
-def option_loglikelihoods(model, pad_id: int, contexts: list[list[int]], options: list[list[list[int]]],
-                          batch_size: int = 16, bf16: bool = False, desc: str = "scoring") -> list[list[float]]:
+def option_loglikelihoods(
+    model,
+    pad_id: int,
+    contexts: list[list[int]],
+    options: list[list[list[int]]],
+    batch_size: int = 16,
+    bf16: bool = False,
+    desc: str = "scoring",
+) -> list[list[float]]:
     """Sum of log p(option | context) for every option of every context, running each context once.
 
     Contexts are left-padded so they all end at the same position; an option's first token is
@@ -145,20 +164,27 @@ def option_loglikelihoods(model, pad_id: int, contexts: list[list[int]], options
     with _cast_once(bf16, device), fp32_head(model):
         prefix = _SharedPrefix(model, contexts, bf16, device)
         for start in tqdm(range(0, len(order), batch_size), desc=desc, mininterval=5):
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             ids, mask, positions, cache = prefix.batch([contexts[i] for i in idx], pad_id, device)
             with autocast(bf16, device):
-                step_out = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                            use_cache=True, logits_to_keep=1)
+                step_out = model(
+                    input_ids=ids,
+                    attention_mask=mask,
+                    position_ids=positions,
+                    past_key_values=cache,
+                    use_cache=True,
+                    logits_to_keep=1,
+                )
             first = torch.log_softmax(step_out.logits[:, -1].float(), dim=-1)  # predicts each option's first token
             cache, next_pos = step_out.past_key_values, positions[:, -1:] + 1
             pairs = [(r, k) for r, i in enumerate(idx) for k in range(len(options[i]))]
             for r, k in pairs:
                 out[idx[r]][k] = float(first[r, options[idx[r]][k][0]])
-            longer = sorted((p for p in pairs if len(options[idx[p[0]]][p[1]]) > 1),
-                            key=lambda p: -len(options[idx[p[0]]][p[1]]))
+            longer = sorted(
+                (p for p in pairs if len(options[idx[p[0]]][p[1]]) > 1), key=lambda p: -len(options[idx[p[0]]][p[1]])
+            )
             for c0 in range(0, len(longer), batch_size):
-                chunk = longer[c0:c0 + batch_size]
+                chunk = longer[c0 : c0 + batch_size]
                 conts = [options[idx[r]][k] for r, k in chunk]
                 width = len(conts[0]) - 1  # tokens 0..n-2 in, tokens 1..n-1 scored; right-padded
                 inp = torch.full((len(chunk), width), pad_id, dtype=torch.long)
@@ -171,9 +197,13 @@ def option_loglikelihoods(model, pad_id: int, contexts: list[list[int]], options
                 sub = copy.deepcopy(cache)
                 sub.batch_select_indices(rows)
                 with autocast(bf16, device):
-                    logits = model(input_ids=inp.to(device), past_key_values=sub, use_cache=True,
-                                   attention_mask=torch.cat([mask[rows], torch.ones_like(inp, device=device)], dim=1),
-                                   position_ids=next_pos[rows] + torch.arange(width, device=device)[None, :]).logits
+                    logits = model(
+                        input_ids=inp.to(device),
+                        past_key_values=sub,
+                        use_cache=True,
+                        attention_mask=torch.cat([mask[rows], torch.ones_like(inp, device=device)], dim=1),
+                        position_ids=next_pos[rows] + torch.arange(width, device=device)[None, :],
+                    ).logits
                 lp = torch.log_softmax(logits.float(), dim=-1).gather(-1, tgt.to(device)[..., None])[..., 0]
                 for (r, k), score in zip(chunk, (lp * valid.to(device)).sum(-1).tolist()):
                     out[idx[r]][k] += score
@@ -181,8 +211,16 @@ def option_loglikelihoods(model, pad_id: int, contexts: list[list[int]], options
 
 
 @torch.no_grad()
-def greedy_generate(model, tok, prompts: list[list[int]], max_new_tokens: int, batch_size: int = 16,
-                    bf16: bool = False, stop: str | None = "\n\n", desc: str = "generating") -> list[str]:
+def greedy_generate(
+    model,
+    tok,
+    prompts: list[list[int]],
+    max_new_tokens: int,
+    batch_size: int = 16,
+    bf16: bool = False,
+    stop: str | None = "\n\n",
+    desc: str = "generating",
+) -> list[str]:
     """Batched greedy decoding with KV cache; each output is cut at the first `stop` (if any)."""
     from transformers import StoppingCriteriaList, StopStringCriteria
 
@@ -194,17 +232,27 @@ def greedy_generate(model, tok, prompts: list[list[int]], max_new_tokens: int, b
         # built once (it indexes the whole vocabulary), not per batch as `stop_strings=` would
         criteria = StoppingCriteriaList([StopStringCriteria(tok, [stop])]) if stop else None
         for start in tqdm(range(0, len(order), batch_size), desc=desc, mininterval=5):
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             tail, mask, _, cache = prefix.batch([prompts[i] for i in idx], tok.pad_token_id, device)
             # generate takes the whole rows (prefix + tail) and runs only what the cache lacks
             ids = tail if cache is None else torch.cat([prefix.ids.expand(len(idx), -1), tail], dim=1)
             with autocast(bf16, device):
                 gen = model.generate(
-                    input_ids=ids, attention_mask=mask, past_key_values=cache, max_new_tokens=max_new_tokens,
-                    do_sample=False, num_beams=1, use_cache=True, pad_token_id=tok.pad_token_id,
-                    eos_token_id=tok.eos_token_id, stopping_criteria=criteria, temperature=None, top_p=None, top_k=None,
+                    input_ids=ids,
+                    attention_mask=mask,
+                    past_key_values=cache,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    num_beams=1,
+                    use_cache=True,
+                    pad_token_id=tok.pad_token_id,
+                    eos_token_id=tok.eos_token_id,
+                    stopping_criteria=criteria,
+                    temperature=None,
+                    top_p=None,
+                    top_k=None,
                 )
             for row, i in enumerate(idx):
-                text = tok.decode(gen[row, ids.shape[1]:], skip_special_tokens=True)
+                text = tok.decode(gen[row, ids.shape[1] :], skip_special_tokens=True)
                 out[i] = (text.split(stop)[0] if stop else text).strip()
     return out

@@ -51,13 +51,15 @@ _SCALE_RE = re.compile(
     r"|(?:/|\bout\s+of)\s*5(?![\d.])"
     r"|(?<![\d.])5[\s-]*points?\b"
     r"|(?<![\d.:=])(?<![:=] )[1-5]\s+means\b",  # an echoed definition: "1 means wrong, 5 fully correct"
-    re.I)
+    re.I,
+)
 # A stand-alone number: not glued to a word, a decimal point, a thousands comma or a slash; not the
 # numerator of "4/10" or "4 out of 10" (another scale). A minus counts only when attached ("-1").
 _NUMBER_RE = re.compile(
     r"(?:(?P<sign>(?<![\w)])[-−])|(?<![\w.,/]))(?P<num>\d+(?:\.\d+)?)"
     r"(?!\w|[.,]\d|\s*/\s*\d|\s*out\s+of\s+\d)",
-    re.I)
+    re.I,
+)
 # "3-4", "3 or 4", "3 to 4", "3/4": a range or a choice, not one score ("4 - 1 detail is missing" is a dash)
 _ALTERNATIVE_RE = re.compile(r"(?:[-–—]|\s*/\s*|\s+(?:to|or)\s+)\d", re.I)
 _FILLER = r"[\s*_#`'\"]*"  # markdown and quotes between a label and its score: "**Accuracy:** 4", "## Score\n4"
@@ -93,8 +95,16 @@ def _label_re(label: str | None) -> re.Pattern:
     if own:
         alternatives.append("(?P<own>" + "|".join(re.escape(n) for n in dict.fromkeys(own)) + ")")
     alternatives.append("(?P<generic>" + "|".join(_GENERIC_LABELS) + ")")
-    return re.compile(r"(?<!\w)(?:" + "|".join(alternatives) + r")(?!\w)" + _FILLER
-                      + r"(?:(?::|=|-|–|\bis\b|\bof\b)" + _FILLER + r"[\[(]?)?", re.I)
+    return re.compile(
+        r"(?<!\w)(?:"
+        + "|".join(alternatives)
+        + r")(?!\w)"
+        + _FILLER
+        + r"(?:(?::|=|-|–|\bis\b|\bof\b)"
+        + _FILLER
+        + r"[\[(]?)?",
+        re.I,
+    )
 
 
 def _value(match: re.Match) -> Fraction:
@@ -260,25 +270,31 @@ class OpenAIJudge:
         self.model = params["model"]
         self.id = f"openai:{params.get('base_url') or 'api.openai.com'}:{self.model}"
         # max_retries=0: retries are ours, so they are bounded, counted and backed off as configured
-        self.client = openai.OpenAI(api_key=key or "EMPTY", base_url=params.get("base_url"),
-                                    timeout=float(params["timeout_s"]), max_retries=0)
+        self.client = openai.OpenAI(
+            api_key=key or "EMPTY", base_url=params.get("base_url"), timeout=float(params["timeout_s"]), max_retries=0
+        )
         self.params, self.counters, self.sleep = params, counters, sleep
-        self._retryable = (openai.APITimeoutError, openai.APIConnectionError, openai.InternalServerError,
-                           openai.RateLimitError)
+        self._retryable = (
+            openai.APITimeoutError,
+            openai.APIConnectionError,
+            openai.InternalServerError,
+            openai.RateLimitError,
+        )
 
     def _create(self, prompt: str, **kwargs):
         for attempt in range(int(self.params["max_retries"]) + 1):
             try:
                 self.counters.requests += 1
                 return self.client.chat.completions.create(
-                    model=self.model, messages=[{"role": "user", "content": prompt}], **kwargs)
+                    model=self.model, messages=[{"role": "user", "content": prompt}], **kwargs
+                )
             except self._retryable as exc:
                 reason = f"{type(exc).__name__}: {getattr(exc, 'status_code', '') or ''}".strip(": ")
                 if attempt == int(self.params["max_retries"]):
                     self.counters.errors.append(reason)
                     raise JudgeUnavailable(reason) from None
                 self.counters.transport_retries += 1
-                self.sleep(float(self.params["backoff_s"]) * 2 ** attempt)
+                self.sleep(float(self.params["backoff_s"]) * 2**attempt)
 
     def generate(self, prompt: str, temperature: float, seed: int, max_tokens: int, stop: str | None = None) -> str:
         extra = {"stop": [stop]} if stop else {}
@@ -289,8 +305,13 @@ class OpenAIJudge:
         out = []
         for prompt in prompts:
             try:
-                res = self._create(prompt, temperature=0, max_tokens=int(self.params["max_tokens"]), logprobs=True,
-                                   top_logprobs=int(self.params["top_logprobs"]))
+                res = self._create(
+                    prompt,
+                    temperature=0,
+                    max_tokens=int(self.params["max_tokens"]),
+                    logprobs=True,
+                    top_logprobs=int(self.params["top_logprobs"]),
+                )
                 content = (res.choices[0].logprobs.content or []) if res.choices and res.choices[0].logprobs else []
                 out.append([(c.token, {t.token: t.logprob for t in c.top_logprobs or []}) for c in content])
             except JudgeUnavailable as exc:
@@ -312,16 +333,18 @@ class HFJudge:
         self.params, self.counters = params, counters
         try:  # the folder's manifest pins the weights: a different judge never shares cache entries
             pinned = read_json(Path(model_dir) / "manifest.json")
-            pin = hashlib.sha256(json.dumps([pinned.get("params"), pinned.get("input_sha256")],
-                                            sort_keys=True).encode()).hexdigest()[:16]
+            pin = hashlib.sha256(
+                json.dumps([pinned.get("params"), pinned.get("input_sha256")], sort_keys=True).encode()
+            ).hexdigest()[:16]
         except FileNotFoundError:
             pin = "unpinned"
         self.id = f"hf:{params['model']}:{pin}"
 
     def _ids(self, prompt: str) -> list[int]:
         if self.params.get("chat_template"):
-            text = self.tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                                add_generation_prompt=True)
+            text = self.tok.apply_chat_template(
+                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+            )
             ids = self.tok(text, add_special_tokens=False)["input_ids"]
         else:
             ids = self.tok(prompt)["input_ids"]
@@ -340,16 +363,24 @@ class HFJudge:
         self.counters.requests += len(prompts)
         # the score tokens' logprobs in fp32 even for a model sharded in bf16 (see fp32_head)
         with torch.inference_mode(), fp32_head(self.model):
-            gen = self.model.generate(input_ids=ids, attention_mask=mask, pad_token_id=self.tok.pad_token_id,
-                                      eos_token_id=self.tok.eos_token_id, **kwargs)
+            gen = self.model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                pad_token_id=self.tok.pad_token_id,
+                eos_token_id=self.tok.eos_token_id,
+                **kwargs,
+            )
         return ids.shape[1], gen
 
     def generate(self, prompt: str, temperature: float, seed: int, max_tokens: int) -> str:
         import torch
 
         torch.manual_seed(seed)
-        sampling = {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0} if temperature > 0 else {
-            "do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+        sampling = (
+            {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0}
+            if temperature > 0
+            else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+        )
         width, gen = self._generate([prompt], max_new_tokens=max_tokens, **sampling)
         return self.tok.decode(gen[0, width:], skip_special_tokens=True)
 
@@ -360,10 +391,17 @@ class HFJudge:
         k = int(self.params["top_logprobs"])
         bs = int(self.params["batch_size"])
         for start in range(0, len(prompts), bs):
-            batch = prompts[start:start + bs]
-            width, res = self._generate(batch, max_new_tokens=int(self.params["max_tokens"]), do_sample=False,
-                                        temperature=None, top_p=None, top_k=None, return_dict_in_generate=True,
-                                        output_logits=True)
+            batch = prompts[start : start + bs]
+            width, res = self._generate(
+                batch,
+                max_new_tokens=int(self.params["max_tokens"]),
+                do_sample=False,
+                temperature=None,
+                top_p=None,
+                top_k=None,
+                return_dict_in_generate=True,
+                output_logits=True,
+            )
             logprobs = torch.log_softmax(torch.stack(res.logits, dim=1).float(), dim=-1)  # (B, T, V)
             for row in range(len(batch)):
                 positions = []
@@ -400,8 +438,7 @@ def api_generate(spec: dict, prompts: list[str], max_new_tokens: int, stop: str 
             cache.put(key, record)
         text = record["text"]
         out.append((text.split(stop)[0] if stop else text).strip())
-    log(f"api {backend.id}: {counters.requests} requests, {cache.hits} cached, "
-        f"{counters.transport_retries} retries")
+    log(f"api {backend.id}: {counters.requests} requests, {cache.hits} cached, {counters.transport_retries} retries")
     return out
 
 
@@ -444,8 +481,12 @@ def write_steps(params: dict, backend, out: str, cache: JudgeCache, log=print) -
                 raise JudgeUnavailable(f"judge wrote empty evaluation steps for {name!r}; pin them in judge.steps")
             record = {"text": text.strip(), "prompt": prompt}
             cache.put(key, record)
-        steps[name] = {"definition": definition, "steps": tidy_steps(record["text"], int(params["steps_max_lines"])),
-                       "raw": record["text"], "source": "generated"}
+        steps[name] = {
+            "definition": definition,
+            "steps": tidy_steps(record["text"], int(params["steps_max_lines"])),
+            "raw": record["text"],
+            "source": "generated",
+        }
         log(f"steps for {name}:\n{record['text']}")
     result = {"judge": backend.id, "criteria": steps, "manifest": manifest("judge-steps", params)}
     write_json(out, result)
@@ -455,9 +496,13 @@ def write_steps(params: dict, backend, out: str, cache: JudgeCache, log=print) -
 # ----------------------------------------------------------------------------- judging
 def form_prompt(params: dict, criterion: str, steps: dict, item: dict) -> str:
     return params["form_prompt"].format(
-        definition=steps[criterion]["definition"], steps=steps[criterion]["steps"], question=item["question"],
-        reference=" / ".join(item["references"]), answer=item["prediction"] or "(no answer)",
-        name=criterion_label(criterion))
+        definition=steps[criterion]["definition"],
+        steps=steps[criterion]["steps"],
+        question=item["question"],
+        reference=" / ".join(item["references"]),
+        answer=item["prediction"] or "(no answer)",
+        name=criterion_label(criterion),
+    )
 
 
 def _seed(key: str, attempt: int) -> int:
@@ -477,12 +522,19 @@ def _score_logprobs(attempts: list[dict], label: str | None, min_prob: float) ->
         score, probs = weighted_score(top or {}, min_prob)
         if score is not None:
             break
-    return {"attempts": attempts, "reply": attempt["reply"], "top": top, "score": score, "probs": probs,
-            "status": "ok" if score is not None else "unparseable"}
+    return {
+        "attempts": attempts,
+        "reply": attempt["reply"],
+        "top": top,
+        "score": score,
+        "probs": probs,
+        "status": "ok" if score is not None else "unparseable",
+    }
 
 
-def _ask_logprobs(backend, params, cache, prompts: list[str], counters: Counters,
-                  label: str | None = None) -> list[dict]:
+def _ask_logprobs(
+    backend, params, cache, prompts: list[str], counters: Counters, label: str | None = None
+) -> list[dict]:
     """Logprob-weighted scores for many prompts; cached ones are not asked again.
 
     The cache keeps every attempt's generated tokens with their top logprobs, so the score position
@@ -509,8 +561,9 @@ def _ask_logprobs(backend, params, cache, prompts: list[str], counters: Counters
             if isinstance(reply, Exception):
                 unavailable[i] = str(reply)
                 continue
-            attempts[i].append({"reply": "".join(tok for tok, _ in reply),
-                                "positions": [[tok, top] for tok, top in reply]})
+            attempts[i].append(
+                {"reply": "".join(tok for tok, _ in reply), "positions": [[tok, top] for tok, top in reply]}
+            )
         todo = [i for i in todo if i not in unavailable and unscored(i) and len(attempts[i]) <= retries]
     out = []
     for i in range(len(prompts)):
@@ -547,14 +600,22 @@ def _ask_sample(backend, params, cache, prompt: str, sample: int, counters: Coun
         for attempt in range(len(attempts), retries + 1):
             if attempt:
                 counters.parse_retries += 1
-            text = backend.generate(prompt, temperature=float(params["temperature"]), seed=_seed(key, attempt),
-                                    max_tokens=int(params["max_tokens"]))
+            text = backend.generate(
+                prompt,
+                temperature=float(params["temperature"]),
+                seed=_seed(key, attempt),
+                max_tokens=int(params["max_tokens"]),
+            )
             attempts.append({"reply": text})
             if parse_score(text, label) is not None:
                 break
     except JudgeUnavailable as exc:
-        return {"score": None, "status": "unavailable", "error": str(exc),
-                "attempts": _score_samples(attempts, label)["attempts"]}
+        return {
+            "score": None,
+            "status": "unavailable",
+            "error": str(exc),
+            "attempts": _score_samples(attempts, label)["attempts"],
+        }
     result = _score_samples(attempts, label)
     cache.put(key, result)
     return result
@@ -567,8 +628,11 @@ def krippendorff_alpha(matrix: np.ndarray) -> float | None:
     usable = np.sum(~np.isnan(matrix), axis=0) >= 2
     if matrix.shape[0] < 2 or usable.sum() < 2 or len(np.unique(matrix[:, usable][~np.isnan(matrix[:, usable])])) < 2:
         return None
-    return float(krippendorff.alpha(reliability_data=matrix[:, usable], level_of_measurement="ordinal",
-                                    value_domain=[1, 2, 3, 4, 5]))
+    return float(
+        krippendorff.alpha(
+            reliability_data=matrix[:, usable], level_of_measurement="ordinal", value_domain=[1, 2, 3, 4, 5]
+        )
+    )
 
 
 def load_items(predictions: str, examples: str) -> list[dict]:
@@ -582,14 +646,31 @@ def load_items(predictions: str, examples: str) -> list[dict]:
             row = json.loads(line)
             if row["id"] not in questions:
                 raise ValueError(f"{predictions}: example {row['id']!r} is not in the test split of {examples}")
-            items.append({"id": row["id"], "question": questions[row["id"]], "prediction": row["prediction"],
-                          "references": row["references"], "scores": row.get("scores", {})})
+            items.append(
+                {
+                    "id": row["id"],
+                    "question": questions[row["id"]],
+                    "prediction": row["prediction"],
+                    "references": row["references"],
+                    "scores": row.get("scores", {}),
+                }
+            )
     return items
 
 
-def judge_cell(params: dict, items: list[dict], steps_file: str, backend, cache: JudgeCache, counters: Counters,
-               out_jsonl: str, out_json: str, cell: dict | None = None, inputs: dict | None = None,
-               log=print) -> dict:
+def judge_cell(
+    params: dict,
+    items: list[dict],
+    steps_file: str,
+    backend,
+    cache: JudgeCache,
+    counters: Counters,
+    out_jsonl: str,
+    out_json: str,
+    cell: dict | None = None,
+    inputs: dict | None = None,
+    log=print,
+) -> dict:
     """Judge every item on every criterion; write per-item judgements and a summary with counts."""
     steps = read_json(steps_file)["criteria"]
     n_samples = int(params["samples"])
@@ -602,8 +683,7 @@ def judge_cell(params: dict, items: list[dict], steps_file: str, backend, cache:
     for c in params["criteria"]:
         prompts = [form_prompt(params, c, steps, it) for it in items]
         label = criterion_label(c)  # the form's "- {name} (1-5):", which judges echo
-        lp = (_ask_logprobs(backend, params, cache, prompts, counters, label) if use_logprobs
-              else [None] * len(items))
+        lp = _ask_logprobs(backend, params, cache, prompts, counters, label) if use_logprobs else [None] * len(items)
         matrix = np.full((n_samples, len(items)), np.nan)
         for j, (it, prompt) in enumerate(zip(items, prompts)):
             row = rows[(it["id"], c)]
@@ -614,9 +694,12 @@ def judge_cell(params: dict, items: list[dict], steps_file: str, backend, cache:
                 if rec["score"] is not None:
                     matrix[s, j] = rec["score"]
             scored = [r["score"] for r in samples if r["score"] is not None]
-            row.update(samples=[r["score"] for r in samples], sample_status=[r["status"] for r in samples],
-                       sample_mean=float(np.mean(scored)) if scored else None,
-                       sample_sd=float(np.std(scored, ddof=1)) if len(scored) > 1 else None)
+            row.update(
+                samples=[r["score"] for r in samples],
+                sample_status=[r["status"] for r in samples],
+                sample_mean=float(np.mean(scored)) if scored else None,
+                sample_sd=float(np.std(scored, ddof=1)) if len(scored) > 1 else None,
+            )
             row["score"] = row.get("logprob_score") if params["score"] == "logprobs" else row["sample_mean"]
         per = [rows[(it["id"], c)] for it in items]
         lp_scores = [r.get("logprob_score") for r in per if r.get("logprob_score") is not None]
@@ -633,11 +716,15 @@ def judge_cell(params: dict, items: list[dict], steps_file: str, backend, cache:
             "sample_sd_mean": _mean(sds),
             "krippendorff_alpha": krippendorff_alpha(matrix) if n_samples > 1 else None,
         }
-    summary["counts"] = {"requests": counters.requests, "cache_hits": cache.hits,
-                         "transport_retries": counters.transport_retries, "parse_retries": counters.parse_retries,
-                         "unavailable": sum(r.get("logprob_status") == "unavailable" for r in rows.values())
-                         + sum(s == "unavailable" for r in rows.values() for s in r.get("sample_status", [])),
-                         "errors": sorted(set(counters.errors))}
+    summary["counts"] = {
+        "requests": counters.requests,
+        "cache_hits": cache.hits,
+        "transport_retries": counters.transport_retries,
+        "parse_retries": counters.parse_retries,
+        "unavailable": sum(r.get("logprob_status") == "unavailable" for r in rows.values())
+        + sum(s == "unavailable" for r in rows.values() for s in r.get("sample_status", [])),
+        "errors": sorted(set(counters.errors)),
+    }
     summary["wall_time_s"] = round(time.time() - start, 2)
     summary["manifest"] = manifest("judge", params, inputs={"steps": steps_file, **(inputs or {})})
     with atomic_file(out_jsonl) as fh:
@@ -652,16 +739,29 @@ def _mean(values: list[float]) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def run_judge_steps(*, spec: Json, steps: Output, cache: Folder, model: OptionalInput = None, threads: Threads = None,
-                    log=print) -> dict:
+def run_judge_steps(
+    *, spec: Json, steps: Output, cache: Folder, model: OptionalInput = None, threads: Threads = None, log=print
+) -> dict:
     """Write the evaluation steps once per study: every judging job reads the same file."""
     counters = Counters()
     backend = make_backend(spec, counters, model, threads)
     return write_steps(spec, backend, steps, JudgeCache(cache), log=log)
 
 
-def run_judge(*, spec: Json, predictions: Input, examples: Input, steps: Input, judgements: Output, summary: Output,
-              cache: Folder, cell: JudgedCell, model: OptionalInput = None, threads: Threads = None, log=print) -> dict:
+def run_judge(
+    *,
+    spec: Json,
+    predictions: Input,
+    examples: Input,
+    steps: Input,
+    judgements: Output,
+    summary: Output,
+    cache: Folder,
+    cell: JudgedCell,
+    model: OptionalInput = None,
+    threads: Threads = None,
+    log=print,
+) -> dict:
     """Judge one eval cell's answers (`cell`: model, tag, dataset) with steps written by this same judge."""
     name, tag, dataset = cell
     counters = Counters()
@@ -669,6 +769,16 @@ def run_judge(*, spec: Json, predictions: Input, examples: Input, steps: Input, 
     steps_judge = read_json(steps)["judge"]
     if steps_judge != backend.id:
         raise ValueError(f"{steps} was written for judge {steps_judge!r}, this judge is {backend.id!r}")
-    return judge_cell(spec, load_items(predictions, examples), steps, backend, JudgeCache(cache), counters,
-                      judgements, summary, cell={"model": name, "model_tag": tag, "dataset": dataset}, log=log,
-                      inputs={"predictions": predictions, "examples": examples})
+    return judge_cell(
+        spec,
+        load_items(predictions, examples),
+        steps,
+        backend,
+        JudgeCache(cache),
+        counters,
+        judgements,
+        summary,
+        cell={"model": name, "model_tag": tag, "dataset": dataset},
+        log=log,
+        inputs={"predictions": predictions, "examples": examples},
+    )

@@ -27,8 +27,9 @@ def visible_gpus() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-def launch_command(step_argv: list[str], procs: int | None, nodes: int, gpus: int,
-                   env: Mapping[str, str], rdzv_port: int = 29500) -> list[str]:
+def launch_command(
+    step_argv: list[str], procs: int | None, nodes: int, gpus: int, env: Mapping[str, str], rdzv_port: int = 29500
+) -> list[str]:
     """The argv that runs `python -m ftgen <step_argv>` on `procs` (default: `gpus` or 1) per node.
 
     One process on one node runs in place (no torchrun: nothing to rendezvous). Several nodes
@@ -44,12 +45,23 @@ def launch_command(step_argv: list[str], procs: int | None, nodes: int, gpus: in
     if "SLURM_JOB_ID" not in env:
         raise RuntimeError(f"nodes={nodes} needs a SLURM allocation (srun); run the job under SLURM")
     # torchrun's own flags are shell-expanded on each node by srun's shell, not here
-    head = "$(scontrol show hostnames \"$SLURM_JOB_NODELIST\" | head -n 1)"
-    inner = " ".join([
-        *map(shlex.quote, torchrun), "--nnodes", str(nodes), "--rdzv_backend", "c10d",
-        "--rdzv_id", shlex.quote(env["SLURM_JOB_ID"]), "--rdzv_endpoint", f"{head}:{rdzv_port}",
-        "-m", "ftgen", *map(shlex.quote, step_argv),
-    ])
+    head = '$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)'
+    inner = " ".join(
+        [
+            *map(shlex.quote, torchrun),
+            "--nnodes",
+            str(nodes),
+            "--rdzv_backend",
+            "c10d",
+            "--rdzv_id",
+            shlex.quote(env["SLURM_JOB_ID"]),
+            "--rdzv_endpoint",
+            f"{head}:{rdzv_port}",
+            "-m",
+            "ftgen",
+            *map(shlex.quote, step_argv),
+        ]
+    )
     # --overlap: the job step Snakemake runs in already holds the allocation's CPUs
     return ["srun", "--overlap", f"--nodes={nodes}", "--ntasks-per-node=1", "bash", "-c", inner]
 
@@ -64,9 +76,11 @@ def launch(*, procs: Int = 0, nodes: Int = 1, step_argv: Annotated[list[str], Ar
         raise SystemExit("ftgen launch: give the step to run after --")
     gpus = visible_gpus()
     argv = launch_command(step_argv, procs, nodes, gpus, os.environ)
-    log(f"launch: nodes={nodes} gpus_visible={gpus} procs_per_node={procs or max(gpus, 1)} "
+    log(
+        f"launch: nodes={nodes} gpus_visible={gpus} procs_per_node={procs or max(gpus, 1)} "
         f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')!r} "
-        f"SLURM_JOB_ID={os.environ.get('SLURM_JOB_ID', '')!r}")
+        f"SLURM_JOB_ID={os.environ.get('SLURM_JOB_ID', '')!r}"
+    )
     log("launch: " + shlex.join(argv))
     sys.stdout.flush()
     sys.stderr.flush()

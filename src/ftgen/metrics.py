@@ -11,14 +11,14 @@ from __future__ import annotations
 import re
 import string
 from collections import Counter
-from functools import lru_cache, partial
+from functools import cache, partial
 
 ROUGE_TYPES = ("rougeL", "rougeLsum")
 # What the code did before ROUGE became a task option; a task without `rouge:` keeps it.
 ROUGE_DEFAULTS = {"type": "rougeL", "stemmer": True}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _rouge(rouge_type: str = "rougeL", stemmer: bool = True):
     from rouge_score import rouge_scorer
 
@@ -43,8 +43,9 @@ def rouge_options(options: dict | None) -> dict:
     too, but metrics can be called with hand-made options)."""
     opts = {**ROUGE_DEFAULTS, **(options or {})}
     if set(opts) != set(ROUGE_DEFAULTS) or opts["type"] not in ROUGE_TYPES or not isinstance(opts["stemmer"], bool):
-        raise ValueError(f"rouge options must be {{type: {' | '.join(ROUGE_TYPES)}, stemmer: true | false}}, "
-                         f"got {options!r}")
+        raise ValueError(
+            f"rouge options must be {{type: {' | '.join(ROUGE_TYPES)}, stemmer: true | false}}, got {options!r}"
+        )
     return opts
 
 
@@ -192,9 +193,14 @@ PER_EXAMPLE["math_match"] = math_match
 METRIC_OPTIONS = ("rouge",)  # the task keys that configure metrics (config: eval_params["metric_options"])
 
 
-def score(metrics: list[str], predictions: list[str], references: list[list[str]],
-          labels: list[str] | None = None, inputs: list[dict] | None = None, options: dict | None = None
-          ) -> tuple[dict[str, float], list[dict[str, float]]]:
+def score(
+    metrics: list[str],
+    predictions: list[str],
+    references: list[list[str]],
+    labels: list[str] | None = None,
+    inputs: list[dict] | None = None,
+    options: dict | None = None,
+) -> tuple[dict[str, float], list[dict[str, float]]]:
     """Corpus-level scores (0-100 scale for every metric) and per-example scores. `inputs` (the
     examples' input fields) is needed by `pass_at_1`, which runs the examples' unit tests.
     `options` are the task's metric options (eval params' `metric_options`, absent = defaults):
@@ -206,8 +212,10 @@ def score(metrics: list[str], predictions: list[str], references: list[list[str]
         raise ValueError(f"unknown metric options {sorted(unknown)}; known: {list(METRIC_OPTIONS)}")
     ro = rouge_options(options.get("rouge"))
     fns = {**PER_EXAMPLE, "rougeL": partial(rouge_l, rouge_type=ro["type"], stemmer=ro["stemmer"])}
-    per = [{m: fns[m](p, r) * (1 if m == "bleu" else 100)
-            for m in metrics if m in fns} for p, r in zip(predictions, references)]
+    per = [
+        {m: fns[m](p, r) * (1 if m == "bleu" else 100) for m in metrics if m in fns}
+        for p, r in zip(predictions, references)
+    ]
     if "pass_at_1" in metrics:
         if inputs is None:
             raise ValueError("pass_at_1 needs the examples' inputs (prompt, test, entry_point)")

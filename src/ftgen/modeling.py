@@ -62,20 +62,28 @@ def build_tiny_model(out_dir: str | Path, spec: dict, corpus: list[str] | None =
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    trainer = trainers.BpeTrainer(vocab_size=tiny["vocab_size"], special_tokens=specials,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=tiny["vocab_size"], special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
     tok.train_from_iterator([TINY_CORPUS] + list(corpus or []), trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=None, eos_token="<|im_end|>",
-                                   pad_token="<|endoftext|>", unk_token=None)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>", unk_token=None
+    )
     fast.chat_template = (
         "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
         "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
     )
     config = LlamaConfig(
-        vocab_size=len(fast), hidden_size=tiny["hidden"], intermediate_size=tiny["hidden"] * 2,
-        num_hidden_layers=tiny["layers"], num_attention_heads=tiny["heads"],
-        num_key_value_heads=tiny["kv_heads"], max_position_embeddings=1024,
-        eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id, bos_token_id=None,
+        vocab_size=len(fast),
+        hidden_size=tiny["hidden"],
+        intermediate_size=tiny["hidden"] * 2,
+        num_hidden_layers=tiny["layers"],
+        num_attention_heads=tiny["heads"],
+        num_key_value_heads=tiny["kv_heads"],
+        max_position_embeddings=1024,
+        eos_token_id=fast.eos_token_id,
+        pad_token_id=fast.pad_token_id,
+        bos_token_id=None,
         tie_word_embeddings=True,
     )
     model = LlamaForCausalLM(config)
@@ -94,12 +102,16 @@ def prepare_model(*, spec: Json, model: Output, asset: OptionalInput = None, log
     name = Path(model).name  # results/<study>/models/<model>
     local = str(spec.get("path") or "")
     if spec["source"] == "local" and not (local and Path(local).is_dir()):
-        raise FileNotFoundError(f"model {name!r}: source: local path {local!r} "
-                                f"{'is not a folder' if local and Path(local).exists() else 'does not exist'} "
-                                f"(set models.{name}.path to a model folder)")
+        raise FileNotFoundError(
+            f"model {name!r}: source: local path {local!r} "
+            f"{'is not a folder' if local and Path(local).exists() else 'does not exist'} "
+            f"(set models.{name}.path to a model folder)"
+        )
     if spec["source"] == "hub" and _is_path(spec["name"], strict=True) and not Path(spec["name"]).exists():
-        raise FileNotFoundError(f"model {name!r}: source: hub name {spec['name']!r} is a path that does not exist "
-                                "(a local folder is `source: local` with `path:`)")
+        raise FileNotFoundError(
+            f"model {name!r}: source: hub name {spec['name']!r} is a path that does not exist "
+            "(a local folder is `source: local` with `path:`)"
+        )
     with atomic_dir(model) as tmp:
         source = spec["source"]
         if source == "api":  # no weights: the folder pins which endpoint and model answered
@@ -132,8 +144,10 @@ def prepare_model(*, spec: Json, model: Output, asset: OptionalInput = None, log
             lm.save_pretrained(tmp)
             tok.save_pretrained(tmp)
         n_params = sum(p.numel() for p in lm.parameters())
-        write_json(Path(tmp) / "manifest.json", manifest("model", spec, inputs={"asset": asset} if asset else None,
-                                                         n_params=n_params))
+        write_json(
+            Path(tmp) / "manifest.json",
+            manifest("model", spec, inputs={"asset": asset} if asset else None, n_params=n_params),
+        )
         log(f"model ready: {n_params:,} parameters")
 
 
@@ -162,8 +176,10 @@ _DAMAGE = (OSError, ValueError, EOFError)
 
 def _load_error(folder: str | Path, exc: BaseException) -> ArtifactError:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return ArtifactError(f"model folder {folder} cannot be loaded ({type(exc).__name__}: {first}); if a file in it "
-                         f"is damaged (e.g. truncated by a full disk or a killed copy), {rebuild_hint(folder)}")
+    return ArtifactError(
+        f"model folder {folder} cannot be loaded ({type(exc).__name__}: {first}); if a file in it "
+        f"is damaged (e.g. truncated by a full disk or a killed copy), {rebuild_hint(folder)}"
+    )
 
 
 def _safetensors_errors() -> tuple[type[BaseException], ...]:
@@ -194,8 +210,12 @@ def load_tokenizer(model_dir: str | Path, padding_side: str = "left"):
     return tok
 
 
-def load_model(model_dir: str | Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
-               base_dir: str | Path | None = None):
+def load_model(
+    model_dir: str | Path,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+    base_dir: str | Path | None = None,
+):
     """Load a base folder, a full fine-tune folder, or a LoRA adapter folder (merged for speed).
 
     An adapter is applied to `base_dir` when given (the pipeline always passes the base model

@@ -34,7 +34,9 @@ def render_body(prompt_spec: dict, fmt: int, inputs: dict) -> str:
 
 
 def target_of(prompt_spec: dict, example: dict) -> str:
-    return example["label"] if prompt_spec["type"] in ("classification", "multiple_choice") else example["references"][0]
+    return (
+        example["label"] if prompt_spec["type"] in ("classification", "multiple_choice") else example["references"][0]
+    )
 
 
 def with_demos(prompt_spec: dict, fmt: int, body: str, demos: list[dict]) -> str:
@@ -45,8 +47,7 @@ def with_demos(prompt_spec: dict, fmt: int, body: str, demos: list[dict]) -> str
 def wrap(tok, prompt_spec: dict, body: str) -> str:
     """The full prompt string up to where the answer starts."""
     if prompt_spec["chat_template"]:
-        return tok.apply_chat_template([{"role": "user", "content": body}], tokenize=False,
-                                       add_generation_prompt=True)
+        return tok.apply_chat_template([{"role": "user", "content": body}], tokenize=False, add_generation_prompt=True)
     return body
 
 
@@ -59,7 +60,7 @@ def encode_pair(tok, prompt_spec: dict, prompt: str, cont: str) -> tuple[list[in
     special = not prompt_spec["chat_template"]  # a chat template already carries its special tokens
     whole = tok(prompt + cont, add_special_tokens=special)["input_ids"]
     ctx = tok(prompt, add_special_tokens=special)["input_ids"]
-    return whole[: len(ctx)], whole[len(ctx):]
+    return whole[: len(ctx)], whole[len(ctx) :]
 
 
 def _cap(lengths: list[int], need: int) -> int:
@@ -71,8 +72,9 @@ def _cap(lengths: list[int], need: int) -> int:
     return lo
 
 
-def encode_example(tok, prompt_spec: dict, fmt: int, example: dict, demos: list[dict], answer: str | None,
-                   budget: int) -> Encoded:
+def encode_example(
+    tok, prompt_spec: dict, fmt: int, example: dict, demos: list[dict], answer: str | None, budget: int
+) -> Encoded:
     """Encode prompt (+ answer) within `budget` tokens, shortening inputs, never the answer.
 
     Input fields of the example and of its demonstrations (their answers are kept) are cut to
@@ -85,8 +87,11 @@ def encode_example(tok, prompt_spec: dict, fmt: int, example: dict, demos: list[
     truncated = False
     for _ in range(8):
         prompt = wrap(tok, prompt_spec, with_demos(prompt_spec, fmt, render_body(prompt_spec, fmt, inputs), demos))
-        p_ids, t_ids = encode_pair(tok, prompt_spec, prompt, continuation(prompt_spec, answer)) if answer is not None else (
-            tok(prompt, add_special_tokens=not prompt_spec["chat_template"])["input_ids"], [])
+        p_ids, t_ids = (
+            encode_pair(tok, prompt_spec, prompt, continuation(prompt_spec, answer))
+            if answer is not None
+            else (tok(prompt, add_special_tokens=not prompt_spec["chat_template"])["input_ids"], [])
+        )
         overflow = len(p_ids) + len(t_ids) - budget
         if overflow <= 0:
             return Encoded(p_ids, t_ids, truncated, prompt)

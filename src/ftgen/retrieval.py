@@ -42,8 +42,16 @@ def load_encoder(spec: dict, asset: str | None, device: str = "cpu"):
     return SentenceTransformer(path, device=device, revision=spec.get("revision"))
 
 
-def build_index(*, retriever: Retriever, corpus: Input, spec: Json, index: Output, asset: OptionalInput = None,
-                threads: Threads = None, log=print) -> None:
+def build_index(
+    *,
+    retriever: Retriever,
+    corpus: Input,
+    spec: Json,
+    index: Output,
+    asset: OptionalInput = None,
+    threads: Threads = None,
+    log=print,
+) -> None:
     """Index every passage of the corpus; the folder holds the index, the passage ids and a manifest."""
     import torch
 
@@ -60,19 +68,26 @@ def build_index(*, retriever: Retriever, corpus: Input, spec: Json, index: Outpu
             bm25.save(str(tmp / "bm25"))
         elif retriever == "dense":
             model = load_encoder(spec["model"], asset)
-            emb = model.encode(texts, batch_size=spec.get("batch_size", 64), normalize_embeddings=True,
-                               convert_to_numpy=True, show_progress_bar=False)
+            emb = model.encode(
+                texts,
+                batch_size=spec.get("batch_size", 64),
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
             np.save(tmp / "embeddings.npy", emb.astype(np.float32))
         else:
             raise ValueError(f"unknown retriever {retriever!r}; known: {RETRIEVERS}")
         (tmp / "ids.json").write_text(json.dumps(passages["id"].to_list()))
-        write_json(tmp / "manifest.json", manifest(f"index:{retriever}", spec,
-                                                   input_sha256={"corpus": sha256_file(corpus)}))
+        write_json(
+            tmp / "manifest.json", manifest(f"index:{retriever}", spec, input_sha256={"corpus": sha256_file(corpus)})
+        )
     log(f"{retriever} index of {len(texts)} passages -> {index}")
 
 
-def search(retriever: str, index_dir: str, questions: list[str], k: int, params: dict,
-           asset: str | None = None) -> tuple[list[list[str]], list[list[float]]]:
+def search(
+    retriever: str, index_dir: str, questions: list[str], k: int, params: dict, asset: str | None = None
+) -> tuple[list[list[str]], list[list[float]]]:
     """Top-k passage ids and scores per question, best first (ties broken by corpus order)."""
     ids = json.loads((Path(index_dir) / "ids.json").read_text())
     k = min(k, len(ids))
@@ -80,17 +95,21 @@ def search(retriever: str, index_dir: str, questions: list[str], k: int, params:
         import bm25s
 
         index = bm25s.BM25.load(str(Path(index_dir) / "bm25"))
-        hits, scores = index.retrieve(bm25s.tokenize(questions, stopwords="en", show_progress=False), k=k,
-                                      show_progress=False, n_threads=1)
+        hits, scores = index.retrieve(
+            bm25s.tokenize(questions, stopwords="en", show_progress=False), k=k, show_progress=False, n_threads=1
+        )
         return [[ids[int(h)] for h in row] for row in hits], [[float(s) for s in row] for row in scores]
     emb = np.load(Path(index_dir) / "embeddings.npy")
-    q = load_encoder(params["model"], asset).encode(questions, batch_size=params.get("batch_size", 64),
-                                                    normalize_embeddings=True, convert_to_numpy=True,
-                                                    show_progress_bar=False)
+    q = load_encoder(params["model"], asset).encode(
+        questions,
+        batch_size=params.get("batch_size", 64),
+        normalize_embeddings=True,
+        convert_to_numpy=True,
+        show_progress_bar=False,
+    )
     sims = q @ emb.T
     order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
-    return ([[ids[j] for j in row] for row in order],
-            [[float(sims[i, j]) for j in row] for i, row in enumerate(order)])
+    return ([[ids[j] for j in row] for row in order], [[float(sims[i, j]) for j in row] for i, row in enumerate(order)])
 
 
 def recall_at(retrieved: list[list[str]], gold: list[list[str]], ks: list[int]) -> dict[str, float]:
@@ -102,8 +121,19 @@ def recall_at(retrieved: list[list[str]], gold: list[list[str]], ks: list[int]) 
     return out
 
 
-def retrieve(*, retriever: Retriever, index: Input, corpus: Input, qa: Input, spec: Json, retrieved: Output,
-             recall: Output, asset: OptionalInput = None, threads: Threads = None, log=print) -> dict:
+def retrieve(
+    *,
+    retriever: Retriever,
+    index: Input,
+    corpus: Input,
+    qa: Input,
+    spec: Json,
+    retrieved: Output,
+    recall: Output,
+    asset: OptionalInput = None,
+    threads: Threads = None,
+    log=print,
+) -> dict:
     """Retrieve the top `depth` passages for every question; store them (with their text) + recall@k."""
     import torch
 
@@ -121,10 +151,16 @@ def retrieve(*, retriever: Retriever, index: Input, corpus: Input, qa: Input, sp
     )
     with atomic_file(retrieved, "wb") as fh:
         out.write_parquet(fh)
-    summary = {"corpus": spec["corpus"], "retriever": retriever, "questions": len(questions),
-               "passages": len(passages), **recall_at(hits, questions["gold"].to_list(), sorted(spec["recall_at"])),
-               "manifest": manifest(f"retrieve:{retriever}", spec,
-                                    input_sha256={"corpus": sha256_file(corpus), "qa": sha256_file(qa)})}
+    summary = {
+        "corpus": spec["corpus"],
+        "retriever": retriever,
+        "questions": len(questions),
+        "passages": len(passages),
+        **recall_at(hits, questions["gold"].to_list(), sorted(spec["recall_at"])),
+        "manifest": manifest(
+            f"retrieve:{retriever}", spec, input_sha256={"corpus": sha256_file(corpus), "qa": sha256_file(qa)}
+        ),
+    }
     write_json(recall, summary)
     log(json.dumps({k: v for k, v in summary.items() if k != "manifest"}))
     return summary

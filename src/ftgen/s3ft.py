@@ -10,7 +10,7 @@ local model, an HTTP judge, or a scripted model in tests.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Callable
+from collections.abc import Callable
 
 from .step import Input, Json, Output, Threads
 
@@ -20,8 +20,9 @@ Paraphraser = Callable[[list[dict]], list[str]]  # examples -> the model's rewri
 PROVENANCE = ("self", "paraphrase", "gold")
 
 
-def select_targets(examples: list[dict], own_answers: dict[str, str], judge: Judge,
-                   paraphrase: Paraphraser) -> tuple[list[dict], dict]:
+def select_targets(
+    examples: list[dict], own_answers: dict[str, str], judge: Judge, paraphrase: Paraphraser
+) -> tuple[list[dict], dict]:
     """One training row per example with `target` and `provenance`; plus the counts for the card.
 
     The paraphraser is asked only for the examples whose own answer was rejected, in one batch.
@@ -47,8 +48,11 @@ def select_targets(examples: list[dict], own_answers: dict[str, str], judge: Jud
             rows[ex["id"]] = {**ex, "target": ex["references"][0], "provenance": "gold"}
     ordered = [rows[ex["id"]] for ex in examples]
     counts = Counter(r["provenance"] for r in ordered)
-    card = {"examples": len(ordered), **{p: counts.get(p, 0) for p in PROVENANCE},
-            "fractions": {p: counts.get(p, 0) / max(1, len(ordered)) for p in PROVENANCE}}
+    card = {
+        "examples": len(ordered),
+        **{p: counts.get(p, 0) for p in PROVENANCE},
+        "fractions": {p: counts.get(p, 0) / max(1, len(ordered)) for p in PROVENANCE},
+    }
     return ordered, card
 
 
@@ -65,8 +69,18 @@ def accepts(metric: str, threshold: float):
     return judge
 
 
-def build_s3ft_dataset(*, model: Input, examples: Input, self_answers: Input, spec: Json, targets: Output,
-                       card: Output, paraphrases: Output, threads: Threads = None, log=print) -> dict:
+def build_s3ft_dataset(
+    *,
+    model: Input,
+    examples: Input,
+    self_answers: Input,
+    spec: Json,
+    targets: Output,
+    card: Output,
+    paraphrases: Output,
+    threads: Threads = None,
+    log=print,
+) -> dict:
     """The S3FT training set: the dataset with each training example's target replaced by the base
     model's own answer, or its accepted paraphrase of the gold answer, or the gold answer.
 
@@ -98,14 +112,26 @@ def build_s3ft_dataset(*, model: Input, examples: Input, self_answers: Input, sp
         bf16 = resolve_bf16(spec["bf16"], default_device())
         prompts = []
         for ex in batch:
-            request = spec["paraphrase_prompt"].format(task=render_body(prompt_spec, spec["format"], ex["inputs"]),
-                                                         gold=ex["references"][0])
+            request = spec["paraphrase_prompt"].format(
+                task=render_body(prompt_spec, spec["format"], ex["inputs"]), gold=ex["references"][0]
+            )
             fake = {**ex, "inputs": {"request": request}}
             pp_request = {**prompt_spec, "prompts": {"0": "{request}"}, "inputs": ["request"]}
-            prompts.append(encode_example(tok, pp_request, 0, fake, [], None,
-                                          budget=prompt_spec["max_length"] - prompt_spec["max_new_tokens"]).prompt_ids)
-        texts = greedy_generate(lm, tok, prompts, prompt_spec["max_new_tokens"], spec["batch_size"], bf16,
-                                stop=prompt_spec.get("stop", "\n\n"), desc="paraphrasing")
+            prompts.append(
+                encode_example(
+                    tok, pp_request, 0, fake, [], None, budget=prompt_spec["max_length"] - prompt_spec["max_new_tokens"]
+                ).prompt_ids
+            )
+        texts = greedy_generate(
+            lm,
+            tok,
+            prompts,
+            prompt_spec["max_new_tokens"],
+            spec["batch_size"],
+            bf16,
+            stop=prompt_spec.get("stop", "\n\n"),
+            desc="paraphrasing",
+        )
         paraphrase_rows.extend({"id": ex["id"], "paraphrase": t} for ex, t in zip(batch, texts))
         return texts
 
@@ -116,17 +142,27 @@ def build_s3ft_dataset(*, model: Input, examples: Input, self_answers: Input, sp
     out = df.with_columns(
         pl.col("references").alias("gold_references"),
         pl.Series("provenance", [by_id[i]["provenance"] if i in by_id else None for i in df["id"]], dtype=pl.String),
-        pl.Series("references", [[by_id[i]["target"]] if i in by_id else refs
-                                 for i, refs in zip(df["id"], df["references"])], dtype=pl.List(pl.String)),
+        pl.Series(
+            "references",
+            [[by_id[i]["target"]] if i in by_id else refs for i, refs in zip(df["id"], df["references"])],
+            dtype=pl.List(pl.String),
+        ),
     )
     with atomic_file(targets, "wb") as fh:
         out.write_parquet(fh)
     with atomic_file(paraphrases) as fh:
         for row in paraphrase_rows:
             fh.write(json.dumps(row) + "\n")
-    summary = {"dataset": spec["dataset"], **counts, "judge": spec["judge"],
-               "manifest": manifest("s3ft-dataset", spec, inputs={"examples": examples, "self": self_answers,
-                                                                   "model_manifest": f"{model}/manifest.json"})}
+    summary = {
+        "dataset": spec["dataset"],
+        **counts,
+        "judge": spec["judge"],
+        "manifest": manifest(
+            "s3ft-dataset",
+            spec,
+            inputs={"examples": examples, "self": self_answers, "model_manifest": f"{model}/manifest.json"},
+        ),
+    }
     write_json(card, summary)
     log(json.dumps({k: v for k, v in summary.items() if k != "manifest"}))
     return summary

@@ -151,12 +151,14 @@ def _kill_uid(uid: int, rounds: int = 100) -> None:
         time.sleep(0.02)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def interpreter_paths(python: str) -> tuple[str, ...]:
     """The folders an interpreter needs to start: where its executable is (before and after
     resolving links), its prefix (a venv) and its base prefix (the stdlib)."""
-    probe = ("import json, os, sys; exe = sys.executable; "
-             "print(json.dumps([exe, os.path.realpath(exe), sys.prefix, sys.base_prefix]))")
+    probe = (
+        "import json, os, sys; exe = sys.executable; "
+        "print(json.dumps([exe, os.path.realpath(exe), sys.prefix, sys.base_prefix]))"
+    )
     try:
         out = subprocess.run([python, "-I", "-c", probe], capture_output=True, text=True, timeout=60)
     except OSError as exc:
@@ -171,8 +173,14 @@ def interpreter_paths(python: str) -> tuple[str, ...]:
 def hidden_by_private_tmp(folders) -> list[str]:
     """The folders that a fresh tmpfs over PRIVATE_TMP would hide (a venv in a clone under /tmp),
     outermost only: they are bound back, read-only, inside the sandbox."""
-    inside = sorted({f for f in folders for t in PRIVATE_TMP
-                     if os.path.isdir(t) and not os.path.islink(t) and (f + "/").startswith(t.rstrip("/") + "/")})
+    inside = sorted(
+        {
+            f
+            for f in folders
+            for t in PRIVATE_TMP
+            if os.path.isdir(t) and not os.path.islink(t) and (f + "/").startswith(t.rstrip("/") + "/")
+        }
+    )
     return [f for i, f in enumerate(inside) if not any((f + "/").startswith(o + "/") for o in inside[:i])]
 
 
@@ -181,6 +189,7 @@ def _namespaces(code: str, file_mb: int, keep: list[str]):
     writable folders, with the interpreters' folders that lived there (`keep`) bound back
     read-only; the program file inside the private /tmp. Runs before the root wrapper execs, so
     the wrapper's first child is PID 1 of the new PID namespace."""
+
     def setup():
         libc = _libc()
         _check(libc.unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID), "unshare(net, mount, pid)")
@@ -188,26 +197,39 @@ def _namespaces(code: str, file_mb: int, keep: list[str]):
         held = [(path, os.open(path, os.O_PATH | os.O_DIRECTORY)) for path in keep]  # reachable after the tmpfs
         for path in PRIVATE_TMP:
             if os.path.isdir(path) and not os.path.islink(path):
-                _check(libc.mount(b"tmpfs", path.encode(), b"tmpfs", MS_NOSUID | MS_NODEV,
-                                  f"size={file_mb}m,mode=1777".encode()), f"tmpfs on {path}")
+                _check(
+                    libc.mount(
+                        b"tmpfs", path.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, f"size={file_mb}m,mode=1777".encode()
+                    ),
+                    f"tmpfs on {path}",
+                )
         for path, fd in held:
             os.makedirs(path, mode=0o755, exist_ok=True)
-            _check(libc.mount(f"/proc/self/fd/{fd}".encode(), path.encode(), None, MS_BIND | MS_REC, None),
-                   f"bind {path}")
-            _check(libc.mount(None, path.encode(), None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID, None),
-                   f"read-only {path}")
+            _check(
+                libc.mount(f"/proc/self/fd/{fd}".encode(), path.encode(), None, MS_BIND | MS_REC, None), f"bind {path}"
+            )
+            _check(
+                libc.mount(None, path.encode(), None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID, None),
+                f"read-only {path}",
+            )
             os.close(fd)
         os.mkdir("/tmp/work", 0o700)  # inside the fresh tmpfs: gone with the namespace
         with open("/tmp/work/program.py", "w", encoding="utf-8") as fh:
             fh.write(code)
+
     return setup
 
 
 def _set_limits(limits: Limits) -> None:
     mb = 1024 * 1024
-    for res, value in ((resource.RLIMIT_CPU, limits.cpu_s), (resource.RLIMIT_AS, limits.memory_mb * mb),
-                       (resource.RLIMIT_FSIZE, limits.file_mb * mb), (resource.RLIMIT_NPROC, limits.procs),
-                       (resource.RLIMIT_NOFILE, limits.open_files), (resource.RLIMIT_CORE, 0)):
+    for res, value in (
+        (resource.RLIMIT_CPU, limits.cpu_s),
+        (resource.RLIMIT_AS, limits.memory_mb * mb),
+        (resource.RLIMIT_FSIZE, limits.file_mb * mb),
+        (resource.RLIMIT_NPROC, limits.procs),
+        (resource.RLIMIT_NOFILE, limits.open_files),
+        (resource.RLIMIT_CORE, 0),
+    ):
         resource.setrlimit(res, (value, value))
 
 
@@ -272,29 +294,58 @@ def run_python(code: str, limits: Limits | None = None, python: str | None = Non
     work.mkdir()
     if not root:
         (work / "program.py").write_text(code, encoding="utf-8")
-    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp/work" if root else str(work), "LANG": "C.UTF-8",
-           "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0"}
-    isolation = {"network": "namespace" if root else "none",
-                 "filesystem": "private tmpfs work folder + own uid" if root else "work folder only (not enforced)",
-                 "processes": "own PID namespace + other uid" if root else "process group only",
-                 "user": uid, "rlimits": asdict(limits)}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": "/tmp/work" if root else str(work),
+        "LANG": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONHASHSEED": "0",
+    }
+    isolation = {
+        "network": "namespace" if root else "none",
+        "filesystem": "private tmpfs work folder + own uid" if root else "work folder only (not enforced)",
+        "processes": "own PID namespace + other uid" if root else "process group only",
+        "user": uid,
+        "rlimits": asdict(limits),
+    }
     start = time.monotonic()
     status, rc = "error", None
     try:
         with open(base / "stdout", "wb") as so, open(base / "stderr", "wb") as se:
             if root:
                 mb = 1024 * 1024
-                rlimits = [["RLIMIT_CPU", limits.cpu_s], ["RLIMIT_AS", limits.memory_mb * mb],
-                           ["RLIMIT_FSIZE", limits.file_mb * mb], ["RLIMIT_NPROC", limits.procs],
-                           ["RLIMIT_NOFILE", limits.open_files], ["RLIMIT_CORE", 0]]
-                cfg = json.dumps({"uid": uid, "python": python, "env": env, "rlimits": rlimits,
-                                  "cannot_start": CANNOT_START})
-                proc = _start([wrapper, "-I", "-c", WRAPPER, cfg], cwd="/", env={}, stdin=subprocess.DEVNULL,
-                              stdout=so, stderr=se, start_new_session=True,
-                              preexec_fn=_namespaces(code, limits.file_mb, keep))
+                rlimits = [
+                    ["RLIMIT_CPU", limits.cpu_s],
+                    ["RLIMIT_AS", limits.memory_mb * mb],
+                    ["RLIMIT_FSIZE", limits.file_mb * mb],
+                    ["RLIMIT_NPROC", limits.procs],
+                    ["RLIMIT_NOFILE", limits.open_files],
+                    ["RLIMIT_CORE", 0],
+                ]
+                cfg = json.dumps(
+                    {"uid": uid, "python": python, "env": env, "rlimits": rlimits, "cannot_start": CANNOT_START}
+                )
+                proc = _start(
+                    [wrapper, "-I", "-c", WRAPPER, cfg],
+                    cwd="/",
+                    env={},
+                    stdin=subprocess.DEVNULL,
+                    stdout=so,
+                    stderr=se,
+                    start_new_session=True,
+                    preexec_fn=_namespaces(code, limits.file_mb, keep),
+                )
             else:
-                proc = _start([python, "-I", "program.py"], cwd=work, env=env, stdin=subprocess.DEVNULL,
-                              stdout=so, stderr=se, start_new_session=True, preexec_fn=lambda: _set_limits(limits))
+                proc = _start(
+                    [python, "-I", "program.py"],
+                    cwd=work,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=so,
+                    stderr=se,
+                    start_new_session=True,
+                    preexec_fn=lambda: _set_limits(limits),
+                )
             try:
                 rc = proc.wait(timeout=limits.wall_s)
             except subprocess.TimeoutExpired:

@@ -16,8 +16,8 @@ Holm (FWER) and Benjamini-Hochberg (FDR) adjusted p-values within a stated famil
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Hashable, Sequence
 
 import numpy as np
 
@@ -170,8 +170,9 @@ def paired_bootstrap(
     return est
 
 
-def stratified_cluster_means(values: list[np.ndarray], groups: list | None, n_boot: int,
-                             rng: np.random.Generator) -> np.ndarray:
+def stratified_cluster_means(
+    values: list[np.ndarray], groups: list | None, n_boot: int, rng: np.random.Generator
+) -> np.ndarray:
     """Replicates of the unweighted mean over strata (benchmarks) of each stratum's mean, groups
     resampled within each stratum (S3FT's mean general delta)."""
     reps = []

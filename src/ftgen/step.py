@@ -54,4 +54,6 @@ JudgedCell = cell_arg("model", "tag", "dataset")
 class UsageError(ValueError):
     """Bad input to a step that the command line reports as one line and exit status 2 (e.g. a
     plot given without its .pdf, a study config that does not validate)."""
+
+
 InputFiles = Annotated[list[str], Arg("input", nargs="+", positional=True)]

@@ -19,7 +19,9 @@ from .step import Input, Json, Output
 
 
 def encode_for_training(tok, prompt_spec: dict, fmt: int, example: dict, demos: list[dict]) -> dict:
-    enc = encode_example(tok, prompt_spec, fmt, example, demos, target_of(prompt_spec, example), budget=prompt_spec["max_length"] - 1)
+    enc = encode_example(
+        tok, prompt_spec, fmt, example, demos, target_of(prompt_spec, example), budget=prompt_spec["max_length"] - 1
+    )
     target = enc.target_ids + [tok.eos_token_id]
     return {
         "input_ids": enc.prompt_ids + target,
@@ -35,7 +37,9 @@ def tokenize_dataset(*, model: Input, examples: Input, spec: Json, tokenized: Ou
     tok = load_tokenizer(model)
     prompt_spec, fmt = spec["prompt"], spec["format"]
     train = load_examples(examples, "train")
-    select = DemoSelector(spec["variant"], load_examples(examples, "fewshot"), train, spec.get("demo_seed"))  # params carry it for fticl variants only
+    select = DemoSelector(
+        spec["variant"], load_examples(examples, "fewshot"), train, spec.get("demo_seed")
+    )  # params carry it for fticl variants only
     splits, stats, used = {}, {}, {}
     for split in ("train", "dev"):
         rows = []
@@ -59,7 +63,6 @@ def tokenize_dataset(*, model: Input, examples: Input, spec: Json, tokenized: Ou
     with atomic_dir(tokenized) as tmp:
         DatasetDict(splits).save_to_disk(str(tmp / "dataset"))
         write_json(tmp / "stats.json", stats)
-        write_json(tmp / "manifest.json", manifest("tokenized", spec, inputs={"examples": examples},
-                                                   stats=stats))
+        write_json(tmp / "manifest.json", manifest("tokenized", spec, inputs={"examples": examples}, stats=stats))
         write_json(tmp / "demonstrations.json", used)
     return stats

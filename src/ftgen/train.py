@@ -34,6 +34,10 @@ from .step import Folder, Input, Json, Output, Threads
 from .study.schema import with_defaults
 
 
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
 def schedule(recipe: dict, n_examples: int, world_size: int) -> dict:
     """Optimizer steps, warm-up, logging and save steps from the *global* batch.
 
@@ -45,8 +49,8 @@ def schedule(recipe: dict, n_examples: int, world_size: int) -> dict:
     recipe = with_defaults(recipe, definition="recipe")
     per_device = int(recipe["per_device_batch_size"])
     accumulation = int(recipe["gradient_accumulation"])
-    batches_per_rank = -(-(-(-n_examples // per_device)) // world_size)
-    steps_per_epoch = max(1, -(-batches_per_rank // accumulation))
+    batches_per_rank = ceil_div(ceil_div(n_examples, per_device), world_size)
+    steps_per_epoch = max(1, ceil_div(batches_per_rank, accumulation))
     total = int(recipe.get("max_steps") or math.ceil(steps_per_epoch * recipe["epochs"]))
     return {
         "world_size": world_size,
@@ -119,8 +123,10 @@ def _prepare_checkpoint_dir(ckpt_dir: Path, recipe: dict) -> None:
 def _latest_checkpoint(ckpt_dir: Path) -> str | None:
     """The newest complete checkpoint. Trainer writes trainer_state.json last, so a folder
     without it was cut short by a kill (SIGKILL, node failure, SLURM time limit) and is skipped."""
-    done = sorted((p for p in ckpt_dir.glob("checkpoint-*") if (p / "trainer_state.json").exists()),
-                  key=lambda p: int(p.name.split("-")[-1]))
+    done = sorted(
+        (p for p in ckpt_dir.glob("checkpoint-*") if (p / "trainer_state.json").exists()),
+        key=lambda p: int(p.name.split("-")[-1]),
+    )
     return str(done[-1]) if done else None
 
 
@@ -185,8 +191,10 @@ class PackingCollator:
         rows: list[list[dict]] = []
         for f in sorted(features, key=lambda f: -len(f["input_ids"])):
             n = len(f["input_ids"])
-            row = next((r for r in rows
-                        if not self.row_tokens or sum(len(x["input_ids"]) for x in r) + n <= self.row_tokens), None)
+            row = next(
+                (r for r in rows if not self.row_tokens or sum(len(x["input_ids"]) for x in r) + n <= self.row_tokens),
+                None,
+            )
             if row is None:
                 rows.append([f])
             else:
@@ -223,8 +231,9 @@ class TargetLogitsTrainer:
         cols = valid.any(0).nonzero().squeeze(-1)
         outputs = model(**inputs, logits_to_keep=cols, use_cache=False)
         chosen = valid[:, cols]
-        loss = torch.nn.functional.cross_entropy(outputs.logits[chosen].float(), following[:, cols][chosen],
-                                                 reduction="sum")
+        loss = torch.nn.functional.cross_entropy(
+            outputs.logits[chosen].float(), following[:, cols][chosen], reduction="sum"
+        )
         if num_items_in_batch is None:
             loss = loss / max(1, int(chosen.sum()))
         else:
@@ -245,8 +254,16 @@ def _trainer_and_collator(recipe: dict, tok):
     return Trainer, collator
 
 
-def finetune(*, model: Input, tokenized: Input, recipe: Json, finetuned: Output, checkpoints: Folder,
-             threads: Threads = None, log=print) -> dict:
+def finetune(
+    *,
+    model: Input,
+    tokenized: Input,
+    recipe: Json,
+    finetuned: Output,
+    checkpoints: Folder,
+    threads: Threads = None,
+    log=print,
+) -> dict:
     from datasets import load_from_disk
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, set_seed
@@ -275,14 +292,22 @@ def finetune(*, model: Input, tokenized: Input, recipe: Json, finetuned: Output,
     lm = AutoModelForCausalLM.from_pretrained(model, dtype=torch.bfloat16 if frozen_bf16 else torch.float32)
     if recipe["method"] == "lora":
         lora = recipe.get("lora", {})
-        lm = get_peft_model(lm, LoraConfig(
-            task_type="CAUSAL_LM", r=lora.get("r", 8), lora_alpha=lora.get("alpha", 16),
-            lora_dropout=lora.get("dropout", 0.05), target_modules=lora.get("target_modules", ["q_proj", "v_proj"]),
-        ))
+        lm = get_peft_model(
+            lm,
+            LoraConfig(
+                task_type="CAUSAL_LM",
+                r=lora.get("r", 8),
+                lora_alpha=lora.get("alpha", 16),
+                lora_dropout=lora.get("dropout", 0.05),
+                target_modules=lora.get("target_modules", ["q_proj", "v_proj"]),
+            ),
+        )
     trainable = sum(getattr(p, "ds_numel", p.numel()) for p in lm.parameters() if p.requires_grad)
-    log(f"method={recipe['method']} trainable={trainable:,} bf16={bf16} frozen_bf16={frozen_bf16} "
+    log(
+        f"method={recipe['method']} trainable={trainable:,} bf16={bf16} frozen_bf16={frozen_bf16} "
         f"packing={bool(recipe.get('packing'))} examples={len(train)} "
-        f"world_size={args.world_size} rank={args.process_index}")
+        f"world_size={args.world_size} rank={args.process_index}"
+    )
 
     trainer_cls, collator = _trainer_and_collator(recipe, tok)
     trainer = trainer_cls(model=lm, args=args, train_dataset=train, processing_class=tok, data_collator=collator)
@@ -297,8 +322,9 @@ def finetune(*, model: Input, tokenized: Input, recipe: Json, finetuned: Output,
     wall = time.time() - start
     lengths = [len(ids) for ids in train["input_ids"]]
     if recipe.get("max_steps"):  # steps, not epochs, bound the run: count the samples drawn
-        drawn = (result.global_step * args.per_device_train_batch_size * args.gradient_accumulation_steps
-                 * args.world_size)
+        drawn = (
+            result.global_step * args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+        )
         tokens = drawn * sum(lengths) / len(lengths)
     else:
         tokens = sum(lengths) * recipe["epochs"]
@@ -329,9 +355,12 @@ def finetune(*, model: Input, tokenized: Input, recipe: Json, finetuned: Output,
         with open(tmp / "train_log.jsonl", "w") as fh:
             for entry in trainer.state.log_history:
                 fh.write(json.dumps(entry) + "\n")
-        write_json(tmp / "manifest.json", manifest(
-            "finetuned", written, inputs={"model": model, "tokenized": tokenized},
-            seed=recipe["seed"], **summary))
+        write_json(
+            tmp / "manifest.json",
+            manifest(
+                "finetuned", written, inputs={"model": model, "tokenized": tokenized}, seed=recipe["seed"], **summary
+            ),
+        )
 
     _publish(trainer, tok, finetuned, write_extra)
     log(f"done: {summary}")

@@ -7,5 +7,11 @@ which only the plot rules' environment has: nothing here imports it at package i
 """
 
 # the transfer study's figures (ftgen.report.plots draws them; the `plots` rule declares them)
-PLOTS = ("delta_heatmap", "delta_by_relation", "delta_by_domain", "score_vs_shots", "format_sensitivity",
-         "score_vs_size")
+PLOTS = (
+    "delta_heatmap",
+    "delta_by_relation",
+    "delta_by_domain",
+    "score_vs_shots",
+    "format_sensitivity",
+    "score_vs_size",
+)

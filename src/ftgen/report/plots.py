@@ -37,16 +37,18 @@ def primary_view(table: pl.DataFrame, fmt: int, shots: int) -> pl.DataFrame:
     """Primary metric at one (format, shots), averaged over seeds."""
     return (
         table.filter(pl.col("primary") & (pl.col("format") == fmt) & (pl.col("shots") == shots))
-        .group_by("train_dataset", "train_task", "variant", "train_size", "eval_dataset", "eval_task", "relation",
-                  "metric")
+        .group_by(
+            "train_dataset", "train_task", "variant", "train_size", "eval_dataset", "eval_task", "relation", "metric"
+        )
         .agg(pl.col("delta").mean(), pl.col("base").mean(), pl.col("finetuned").mean())
     )
 
 
 def heatmap(table: pl.DataFrame, fmt: int, shots: int, png: str, pdf: str) -> None:
     view = primary_view(table, fmt, shots).with_columns(
-        (pl.col("train_dataset") + " (" + pl.col("variant") + ", n=" + pl.col("train_size").cast(pl.String) + ")")
-        .alias("row")
+        (
+            pl.col("train_dataset") + " (" + pl.col("variant") + ", n=" + pl.col("train_size").cast(pl.String) + ")"
+        ).alias("row")
     )
     rows = view.select("train_task", "row").unique().sort("train_task", "row")["row"].to_list()
     cols = view.select("eval_task", "eval_dataset").unique().sort("eval_task", "eval_dataset")
@@ -61,10 +63,16 @@ def heatmap(table: pl.DataFrame, fmt: int, shots: int, png: str, pdf: str) -> No
         for j in range(len(col_names)):
             if np.isfinite(grid[i, j]):
                 dark = abs(grid[i, j]) > 0.6 * lim
-                ax.text(j, i, f"{grid[i, j]:+.1f}", ha="center", va="center", fontsize=8,
-                        color="white" if dark else "black")
-    ax.set_xticks(range(len(col_names)), [f"{c}\n[{t}]" for c, t in zip(col_names, col_tasks)], rotation=30,
-                  ha="right", fontsize=8)
+                ax.text(
+                    j, i, f"{grid[i, j]:+.1f}", ha="center", va="center", fontsize=8, color="white" if dark else "black"
+                )
+    ax.set_xticks(
+        range(len(col_names)),
+        [f"{c}\n[{t}]" for c, t in zip(col_names, col_tasks)],
+        rotation=30,
+        ha="right",
+        fontsize=8,
+    )
     ax.set_yticks(range(len(rows)), rows, fontsize=8)
     for j in range(1, len(col_tasks)):
         if col_tasks[j] != col_tasks[j - 1]:
@@ -85,8 +93,9 @@ def relation_bars(table: pl.DataFrame, fmt: int, shots: int, png: str, pdf: str)
     for k, rel in enumerate(RELATIONS):
         heights = []
         for task, variant in groups:
-            v = view.filter((pl.col("train_task") == task) & (pl.col("variant") == variant)
-                            & (pl.col("relation") == rel))["delta"]
+            v = view.filter(
+                (pl.col("train_task") == task) & (pl.col("variant") == variant) & (pl.col("relation") == rel)
+            )["delta"]
             heights.append(float(v[0]) if len(v) else np.nan)
         ax.bar(np.arange(len(groups)) + (k - 1) * width, heights, width, label=rel)
     ax.axhline(0, color="black", lw=0.8)
@@ -105,14 +114,17 @@ def delta_by_domain(table: pl.DataFrame, fmt: int, shots: int, png: str, pdf: st
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.8), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         sub = view.filter(pl.col("train_task") == task)
-        evals = sub.select("eval_task", "eval_dataset").unique().sort("eval_task", "eval_dataset")[
-            "eval_dataset"].to_list()
-        series = sub.select("train_dataset", "variant", "train_size").unique().sort(
-            "train_dataset", "variant", "train_size")
+        evals = (
+            sub.select("eval_task", "eval_dataset").unique().sort("eval_task", "eval_dataset")["eval_dataset"].to_list()
+        )
+        series = (
+            sub.select("train_dataset", "variant", "train_size").unique().sort("train_dataset", "variant", "train_size")
+        )
         width = 0.8 / max(1, series.height)
         for k, (train, variant, size) in enumerate(series.iter_rows()):
-            part = sub.filter((pl.col("train_dataset") == train) & (pl.col("variant") == variant)
-                              & (pl.col("train_size") == size))
+            part = sub.filter(
+                (pl.col("train_dataset") == train) & (pl.col("variant") == variant) & (pl.col("train_size") == size)
+            )
             by_eval = {r["eval_dataset"]: r for r in part.iter_rows(named=True)}
             x = np.arange(len(evals)) + (k - (series.height - 1) / 2) * width
             mid = np.array([by_eval[e]["delta"] if e in by_eval else np.nan for e in evals])
@@ -146,13 +158,25 @@ def score_vs_shots(table: pl.DataFrame, fmt: int, png: str, pdf: str) -> None:
     for ax, ds in zip(axes[0], datasets):
         sub = view.filter(pl.col("eval_dataset") == ds).sort("shots")
         base = sub.unique(["shots"], keep="first").sort("shots")
-        ax.errorbar(base["shots"], base["base"], yerr=[base["base"] - base["base_lo"], base["base_hi"] - base["base"]],
-                    color="black", marker="o", capsize=2, label="base")
+        ax.errorbar(
+            base["shots"],
+            base["base"],
+            yerr=[base["base"] - base["base_lo"], base["base_hi"] - base["base"]],
+            color="black",
+            marker="o",
+            capsize=2,
+            label="base",
+        )
         for key, part in sub.group_by(["train_dataset", "variant", "train_size"], maintain_order=True):
             part = part.sort("shots")
-            ax.errorbar(part["shots"], part["finetuned"], capsize=2, marker=".",
-                        yerr=[part["finetuned"] - part["finetuned_lo"], part["finetuned_hi"] - part["finetuned"]],
-                        label=_model_label(dict(zip(["train_dataset", "variant", "train_size"], key))))
+            ax.errorbar(
+                part["shots"],
+                part["finetuned"],
+                capsize=2,
+                marker=".",
+                yerr=[part["finetuned"] - part["finetuned_lo"], part["finetuned_hi"] - part["finetuned"]],
+                label=_model_label(dict(zip(["train_dataset", "variant", "train_size"], key))),
+            )
         ax.set_title(ds, fontsize=9)
         ax.set_xlabel("shots")
         ax.set_xticks(sorted(sub["shots"].unique().to_list()))
@@ -171,16 +195,23 @@ def format_sensitivity(table: pl.DataFrame, shots: int, png: str, pdf: str) -> N
         _placeholder(ax, f"only prompt format {formats} evaluated in this study\n(add formats: [0, 1] to compare)")
     else:
         datasets = sorted(view["eval_dataset"].unique().to_list())
-        fine_tunes = view.select("train_dataset", "variant", "train_size").unique().sort(
-            "train_dataset", "variant", "train_size").rows()
+        fine_tunes = (
+            view.select("train_dataset", "variant", "train_size")
+            .unique()
+            .sort("train_dataset", "variant", "train_size")
+            .rows()
+        )
         models = [("base", None)] + [(k, k) for k in fine_tunes]
         width = 0.8 / (len(models) * len(formats))
-        for m, (name, key) in enumerate(models):
+        for m, (_label, key) in enumerate(models):
             for f, fmt in enumerate(formats):
                 sub = view.filter(pl.col("format") == fmt)
                 if key is not None:
-                    sub = sub.filter((pl.col("train_dataset") == key[0]) & (pl.col("variant") == key[1])
-                                     & (pl.col("train_size") == key[2]))
+                    sub = sub.filter(
+                        (pl.col("train_dataset") == key[0])
+                        & (pl.col("variant") == key[1])
+                        & (pl.col("train_size") == key[2])
+                    )
                 col = "base" if key is None else "finetuned"
                 first = sub.unique(["eval_dataset"], keep="first")
                 vals = {r["eval_dataset"]: r[col] for r in first.iter_rows(named=True)}
@@ -196,8 +227,9 @@ def format_sensitivity(table: pl.DataFrame, shots: int, png: str, pdf: str) -> N
 
 def score_vs_size(table: pl.DataFrame, fmt: int, shots: int, png: str, pdf: str) -> None:
     """In-domain score vs training-set size per training dataset and variant; base as a line."""
-    view = table.filter(pl.col("primary") & (pl.col("relation") == "in-domain") & (pl.col("format") == fmt)
-                        & (pl.col("shots") == shots))
+    view = table.filter(
+        pl.col("primary") & (pl.col("relation") == "in-domain") & (pl.col("format") == fmt) & (pl.col("shots") == shots)
+    )
     trains = sorted(view["train_dataset"].unique().to_list())
     fig, axes = plt.subplots(1, max(1, len(trains)), figsize=(3.6 * max(1, len(trains)), 3.2), squeeze=False)
     for ax, train in zip(axes[0], trains):
@@ -205,8 +237,14 @@ def score_vs_size(table: pl.DataFrame, fmt: int, shots: int, png: str, pdf: str)
         ax.axhline(sub["base"][0], color="black", lw=1, ls="--", label="base")
         for (variant,), part in sub.group_by(["variant"], maintain_order=True):
             part = part.sort("train_size")
-            ax.errorbar(part["train_size"], part["finetuned"], marker="o", capsize=2, label=variant,
-                        yerr=[part["finetuned"] - part["finetuned_lo"], part["finetuned_hi"] - part["finetuned"]])
+            ax.errorbar(
+                part["train_size"],
+                part["finetuned"],
+                marker="o",
+                capsize=2,
+                label=variant,
+                yerr=[part["finetuned"] - part["finetuned_lo"], part["finetuned_hi"] - part["finetuned"]],
+            )
         ax.set_title(f"{train} (in-domain)", fontsize=9)
         ax.set_xlabel("training examples")
         ax.set_xticks(sorted(sub["train_size"].unique().to_list()))

@@ -16,11 +16,19 @@ import numpy as np
 import polars as pl
 
 from ..artifacts import read_json_artifact
-from ..study import BASE, FineTune
 from ..stats import adjust_within, stratified_cluster_means
 from ..step import Input, Inputs, Json, Output
+from ..study import BASE, FineTune
 from .tables import (
-    interval, interval_text, mean_se, p_column, p_floor, read_table, to_markdown, units_note, write_markdown,
+    interval,
+    interval_text,
+    mean_se,
+    p_column,
+    p_floor,
+    read_table,
+    to_markdown,
+    units_note,
+    write_markdown,
     write_table,
 )
 from .transfer import load_predictions, read_scores
@@ -32,8 +40,7 @@ def s3ft_table(transfer: pl.DataFrame, cards: list[dict], spec: dict) -> pl.Data
     general = spec["general"]
     rows = []
     view = transfer.filter(pl.col("primary") & pl.col("train_dataset").is_in(spec["train_on"]))
-    for key, group in view.group_by("train_dataset", "variant", "train_size", "format", "shots",
-                                    maintain_order=True):
+    for key, group in view.group_by("train_dataset", "variant", "train_size", "format", "shots", maintain_order=True):
         train, variant, size, fmt, shots = key
         for row in group.iter_rows(named=True):
             if row["eval_dataset"] == train:
@@ -42,27 +49,60 @@ def s3ft_table(transfer: pl.DataFrame, cards: list[dict], spec: dict) -> pl.Data
                 kind = "general"
             else:
                 continue
-            rows.append({"train_dataset": train, "variant": variant, "train_size": size, "format": fmt,
-                         "shots": shots, "eval_dataset": row["eval_dataset"], "kind": kind,
-                         "metric": row["metric"], "n": row["n"], "n_groups": row.get("n_groups"),
-                         "resampling_unit": row.get("resampling_unit"), "base": row["base"],
-                         "base_se": row.get("base_se"), "finetuned": row["finetuned"],
-                         "finetuned_lo": row["finetuned_lo"], "finetuned_hi": row["finetuned_hi"],
-                         "finetuned_se": row.get("finetuned_se"), "delta": row["delta"], "delta_lo": row["delta_lo"],
-                         "delta_hi": row["delta_hi"], "delta_se": row.get("delta_se"), "p_value": row["p_value"],
-                         "n_boot": row.get("n_boot")})
+            rows.append(
+                {
+                    "train_dataset": train,
+                    "variant": variant,
+                    "train_size": size,
+                    "format": fmt,
+                    "shots": shots,
+                    "eval_dataset": row["eval_dataset"],
+                    "kind": kind,
+                    "metric": row["metric"],
+                    "n": row["n"],
+                    "n_groups": row.get("n_groups"),
+                    "resampling_unit": row.get("resampling_unit"),
+                    "base": row["base"],
+                    "base_se": row.get("base_se"),
+                    "finetuned": row["finetuned"],
+                    "finetuned_lo": row["finetuned_lo"],
+                    "finetuned_hi": row["finetuned_hi"],
+                    "finetuned_se": row.get("finetuned_se"),
+                    "delta": row["delta"],
+                    "delta_lo": row["delta_lo"],
+                    "delta_hi": row["delta_hi"],
+                    "delta_se": row.get("delta_se"),
+                    "p_value": row["p_value"],
+                    "n_boot": row.get("n_boot"),
+                }
+            )
     # family: every row of this table (in-domain and general, all fine-tunes)
     holm, bh = adjust_within([r["p_value"] for r in rows], ["s3ft"] * len(rows))
     for r, h, f in zip(rows, holm, bh):
         r.update(p_holm=float(h), p_bh=float(f))
-    schema = {"n_groups": pl.Int64, "n_boot": pl.Int64, "resampling_unit": pl.String,
-              **{c: pl.Float64 for c in ("base_se", "finetuned_se", "delta_se", "p_value", "p_holm", "p_bh")}}
+    schema = {
+        "n_groups": pl.Int64,
+        "n_boot": pl.Int64,
+        "resampling_unit": pl.String,
+        **{c: pl.Float64 for c in ("base_se", "finetuned_se", "delta_se", "p_value", "p_holm", "p_bh")},
+    }
     table = pl.DataFrame(rows, schema_overrides=schema, infer_schema_length=None)
     by_dataset = {c["dataset"]: c for c in cards}
-    prov = pl.DataFrame([{"train_dataset": d, "self": c["self"], "paraphrase": c["paraphrase"], "gold": c["gold"],
-                          "targets": c["examples"]} for d, c in by_dataset.items()])
-    return table.join(prov, on="train_dataset", how="left").sort("train_dataset", "variant", "train_size", "kind",
-                                                                  "eval_dataset")
+    prov = pl.DataFrame(
+        [
+            {
+                "train_dataset": d,
+                "self": c["self"],
+                "paraphrase": c["paraphrase"],
+                "gold": c["gold"],
+                "targets": c["examples"],
+            }
+            for d, c in by_dataset.items()
+        ]
+    )
+    return table.join(prov, on="train_dataset", how="left").sort(
+        "train_dataset", "variant", "train_size", "kind", "eval_dataset"
+    )
 
 
 def _item_scores(path: str, metric: str) -> tuple[dict[str, float], dict[str, str]]:
@@ -91,8 +131,10 @@ def _cell_predictions(found: dict[CellKey, str], key: CellKey) -> str:
     """The predictions file of one cell, which the rule must have declared."""
     if key not in found:
         model, tag, dataset, fmt, shots = key
-        raise ValueError(f"no predictions.jsonl among the inputs for {tag} of {model or 'the model'} on {dataset} "
-                         f"format {fmt} shots {shots}: the rule must declare every eval cell's predictions")
+        raise ValueError(
+            f"no predictions.jsonl among the inputs for {tag} of {model or 'the model'} on {dataset} "
+            f"format {fmt} shots {shots}: the rule must declare every eval cell's predictions"
+        )
     return found[key]
 
 
@@ -102,12 +144,16 @@ def mean_general_delta(transfer: pl.DataFrame, spec: dict, predictions: list[str
     resampled within each benchmark, the same draws for both models. `predictions`: every eval
     cell's predictions.jsonl; those of the rows' cells are found by what their scores.json records."""
     rows = []
-    general = transfer.filter(pl.col("primary") & pl.col("eval_dataset").is_in(spec["general"]) &
-                              pl.col("train_dataset").is_in(spec["train_on"]))
+    general = transfer.filter(
+        pl.col("primary")
+        & pl.col("eval_dataset").is_in(spec["general"])
+        & pl.col("train_dataset").is_in(spec["train_on"])
+    )
     found = predictions_by_cell(predictions)
     rng = np.random.default_rng(spec["bootstrap_seed"])
-    for key, group in general.group_by("train_dataset", "variant", "train_format", "train_size", "seeds", "format",
-                                       "shots", maintain_order=True):
+    for key, group in general.group_by(
+        "train_dataset", "variant", "train_format", "train_size", "seeds", "format", "shots", maintain_order=True
+    ):
         train, variant, tfmt, size, seeds, fmt, shots = key
         diffs, groups = [], []
         for row in group.iter_rows(named=True):
@@ -120,8 +166,10 @@ def mean_general_delta(transfer: pl.DataFrame, spec: dict, predictions: list[str
                 path = _cell_predictions(found, (model, tag, dataset, fmt, shots))
                 loaded.append(_item_scores(path, row["metric"]))
                 if set(loaded[-1][0]) != set(base):
-                    raise ValueError(f"{path} and {base_path} scored different examples: one of them is stale; "
-                                     "rebuild it with `snakemake <that file> --force`")
+                    raise ValueError(
+                        f"{path} and {base_path} scored different examples: one of them is stale; "
+                        "rebuild it with `snakemake <that file> --force`"
+                    )
             per_seed = [scores for scores, _ in loaded]
             labels = {k: v for _, g in reversed(loaded) for k, v in g.items()} | base_groups
             ids = sorted(base)
@@ -130,9 +178,16 @@ def mean_general_delta(transfer: pl.DataFrame, spec: dict, predictions: list[str
         point = float(np.mean([d.mean() for d in diffs]))
         boots = stratified_cluster_means(diffs, groups, spec["bootstrap"], rng)
         lo, hi = np.quantile(boots, [0.025, 0.975])
-        rows.append({"train_dataset": train, "variant": variant, "train_size": size, "mean general Δ": round(point, 2),
-                     "mean general Δ SE": round(float(boots.std(ddof=1)), 2),
-                     "mean general Δ CI": interval_text(lo, hi)})
+        rows.append(
+            {
+                "train_dataset": train,
+                "variant": variant,
+                "train_size": size,
+                "mean general Δ": round(point, 2),
+                "mean general Δ SE": round(float(boots.std(ddof=1)), 2),
+                "mean general Δ CI": interval_text(lo, hi),
+            }
+        )
     return pl.DataFrame(rows)
 
 
@@ -141,25 +196,47 @@ def summary(table: pl.DataFrame, mean_delta: pl.DataFrame | None = None) -> pl.D
     benchmarks, and (S3FT) the provenance of its targets."""
     ind = table.filter(pl.col("kind") == "in-domain")
     indomain = ind.select(
-        "train_dataset", "variant", "train_size", pl.col("metric").alias("in_domain_metric"),
-        mean_se("base", ci=False), mean_se("finetuned").alias("fine-tuned"), mean_se("delta").alias("in-domain Δ"),
+        "train_dataset",
+        "variant",
+        "train_size",
+        pl.col("metric").alias("in_domain_metric"),
+        mean_se("base", ci=False),
+        mean_se("finetuned").alias("fine-tuned"),
+        mean_se("delta").alias("in-domain Δ"),
     ).with_columns(p_column(ind).alias("in-domain p"), p_column(ind, "p_holm", floor=False).alias("in-domain p_holm"))
-    general = table.filter(pl.col("kind") == "general").group_by("train_dataset", "variant", "train_size").agg(
-        pl.format("{}: {} {}", "eval_dataset", pl.col("delta").round(1), interval("delta")).str.join("; ")
-        .alias("general Δ [CI]"))
+    general = (
+        table.filter(pl.col("kind") == "general")
+        .group_by("train_dataset", "variant", "train_size")
+        .agg(
+            pl.format("{}: {} {}", "eval_dataset", pl.col("delta").round(1), interval("delta"))
+            .str.join("; ")
+            .alias("general Δ [CI]")
+        )
+    )
     if mean_delta is not None and mean_delta.height:
         general = mean_delta.join(general, on=["train_dataset", "variant", "train_size"], how="right")
-    prov = table.select("train_dataset", "variant", "self", "paraphrase", "gold", "targets").unique(
-        ["train_dataset", "variant"]).with_columns(
-        pl.when(pl.col("variant") == "s3ft").then(
-            pl.format("{} / {} / {}", "self", "paraphrase", "gold")).otherwise(pl.lit("")).alias("self / para / gold"))
-    return indomain.join(general, on=["train_dataset", "variant", "train_size"], how="left").join(
-        prov.select("train_dataset", "variant", "self / para / gold"), on=["train_dataset", "variant"], how="left"
-    ).sort("train_dataset", "train_size", "variant")
+    prov = (
+        table.select("train_dataset", "variant", "self", "paraphrase", "gold", "targets")
+        .unique(["train_dataset", "variant"])
+        .with_columns(
+            pl.when(pl.col("variant") == "s3ft")
+            .then(pl.format("{} / {} / {}", "self", "paraphrase", "gold"))
+            .otherwise(pl.lit(""))
+            .alias("self / para / gold")
+        )
+    )
+    return (
+        indomain.join(general, on=["train_dataset", "variant", "train_size"], how="left")
+        .join(
+            prov.select("train_dataset", "variant", "self / para / gold"), on=["train_dataset", "variant"], how="left"
+        )
+        .sort("train_dataset", "train_size", "variant")
+    )
 
 
-def s3ft_report(*, table: Input, cards: Inputs, predictions: Inputs, spec: Json, csv: Output, md: Output,
-                png: Output, pdf: Output) -> pl.DataFrame:
+def s3ft_report(
+    *, table: Input, cards: Inputs, predictions: Inputs, spec: Json, csv: Output, md: Output, png: Output, pdf: Output
+) -> pl.DataFrame:
     """The S3FT table (CSV), its summary per fine-tune (markdown) and plot, from the transfer table
     (`table`), the S3FT dataset cards and every eval cell's predictions (for the mean general delta)."""
     card_records = [read_json_artifact(p, ("dataset", "self", "paraphrase", "gold", "examples")) for p in cards]
@@ -169,20 +246,25 @@ def s3ft_report(*, table: Input, cards: Inputs, predictions: Inputs, spec: Json,
     write_table(s3ft, csv=csv)
     recorded_b = s3ft["n_boot"].drop_nulls() if "n_boot" in s3ft.columns else None  # the transfer table's B
     n_boot = int(recorded_b[0]) if recorded_b is not None and recorded_b.len() else None
-    floor = f"below 1/B shown as \"{p_floor(n_boot)}\"" if n_boot else "floored at 1/B"
-    write_markdown(md, (
-        f"# S3FT vs SFT — study `{spec['study']}`\n\n"
-        "Primary metric per task; mean ± SE [95 % bootstrap CI], SE = the SD of the bootstrap replicates; "
-        "Δ = fine-tuned − base on the same examples (paired bootstrap). Resampling unit: groups of "
-        "examples sharing a context / premise / passage where the eval set has them, else examples; per "
-        f"eval dataset: {units_note(s3ft, 'eval_dataset') or 'not recorded (transfer table without it)'}. "
-        f"p: two-sided, {floor}. p_holm (and p_bh in the csv): Holm (family-wise error) and "
-        "Benjamini-Hochberg (false discovery rate) adjusted p, from the floored p (so conservative); "
-        "family = all rows of this table (in-domain and general, every fine-tune). "
-        "`mean general Δ`: unweighted mean of the deltas on the general benchmarks "
-        f"({', '.join(spec['general'])}), its SE and CI from a paired bootstrap stratified by benchmark "
-        "(the same resampling unit within each). S3FT targets: the base model's own accepted answers / its "
-        "accepted paraphrases of the gold answer / the gold answer.\n\n") + to_markdown(summary(s3ft, mean_delta)))
+    floor = f'below 1/B shown as "{p_floor(n_boot)}"' if n_boot else "floored at 1/B"
+    write_markdown(
+        md,
+        (
+            f"# S3FT vs SFT — study `{spec['study']}`\n\n"
+            "Primary metric per task; mean ± SE [95 % bootstrap CI], SE = the SD of the bootstrap replicates; "
+            "Δ = fine-tuned − base on the same examples (paired bootstrap). Resampling unit: groups of "
+            "examples sharing a context / premise / passage where the eval set has them, else examples; per "
+            f"eval dataset: {units_note(s3ft, 'eval_dataset') or 'not recorded (transfer table without it)'}. "
+            f"p: two-sided, {floor}. p_holm (and p_bh in the csv): Holm (family-wise error) and "
+            "Benjamini-Hochberg (false discovery rate) adjusted p, from the floored p (so conservative); "
+            "family = all rows of this table (in-domain and general, every fine-tune). "
+            "`mean general Δ`: unweighted mean of the deltas on the general benchmarks "
+            f"({', '.join(spec['general'])}), its SE and CI from a paired bootstrap stratified by benchmark "
+            "(the same resampling unit within each). S3FT targets: the base model's own accepted answers / its "
+            "accepted paraphrases of the gold answer / the gold answer.\n\n"
+        )
+        + to_markdown(summary(s3ft, mean_delta)),
+    )
     plot(s3ft, png, pdf)
     return s3ft
 
@@ -211,8 +293,11 @@ def plot(table: pl.DataFrame, png: str, pdf: str) -> None:
         s3 = sub.filter(pl.col("variant") == "s3ft")
         if s3.height and s3["targets"][0]:
             n = s3["targets"][0]
-            ax.set_title(f"{dataset}\nS3FT targets: self {s3['self'][0] / n:.0%}, para {s3['paraphrase'][0] / n:.0%}, "
-                         f"gold {s3['gold'][0] / n:.0%}", fontsize=8)
+            ax.set_title(
+                f"{dataset}\nS3FT targets: self {s3['self'][0] / n:.0%}, para {s3['paraphrase'][0] / n:.0%}, "
+                f"gold {s3['gold'][0] / n:.0%}",
+                fontsize=8,
+            )
         else:
             ax.set_title(dataset, fontsize=9)
         ax.set_ylabel("Δ vs base (points)")

@@ -8,8 +8,10 @@ import polars as pl
 
 from ..artifacts import atomic_file, damaged
 
-FAMILY_NOTE = ("p_holm / p_bh: Holm (family-wise error) and Benjamini-Hochberg (false discovery rate) adjusted p, "
-               "from the floored p (so conservative)")
+FAMILY_NOTE = (
+    "p_holm / p_bh: Holm (family-wise error) and Benjamini-Hochberg (false discovery rate) adjusted p, "
+    "from the floored p (so conservative)"
+)
 
 
 def format_p(p: float | None, n_boot: int | None = None) -> str:
@@ -36,8 +38,9 @@ def p_column(table: pl.DataFrame, col: str = "p_value", floor: bool = True) -> p
 
 def interval(col: str, digits: int = 1) -> pl.Expr:
     """`[lo, hi]` text of the columns `{col}_lo` and `{col}_hi`, rounded (null where either is)."""
-    return pl.concat_str(pl.lit("["), pl.col(f"{col}_lo").round(digits), pl.lit(", "),
-                         pl.col(f"{col}_hi").round(digits), pl.lit("]"))
+    return pl.concat_str(
+        pl.lit("["), pl.col(f"{col}_lo").round(digits), pl.lit(", "), pl.col(f"{col}_hi").round(digits), pl.lit("]")
+    )
 
 
 def interval_text(lo: float, hi: float, digits: int = 1) -> str:
@@ -57,15 +60,22 @@ def mean_se(col: str, digits: int = 1, ci: bool = True) -> pl.Expr:
 def units_note(table: pl.DataFrame, by: str) -> str:
     """'a1: group (n_groups=20); a2: example': the bootstrap's resampling unit per value of `by`
     (a range of n_groups where rows drop different items)."""
-    kinds = table.drop_nulls("resampling_unit").with_columns(
-        kind=pl.col("resampling_unit").str.extract(r"^(\w+)")).group_by(by, "kind").agg(
-        lo=pl.col("n_groups").min(), hi=pl.col("n_groups").max()).sort(by, "kind")
-    return "; ".join(f"{d}: example" if k == "example" else f"{d}: {k} (n_groups={lo}{'' if lo == hi else f'-{hi}'})"
-                     for d, k, lo, hi in kinds.iter_rows())
+    kinds = (
+        table.drop_nulls("resampling_unit")
+        .with_columns(kind=pl.col("resampling_unit").str.extract(r"^(\w+)"))
+        .group_by(by, "kind")
+        .agg(lo=pl.col("n_groups").min(), hi=pl.col("n_groups").max())
+        .sort(by, "kind")
+    )
+    return "; ".join(
+        f"{d}: example" if k == "example" else f"{d}: {k} (n_groups={lo}{'' if lo == hi else f'-{hi}'})"
+        for d, k, lo, hi in kinds.iter_rows()
+    )
 
 
 def to_markdown(df: pl.DataFrame, floats: int = 2) -> str:
     """A GitHub markdown table; floats with `floats` decimals, everything else as `str()` prints it."""
+
     def cell(v):
         return f"{v:.{floats}f}" if isinstance(v, float) else str(v)
 

@@ -19,10 +19,10 @@ import polars as pl
 
 from ..artifacts import damaged, read_json_artifact, read_jsonl_artifact, write_json
 from ..artifacts import manifest as artifact_manifest
-from ..study import BASE, FineTune
 from ..metrics import bleu_from_stats, bleu_stats, macro_f1
 from ..stats import adjust_within, paired_bootstrap
 from ..step import Inputs, Json, Output
+from ..study import BASE, FineTune
 from .tables import FAMILY_NOTE, mean_se, p_column, p_floor, to_markdown, units_note, write_markdown, write_table
 
 CORPUS_METRICS = ("bleu", "macro_f1")
@@ -38,8 +38,9 @@ def relation(train_dataset: str, train_task: str, eval_dataset: str, eval_task: 
 PREDICTION_KEYS = ("id", "prediction", "references", "scores")
 
 
-def load_predictions(path: str | Path, metrics: list[str] | tuple[str, ...] = (),
-                     required: tuple[str, ...] = ("id", "scores")) -> list[dict]:
+def load_predictions(
+    path: str | Path, metrics: list[str] | tuple[str, ...] = (), required: tuple[str, ...] = ("id", "scores")
+) -> list[dict]:
     """An eval cell's predictions.jsonl, checked (the one reader of the transfer, RAG and S3FT
     reports): every line a JSON object with the `required` keys and a `scores` object holding
     each per-example metric in `metrics`, ids unique; rows sorted by id. A damaged file is an
@@ -107,9 +108,11 @@ def compare(ft_cells: list[dict], base: dict, metric: str, labels: list[str], n_
     ids = [r["id"] for r in base["rows"]]
     for cell in ft_cells:
         if [r["id"] for r in cell["rows"]] != ids:
-            raise ValueError(f"{cell.get('path', cell['cell'])} and the base cell {base.get('path', '')} scored "
-                             "different examples: one of them is stale; rebuild it with `snakemake <its "
-                             "predictions.jsonl> --force`")
+            raise ValueError(
+                f"{cell.get('path', cell['cell'])} and the base cell {base.get('path', '')} scored "
+                "different examples: one of them is stale; rebuild it with `snakemake <its "
+                "predictions.jsonl> --force`"
+            )
     groups = example_groups([base, *ft_cells])
     if metric in CORPUS_METRICS:
         ft_fns = [_corpus_fn(metric, c["rows"], labels) for c in ft_cells]
@@ -147,55 +150,108 @@ def transfer_table(cells: list[dict], spec: dict) -> pl.DataFrame:
         b = base[(model, eval_ds, fmt, shots)]
         for metric in b["scores"]:
             est = compare(ft_cells, b, metric, labels.get(eval_ds) or [], n_boot, seed)
-            rows.append({
-                "model": model, "train_dataset": train, "train_task": tasks[train], "variant": variant,
-                "train_format": tfmt, "train_size": size, "seeds": ",".join(str(s) for s, _ in seeded),
-                "eval_dataset": eval_ds,
-                "eval_task": tasks[eval_ds], "relation": relation(train, tasks[train], eval_ds, tasks[eval_ds]),
-                "format": fmt, "shots": shots, "metric": metric, "primary": metric == primary[tasks[eval_ds]],
-                "n": len(b["rows"]), "n_groups": est.n_groups, "resampling_unit": est.resampling_unit,
-                "base": est.base.mean, "base_lo": est.base.lo, "base_hi": est.base.hi, "base_se": est.base.se,
-                "finetuned": est.finetuned.mean, "finetuned_lo": est.finetuned.lo, "finetuned_hi": est.finetuned.hi,
-                "finetuned_se": est.finetuned.se,
-                "delta": est.delta.mean, "delta_lo": est.delta.lo, "delta_hi": est.delta.hi, "delta_se": est.delta.se,
-                "p_value": est.p_value, "n_boot": n_boot,
-            })
+            rows.append(
+                {
+                    "model": model,
+                    "train_dataset": train,
+                    "train_task": tasks[train],
+                    "variant": variant,
+                    "train_format": tfmt,
+                    "train_size": size,
+                    "seeds": ",".join(str(s) for s, _ in seeded),
+                    "eval_dataset": eval_ds,
+                    "eval_task": tasks[eval_ds],
+                    "relation": relation(train, tasks[train], eval_ds, tasks[eval_ds]),
+                    "format": fmt,
+                    "shots": shots,
+                    "metric": metric,
+                    "primary": metric == primary[tasks[eval_ds]],
+                    "n": len(b["rows"]),
+                    "n_groups": est.n_groups,
+                    "resampling_unit": est.resampling_unit,
+                    "base": est.base.mean,
+                    "base_lo": est.base.lo,
+                    "base_hi": est.base.hi,
+                    "base_se": est.base.se,
+                    "finetuned": est.finetuned.mean,
+                    "finetuned_lo": est.finetuned.lo,
+                    "finetuned_hi": est.finetuned.hi,
+                    "finetuned_se": est.finetuned.se,
+                    "delta": est.delta.mean,
+                    "delta_lo": est.delta.lo,
+                    "delta_hi": est.delta.hi,
+                    "delta_se": est.delta.se,
+                    "p_value": est.p_value,
+                    "n_boot": n_boot,
+                }
+            )
     # families: every primary-metric row of the table together; each other metric on its own
-    holm, bh = adjust_within([r["p_value"] for r in rows],
-                             ["primary" if r["primary"] else f"metric:{r['metric']}" for r in rows])
+    holm, bh = adjust_within(
+        [r["p_value"] for r in rows], ["primary" if r["primary"] else f"metric:{r['metric']}" for r in rows]
+    )
     for r, h, f in zip(rows, holm, bh):
         r.update(p_holm=float(h), p_bh=float(f))
-    return pl.DataFrame(rows).sort(["model", "train_task", "train_dataset", "variant", "train_size", "eval_task",
-                                    "eval_dataset", "format", "shots", "metric"])
+    return pl.DataFrame(rows).sort(
+        [
+            "model",
+            "train_task",
+            "train_dataset",
+            "variant",
+            "train_size",
+            "eval_task",
+            "eval_dataset",
+            "format",
+            "shots",
+            "metric",
+        ]
+    )
 
 
 def markdown_view(table: pl.DataFrame) -> pl.DataFrame:
     """Primary metric only; every score as `mean ± se [lo, hi]`, p as text ('< 0.001' at 1/B)."""
     view = table.filter("primary")
     return view.select(
-        "train_dataset", "variant", "train_size", "seeds", "eval_dataset", "relation", "format", "shots", "metric",
-        "n", "n_groups", mean_se("base"), mean_se("finetuned"), mean_se("delta"),
+        "train_dataset",
+        "variant",
+        "train_size",
+        "seeds",
+        "eval_dataset",
+        "relation",
+        "format",
+        "shots",
+        "metric",
+        "n",
+        "n_groups",
+        mean_se("base"),
+        mean_se("finetuned"),
+        mean_se("delta"),
     ).with_columns(p_column(view), p_column(view, "p_holm", floor=False), p_column(view, "p_bh", floor=False))
 
 
-def aggregate(*, scores: Inputs, spec: Json, parquet: Output, csv: Output, md: Output, manifest: Output
-              ) -> pl.DataFrame:
+def aggregate(
+    *, scores: Inputs, spec: Json, parquet: Output, csv: Output, md: Output, manifest: Output
+) -> pl.DataFrame:
     """The transfer table of every eval cell (`scores`: their scores.json files) as Parquet, CSV and
     a markdown view of the primary metric, with the table's manifest."""
     table = transfer_table([load_cell(p) for p in scores], spec)
     write_table(table, parquet=parquet, csv=csv)
     primary = table.filter("primary")
     n_boot = spec["bootstrap"]
-    write_markdown(md, (
-        f"# Transfer table — study `{spec['study']}`\n\n"
-        "Primary metric per task (all metrics in transfer.csv); mean ± SE [95 % percentile CI] from a "
-        f"paired bootstrap with B = {n_boot} replicates over test examples (and seeds); SE = the SD of the "
-        "bootstrap replicates. Resampling unit: whole groups of examples that share a context / premise / "
-        "passage where the eval set has them (cluster bootstrap), else single examples; per eval dataset: "
-        f"{units_note(primary, 'eval_dataset')}. p: paired bootstrap, fine-tuned vs base, two-sided; "
-        f"below 1/B it is shown as \"{p_floor(n_boot)}\". {FAMILY_NOTE}; "
-        f"family = all rows of the primary metric in this table ({primary.height} tests; in transfer.csv "
-        "each other metric is adjusted as its own family).\n\n") + to_markdown(markdown_view(table)))
+    write_markdown(
+        md,
+        (
+            f"# Transfer table — study `{spec['study']}`\n\n"
+            "Primary metric per task (all metrics in transfer.csv); mean ± SE [95 % percentile CI] from a "
+            f"paired bootstrap with B = {n_boot} replicates over test examples (and seeds); SE = the SD of the "
+            "bootstrap replicates. Resampling unit: whole groups of examples that share a context / premise / "
+            "passage where the eval set has them (cluster bootstrap), else single examples; per eval dataset: "
+            f"{units_note(primary, 'eval_dataset')}. p: paired bootstrap, fine-tuned vs base, two-sided; "
+            f'below 1/B it is shown as "{p_floor(n_boot)}". {FAMILY_NOTE}; '
+            f"family = all rows of the primary metric in this table ({primary.height} tests; in transfer.csv "
+            "each other metric is adjusted as its own family).\n\n"
+        )
+        + to_markdown(markdown_view(table)),
+    )
     inputs = {Path(p).parent.as_posix(): p for p in scores}
     write_json(manifest, artifact_manifest("table", spec, inputs=inputs, seed=spec["bootstrap_seed"]))
     return table

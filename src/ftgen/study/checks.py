@@ -17,11 +17,24 @@ from .schema import ConfigError, validate_schema
 if TYPE_CHECKING:
     from .core import Study
 
-ADAPTERS = ("bigbench", "vader", "squad", "paraphrase_pairs", "jsonl", "csv", "parquet", "hf", "rag", "nq_restored",
-            "mbpp")
+ADAPTERS = (
+    "bigbench",
+    "vader",
+    "squad",
+    "paraphrase_pairs",
+    "jsonl",
+    "csv",
+    "parquet",
+    "hf",
+    "rag",
+    "nq_restored",
+    "mbpp",
+)
 # what each template is formatted with (ftgen.judge.write_steps / form_prompt, ftgen.s3ft)
-JUDGE_PLACEHOLDERS = {"steps_prompt": ["definition"],
-                      "form_prompt": ["definition", "steps", "question", "reference", "answer", "name"]}
+JUDGE_PLACEHOLDERS = {
+    "steps_prompt": ["definition"],
+    "form_prompt": ["definition", "steps", "question", "reference", "answer", "name"],
+}
 S3FT_PLACEHOLDERS = ["task", "gold"]
 
 # Folders the pipeline must never write into: results or caches there (and an `rm -rf` of them
@@ -29,11 +42,47 @@ S3FT_PLACEHOLDERS = ["task", "gold"]
 # of system configuration, boot files, binaries, libraries and kernel pseudo-filesystems also
 # anywhere inside; the home folder itself and the folders above it. (Not /usr or /var as
 # trees: projects live in /usr/src/app or /var/lib/... in containers.)
-SYSTEM_DIRS = ("/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32", "/media", "/mnt",
-               "/opt", "/proc", "/root", "/run", "/sbin", "/snap", "/srv", "/sys", "/tmp", "/usr", "/usr/bin",
-               "/usr/include", "/usr/lib", "/usr/lib32", "/usr/lib64", "/usr/libexec", "/usr/local", "/usr/local/bin",
-               "/usr/local/lib", "/usr/sbin", "/usr/share", "/usr/src", "/var", "/var/cache", "/var/lib", "/var/log",
-               "/var/tmp")
+SYSTEM_DIRS = (
+    "/",
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/home",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/media",
+    "/mnt",
+    "/opt",
+    "/proc",
+    "/root",
+    "/run",
+    "/sbin",
+    "/snap",
+    "/srv",
+    "/sys",
+    "/tmp",
+    "/usr",
+    "/usr/bin",
+    "/usr/include",
+    "/usr/lib",
+    "/usr/lib32",
+    "/usr/lib64",
+    "/usr/libexec",
+    "/usr/local",
+    "/usr/local/bin",
+    "/usr/local/lib",
+    "/usr/sbin",
+    "/usr/share",
+    "/usr/src",
+    "/var",
+    "/var/cache",
+    "/var/lib",
+    "/var/log",
+    "/var/tmp",
+)
 SYSTEM_TREES = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/sbin", "/sys")
 
 
@@ -43,8 +92,9 @@ def check_output_dir(value: str, where: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{where}: must be a folder path, got {value!r}")
     if value.startswith("~"):
-        raise ConfigError(f"{where}: {value!r}: '~' is not expanded here (a folder named '~' would be made); "
-                          "write the path out")
+        raise ConfigError(
+            f"{where}: {value!r}: '~' is not expanded here (a folder named '~' would be made); write the path out"
+        )
     home = Path(os.path.expanduser("~")).resolve()
     above_home = {home, *home.parents}
     for path in {Path(os.path.abspath(value)), Path(value).resolve()}:  # as written, and through symlinks
@@ -59,8 +109,10 @@ def check_output_dir(value: str, where: str) -> str:
             what = "a folder above the home folder"
         else:
             continue
-        raise ConfigError(f"{where}: {value!r} resolves to {path}, {what}; the pipeline writes (and you may later "
-                          "delete) everything under it: choose a folder of its own, e.g. results")
+        raise ConfigError(
+            f"{where}: {value!r} resolves to {path}, {what}; the pipeline writes (and you may later "
+            "delete) everything under it: choose a folder of its own, e.g. results"
+        )
     return value
 
 
@@ -81,8 +133,10 @@ def check_placeholders(template: str, allowed: set[str] | list[str], where: str)
             continue
         if not re.fullmatch(NAME_RE, field) or field.isdigit() or spec or conversion:
             shown = "{" + field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
-            raise ConfigError(f"{where}: placeholder {shown!r}: only plain {{name}} placeholders are filled "
-                              f"(names: {sorted(allowed)}); write a literal brace as {{{{ or }}}}")
+            raise ConfigError(
+                f"{where}: placeholder {shown!r}: only plain {{name}} placeholders are filled "
+                f"(names: {sorted(allowed)}); write a literal brace as {{{{ or }}}}"
+            )
         used.add(field)
     unknown = used - set(allowed)
     if unknown:
@@ -91,8 +145,17 @@ def check_placeholders(template: str, allowed: set[str] | list[str], where: str)
 
 
 def check_study(study: Study) -> None:
-    for check in (check_tasks, check_assets, check_datasets, check_models, check_finetune, check_evaluate, check_rag,
-                  check_judge, check_s3ft):
+    for check in (
+        check_tasks,
+        check_assets,
+        check_datasets,
+        check_models,
+        check_finetune,
+        check_evaluate,
+        check_rag,
+        check_judge,
+        check_s3ft,
+    ):
         check(study)
 
 
@@ -105,8 +168,9 @@ def check_tasks(study: Study) -> None:
         if "labels" in task["inputs"]:
             raise ConfigError(f"{where}.inputs: 'labels' is reserved (the {{labels}} placeholder)")
         for fmt, template in task["prompts"].items():  # the input fields, and {labels} if the task has labels
-            check_placeholders(template, [*task["inputs"], *(["labels"] if task.get("labels") else [])],
-                               f"{where}.prompts.{fmt}")
+            check_placeholders(
+                template, [*task["inputs"], *(["labels"] if task.get("labels") else [])], f"{where}.prompts.{fmt}"
+            )
 
 
 def check_assets(study: Study) -> None:
@@ -135,16 +199,21 @@ def check_datasets(study: Study) -> None:
             if named:  # the model would be asked to choose a label that is never scored
                 raise ConfigError(
                     f"{where}.labels: task {ds['task']!r} prompt {fmt} names {named}, which this dataset "
-                    f"never scores; write the label set as {{labels}} in the task's prompts")
+                    f"never scores; write the label set as {{labels}} in the task's prompts"
+                )
         if not re.fullmatch(NAME_RE, dname):
             raise ConfigError(f"{where}: dataset names may use letters, digits and _ only")
         sizes = ds["split"]
         if dname in study.finetune["train_on"] and max(study.sizes_for(dname)) > sizes.get("train", 0):
-            raise ConfigError(f"{study.source}: finetune.sizes: {max(study.sizes_for(dname))} exceeds "
-                              f"datasets.{dname}.split.train = {sizes.get('train')}")
+            raise ConfigError(
+                f"{study.source}: finetune.sizes: {max(study.sizes_for(dname))} exceeds "
+                f"datasets.{dname}.split.train = {sizes.get('train')}"
+            )
         if max(study.shots_for(dname)) > sizes.get("fewshot", 0):
-            raise ConfigError(f"{study.source}: evaluate.shots: {max(study.shots_for(dname))} shots need a few-shot "
-                              f"pool of that size; datasets.{dname}.split.fewshot = {sizes.get('fewshot')}")
+            raise ConfigError(
+                f"{study.source}: evaluate.shots: {max(study.shots_for(dname))} shots need a few-shot "
+                f"pool of that size; datasets.{dname}.split.fewshot = {sizes.get('fewshot')}"
+            )
 
 
 def check_models(study: Study) -> None:
@@ -158,8 +227,10 @@ def check_models(study: Study) -> None:
         if study.is_api(name):  # answers from an endpoint: generation only, never fine-tuned
             scored = [d for d in study.eval_datasets if study.task_of(d)["type"] != "generation"]
             if scored:
-                raise ConfigError(f"{src}: model: {name!r} is an API model (generation only) but the study "
-                                  f"scores {scored} by log-likelihood")
+                raise ConfigError(
+                    f"{src}: model: {name!r} is an API model (generation only) but the study "
+                    f"scores {scored} by log-likelihood"
+                )
             if study.s3ft:
                 raise ConfigError(f"{src}: model: {name!r} is an API model; S3FT needs the model's own weights")
 
@@ -207,8 +278,9 @@ def check_rag(study: Study) -> None:
         if ds["source"]["adapter"] == "rag":
             corpus = ds["source"].get("corpus")
             if corpus not in rag.get("corpora", {}):
-                raise ConfigError(f"{src}: datasets.{dname}.source.corpus: unknown corpus {corpus!r}; "
-                                  f"define it under rag.corpora")
+                raise ConfigError(
+                    f"{src}: datasets.{dname}.source.corpus: unknown corpus {corpus!r}; define it under rag.corpora"
+                )
     if not rag:
         return
     for cname, corpus in rag["corpora"].items():
@@ -217,8 +289,10 @@ def check_rag(study: Study) -> None:
             raise ConfigError(f"{src}: rag.corpora.{cname}.source.asset: unknown asset {asset!r}")
     for cname in rag["corpora"]:
         if study.retriever_for(cname) not in rag["retrievers"]:
-            raise ConfigError(f"{src}: rag.corpora.{cname}: retriever {study.retriever_for(cname)!r} is not in "
-                              f"rag.retrievers {rag['retrievers']} (it must be built)")
+            raise ConfigError(
+                f"{src}: rag.corpora.{cname}: retriever {study.retriever_for(cname)!r} is not in "
+                f"rag.retrievers {rag['retrievers']} (it must be built)"
+            )
     dense = rag.get("dense", {}).get("model", {})
     if "dense" in rag["retrievers"] and dense.get("asset") and dense["asset"] not in study.assets:
         raise ConfigError(f"{src}: rag.dense.model.asset: unknown asset {dense['asset']!r}")
@@ -247,7 +321,8 @@ def check_s3ft(study: Study) -> None:
         if "s3ft" in study.variants_for(dname):
             task = study.datasets[dname]["task"]
             if task not in study.s3ft.get("judges", {}):
-                raise ConfigError(f"{src}: s3ft.judges: no judge for task {task!r} (training set {dname!r} "
-                                  f"has the s3ft variant)")
+                raise ConfigError(
+                    f"{src}: s3ft.judges: no judge for task {task!r} (training set {dname!r} has the s3ft variant)"
+                )
     if study.s3ft:
         check_placeholders(study.s3ft["paraphrase_prompt"], S3FT_PLACEHOLDERS, f"{src}: s3ft.paraphrase_prompt")

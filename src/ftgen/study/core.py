@@ -72,11 +72,18 @@ class Study(ParamSlices, RuleResources):
         for name, spec in self.written["datasets"].items():
             spec = spec or {}
             if name not in catalog and not spec.get("source"):
-                raise ConfigError(f"{self.source}: datasets.{name}: not in config/registry/datasets.yaml and no "
-                                  "`source` given")
+                raise ConfigError(
+                    f"{self.source}: datasets.{name}: not in config/registry/datasets.yaml and no `source` given"
+                )
             if name in catalog:  # the catalog entries a study uses obey the same schema as its own
-                validate_schema(catalog[name], "config.schema.yaml", str(registry_dir / "datasets.yaml"),
-                                definition="dataset", required=("task", "source"), prefix=f"datasets.{name}")
+                validate_schema(
+                    catalog[name],
+                    "config.schema.yaml",
+                    str(registry_dir / "datasets.yaml"),
+                    definition="dataset",
+                    required=("task", "source"),
+                    prefix=f"datasets.{name}",
+                )
             # a study's `source` replaces the catalog's (a hub copy of a dataset shares no adapter keys)
             merged = deep_merge(catalog.get(name, {}), {k: v for k, v in spec.items() if k != "source"})
             if spec.get("source"):
@@ -134,8 +141,13 @@ class Study(ParamSlices, RuleResources):
     @cached_property
     def finetunes(self) -> list[FineTune]:
         ft = self.finetune
-        return [FineTune(d, v, ft["format"], n, s) for d in ft["train_on"] for v in self.variants_for(d)
-                for n in self.sizes_for(d) for s in ft["seeds"]]
+        return [
+            FineTune(d, v, ft["format"], n, s)
+            for d in ft["train_on"]
+            for v in self.variants_for(d)
+            for n in self.sizes_for(d)
+            for s in ft["seeds"]
+        ]
 
     @property
     def model_tags(self) -> list[str]:
@@ -148,9 +160,14 @@ class Study(ParamSlices, RuleResources):
         in_domain = self.evaluate["scope"] == "in_domain"
         general = set(self.evaluate["general"])  # benchmarks every model is scored on
         trained_on = {f.id: f.dataset for f in self.finetunes}
-        return [EvalCell(tag, d, fmt, k) for tag in self.model_tags for d in self.eval_datasets
-                if not (in_domain and tag != BASE and trained_on[tag] != d and d not in general)
-                for fmt in self.evaluate["formats"] for k in self.shots_for(d)]
+        return [
+            EvalCell(tag, d, fmt, k)
+            for tag in self.model_tags
+            for d in self.eval_datasets
+            if not (in_domain and tag != BASE and trained_on[tag] != d and d not in general)
+            for fmt in self.evaluate["formats"]
+            for k in self.shots_for(d)
+        ]
 
     def cells_for(self, model: str) -> list[EvalCell]:
         """The cells a model is scored in: an API model only as itself (it is never fine-tuned)."""
@@ -158,8 +175,12 @@ class Study(ParamSlices, RuleResources):
 
     def cell_paths(self, path_of, datasets: set[str] | None = None) -> list[str]:
         """`path_of` (e.g. `paths.scores`) of every eval cell of every model (of `datasets` only)."""
-        return [path_of(m, c.model_tag, c.dataset, c.format, c.shots) for m in self.model_names
-                for c in self.cells_for(m) if datasets is None or c.dataset in datasets]
+        return [
+            path_of(m, c.model_tag, c.dataset, c.format, c.shots)
+            for m in self.model_names
+            for c in self.cells_for(m)
+            if datasets is None or c.dataset in datasets
+        ]
 
     # ------------------------------------------------------------------ files a rule reads
     def asset_path(self, name: str) -> str:

@@ -66,9 +66,15 @@ class ParamSlices:
 
     def api_params(self, model: str) -> dict:
         spec = self.models[model]
-        return {"name": spec["name"], "base_url": spec.get("base_url"), "api_key_env": spec["api_key_env"],
-                "timeout_s": spec["timeout_s"], "max_retries": spec["max_retries"], "backoff_s": spec["backoff_s"],
-                "cache_dir": self.paths.api_cache()}
+        return {
+            "name": spec["name"],
+            "base_url": spec.get("base_url"),
+            "api_key_env": spec["api_key_env"],
+            "timeout_s": spec["timeout_s"],
+            "max_retries": spec["max_retries"],
+            "backoff_s": spec["backoff_s"],
+            "cache_dir": self.paths.api_cache(),
+        }
 
     def eval_params(self, dataset: str, fmt: int, shots: int, model: str | None = None) -> dict:
         from ..metrics import METRIC_OPTIONS, ROUGE_DEFAULTS
@@ -119,8 +125,12 @@ class ParamSlices:
     def retrieve_params(self, corpus: str, retriever: str) -> dict:
         # how deep to retrieve, not `k`: a smaller or larger context within that depth reruns only
         # the dataset that reads it, not retrieval
-        return {"corpus": corpus, "depth": max([int(self.rag["k"]), *self.rag["recall_at"]]),
-                "recall_at": self.rag["recall_at"], **self.index_params(retriever)}
+        return {
+            "corpus": corpus,
+            "depth": max([int(self.rag["k"]), *self.rag["recall_at"]]),
+            "recall_at": self.rag["recall_at"],
+            **self.index_params(retriever),
+        }
 
     def judge_params(self) -> dict:
         """The judge's identity, prompts, criteria and scoring; the API key is never here (only
@@ -134,11 +144,15 @@ class ParamSlices:
         return self.judge.get("cache_dir") or self.paths.judgement_cache()
 
     def rag_report_params(self) -> dict:
-        return {"study": self.name, "criteria": list(self.judge["criteria"]), "score": self.judge["score"],
-                "samples": int(self.judge["samples"]),
-                "bootstrap": int(self.evaluate["bootstrap"]),
-                "bootstrap_seed": int(self.evaluate["seed"]),
-                "datasets": {d: self.datasets[d]["source"]["corpus"] for d in self.rag_datasets}}
+        return {
+            "study": self.name,
+            "criteria": list(self.judge["criteria"]),
+            "score": self.judge["score"],
+            "samples": int(self.judge["samples"]),
+            "bootstrap": int(self.evaluate["bootstrap"]),
+            "bootstrap_seed": int(self.evaluate["seed"]),
+            "datasets": {d: self.datasets[d]["source"]["corpus"] for d in self.rag_datasets},
+        }
 
     # ------------------------------------------------------------------ S3FT
     def self_answer_params(self, dataset: str, model: str | None = None) -> dict:
@@ -148,16 +162,23 @@ class ParamSlices:
         return {**params, "split": "train", "metrics": [judge["metric"]]}
 
     def s3ft_params(self, dataset: str, model: str | None = None) -> dict:
-        return {"dataset": dataset, "prompt": self.prompt_params(dataset, model),
-                "format": int(self.finetune["format"]),
-                "judge": self.s3ft["judges"][self.datasets[dataset]["task"]],
-                "paraphrase_prompt": self.s3ft["paraphrase_prompt"],
-                "batch_size": int(self.evaluate["batch_size"]), "bf16": self.evaluate["bf16"]}
+        return {
+            "dataset": dataset,
+            "prompt": self.prompt_params(dataset, model),
+            "format": int(self.finetune["format"]),
+            "judge": self.s3ft["judges"][self.datasets[dataset]["task"]],
+            "paraphrase_prompt": self.s3ft["paraphrase_prompt"],
+            "batch_size": int(self.evaluate["batch_size"]),
+            "bf16": self.evaluate["bf16"],
+        }
 
     def s3ft_report_params(self) -> dict:
-        return {"study": self.name, "general": list(self.evaluate["general"]),
-                "train_on": self.s3ft_train_on,
-                "primary_metric": self.primary_metrics(),
-                "bootstrap": int(self.evaluate["bootstrap"]),
-                "bootstrap_seed": int(self.evaluate["seed"]),
-                "tasks": {d: self.datasets[d]["task"] for d in self.datasets}}
+        return {
+            "study": self.name,
+            "general": list(self.evaluate["general"]),
+            "train_on": self.s3ft_train_on,
+            "primary_metric": self.primary_metrics(),
+            "bootstrap": int(self.evaluate["bootstrap"]),
+            "bootstrap_seed": int(self.evaluate["seed"]),
+            "tasks": {d: self.datasets[d]["task"] for d in self.datasets},
+        }

@@ -15,8 +15,17 @@ from .schema import ConfigError
 NAME_RE = r"[A-Za-z0-9_]+"
 VARIANT_RE = r"[A-Za-z0-9_-]+"
 # the pattern of each field a path is made of: the rules' wildcard constraints, and parsing
-FIELD_RE = {"model": NAME_RE, "dataset": NAME_RE, "variant": VARIANT_RE, "format": r"\d+", "shots": r"\d+",
-            "size": r"\d+", "seed": r"\d+", "corpus": NAME_RE, "retriever": r"bm25|dense"}
+FIELD_RE = {
+    "model": NAME_RE,
+    "dataset": NAME_RE,
+    "variant": VARIANT_RE,
+    "format": r"\d+",
+    "shots": r"\d+",
+    "size": r"\d+",
+    "seed": r"\d+",
+    "corpus": NAME_RE,
+    "retriever": r"bm25|dense",
+}
 
 
 def id_regex(fmt: str) -> str:

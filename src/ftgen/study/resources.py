@@ -8,17 +8,32 @@ from collections.abc import Mapping
 
 from .schema import deep_merge, with_defaults
 
-SLURM_ENV = {"partition": "FTGEN_SLURM_PARTITION", "gpu_partition": "FTGEN_SLURM_GPU_PARTITION",
-             "account": "FTGEN_SLURM_ACCOUNT", "qos": "FTGEN_SLURM_QOS"}
+SLURM_ENV = {
+    "partition": "FTGEN_SLURM_PARTITION",
+    "gpu_partition": "FTGEN_SLURM_GPU_PARTITION",
+    "account": "FTGEN_SLURM_ACCOUNT",
+    "qos": "FTGEN_SLURM_QOS",
+}
 
 # rule -> its resource group (a key of the config's `resources:`), and the resources it declares
 # besides mem_mb and runtime: GPUs where a job can use them, nodes and processes for training
 RULE_GROUP = {
-    "prepare_model": "prepare", "prepare_dataset": "prepare", "build_corpus": "prepare",
-    "tokenize": "tokenize", "finetune": "finetune",
-    "evaluate": "evaluate", "self_answers": "evaluate", "s3ft_dataset": "evaluate",
-    "index": "retrieval", "retrieve": "retrieval", "judge_steps": "judge", "judge": "judge",
-    "aggregate": "aggregate", "plots": "aggregate", "rag_report": "aggregate", "rag_plot": "aggregate",
+    "prepare_model": "prepare",
+    "prepare_dataset": "prepare",
+    "build_corpus": "prepare",
+    "tokenize": "tokenize",
+    "finetune": "finetune",
+    "evaluate": "evaluate",
+    "self_answers": "evaluate",
+    "s3ft_dataset": "evaluate",
+    "index": "retrieval",
+    "retrieve": "retrieval",
+    "judge_steps": "judge",
+    "judge": "judge",
+    "aggregate": "aggregate",
+    "plots": "aggregate",
+    "rag_report": "aggregate",
+    "rag_plot": "aggregate",
     "s3ft_report": "aggregate",
 }
 GROUP_EXTRA = {"finetune": ("gpu", "nodes", "procs"), "evaluate": ("gpu",), "retrieval": ("gpu",), "judge": ("gpu",)}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 import difflib
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +40,18 @@ class StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: igno
                     continue
                 mark = key_node.start_mark
                 if first is not None:
-                    at = f"line {first[0]}" + (f", column {first[1]}; this one at column {mark.column + 1}"
-                                               if first[0] == mark.line + 1 else "")
+                    at = f"line {first[0]}" + (
+                        f", column {first[1]}; this one at column {mark.column + 1}"
+                        if first[0] == mark.line + 1
+                        else ""
+                    )
                     raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {key!r} (first at {at}); YAML would keep only the last one "
-                        "and silently ignore the other", mark)
+                        None,
+                        None,
+                        f"duplicate key {key!r} (first at {at}); YAML would keep only the last one "
+                        "and silently ignore the other",
+                        mark,
+                    )
                 seen[key] = (mark.line + 1, mark.column + 1)
         return super().construct_mapping(node, deep=deep)
 
@@ -85,12 +92,12 @@ def deep_merge(base: dict, override: dict) -> dict:
     return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_schema(schema_name: str) -> dict:
     return load_yaml(SCHEMA_DIR / schema_name)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _validator(schema_name: str, definition: str | None = None, required: tuple[str, ...] = ()):
     """One compiled validator per schema file (or one of its `$defs`) and process: a study
     validates every task and asset of the registries (18 validations for one study, 54 when
@@ -99,8 +106,12 @@ def _validator(schema_name: str, definition: str | None = None, required: tuple[
 
     schema = load_schema(schema_name)
     if definition is not None:  # e.g. a registry dataset entry against config.schema.yaml#/$defs/dataset
-        schema = {"$schema": schema["$schema"], "$defs": schema["$defs"], "$ref": f"#/$defs/{definition}",
-                  **({"required": list(required)} if required else {})}
+        schema = {
+            "$schema": schema["$schema"],
+            "$defs": schema["$defs"],
+            "$ref": f"#/$defs/{definition}",
+            **({"required": list(required)} if required else {}),
+        }
     return jsonschema.Draft202012Validator(schema)
 
 
@@ -128,15 +139,23 @@ def _schema_error_lines(err, root: dict, prefix: str) -> list[str]:
         for key in [k for k in err.instance if k not in known]:
             close = difflib.get_close_matches(str(key), sorted(known), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            lines.append(f"  - {'.'.join([*path, str(key)])}: unknown key{f' for {title}' if title else ''}{hint} "
-                         f"(known: {', '.join(sorted(known))})")
+            lines.append(
+                f"  - {'.'.join([*path, str(key)])}: unknown key{f' for {title}' if title else ''}{hint} "
+                f"(known: {', '.join(sorted(known))})"
+            )
         if lines:
             return lines
     return [f"  - {field}: {err.message}{f' ({title})' if title else ''}"]
 
 
-def validate_schema(config: dict, schema_name: str, source: str, definition: str | None = None,
-                    required: tuple[str, ...] = (), prefix: str = "") -> None:
+def validate_schema(
+    config: dict,
+    schema_name: str,
+    source: str,
+    definition: str | None = None,
+    required: tuple[str, ...] = (),
+    prefix: str = "",
+) -> None:
     """Validate with jsonschema and report the offending field path and the file. `definition`
     validates against one of the schema's `$defs` (with `required` keys added); `prefix` is the
     field path of `config` inside its file (e.g. `datasets.mmlu` of a registry entry)."""
