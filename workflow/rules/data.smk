@@ -29,11 +29,21 @@ rule tokenize:
         model=PATHS.base_model("{model}"),
         examples=training_examples,
     output:
-        tokenized=directory(PATHS.tokenized("{model}", "{dataset}", "{variant}", "{format}")),
+        tokenized=directory(
+            PATHS.tokenized("{model}", "{dataset}", "{variant}", "{format}")
+        ),
     log:
-        PATHS.log("tokenize", "{model}/" + PATHS.tokenized_name("{dataset}", "{variant}", "{format}")),
+        PATHS.log(
+            "tokenize",
+            "{model}",
+            PATHS.tokenized_name("{dataset}", "{variant}", "{format}"),
+        ),
     benchmark:
-        PATHS.benchmark("tokenize", "{model}/" + PATHS.tokenized_name("{dataset}", "{variant}", "{format}"))
+        PATHS.benchmark(
+            "tokenize",
+            "{model}",
+            PATHS.tokenized_name("{dataset}", "{variant}", "{format}"),
+        )
     conda:
         ML_ENV
     resources:

@@ -135,11 +135,17 @@ rule rag_report:
             for retriever in STUDY.rag["retrievers"]
         ],
         # read next to each judge.json: declared, so a missing one is rebuilt before this job runs
-        predictions=lambda wc: STUDY.cell_paths(PATHS.predictions, set(STUDY.rag_datasets)),
-        judgements=lambda wc: STUDY.cell_paths(PATHS.judgements, set(STUDY.rag_datasets)),
+        predictions=lambda wc: STUDY.cell_paths(
+            PATHS.predictions, set(STUDY.rag_datasets)
+        ),
+        judgements=lambda wc: STUDY.cell_paths(
+            PATHS.judgements, set(STUDY.rag_datasets)
+        ),
     output:
         parquet=PATHS.table("rag", "parquet"),
-        csv=report(PATHS.table("rag", "csv"), caption="../report/rag.rst", category="Tables"),
+        csv=report(
+            PATHS.table("rag", "csv"), caption="../report/rag.rst", category="Tables"
+        ),
         md=PATHS.table("rag", "md"),
         manifest=PATHS.table("rag", "manifest.json"),
     log:

@@ -12,9 +12,9 @@ rule self_answers:
         predictions=PATHS.self_answers("{model}", "{dataset}"),
         scores=PATHS.self_scores("{model}", "{dataset}"),
     log:
-        PATHS.log("self_answers", "{model}/{dataset}"),
+        PATHS.log("self_answers", "{model}", "{dataset}"),
     benchmark:
-        PATHS.benchmark("self_answers", "{model}/{dataset}")
+        PATHS.benchmark("self_answers", "{model}", "{dataset}")
     conda:
         ML_ENV
     threads: STUDY.threads_for("self_answers")
@@ -40,9 +40,9 @@ rule s3ft_dataset:
         card=PATHS.s3ft_card("{model}", "{dataset}"),
         paraphrases=PATHS.paraphrases("{model}", "{dataset}"),
     log:
-        PATHS.log("s3ft_dataset", "{model}/{dataset}"),
+        PATHS.log("s3ft_dataset", "{model}", "{dataset}"),
     benchmark:
-        PATHS.benchmark("s3ft_dataset", "{model}/{dataset}")
+        PATHS.benchmark("s3ft_dataset", "{model}", "{dataset}")
     conda:
         ML_ENV
     threads: STUDY.threads_for("s3ft_dataset")
@@ -60,13 +60,21 @@ rule s3ft_report:
     input:
         table=PATHS.table("transfer", "parquet"),
         cards=lambda wc: [
-            PATHS.s3ft_card(m, d) for m in STUDY.model_names for d in STUDY.s3ft_train_on
+            PATHS.s3ft_card(m, d)
+            for m in STUDY.model_names
+            for d in STUDY.s3ft_train_on
         ],
         predictions=lambda wc: STUDY.cell_paths(PATHS.predictions),
     output:
-        csv=report(PATHS.table("s3ft", "csv"), caption="../report/s3ft.rst", category="Tables"),
+        csv=report(
+            PATHS.table("s3ft", "csv"), caption="../report/s3ft.rst", category="Tables"
+        ),
         md=PATHS.table("s3ft", "md"),
-        png=report(PATHS.plot("s3ft", "png"), caption="../report/s3ft_plot.rst", category="Plots"),
+        png=report(
+            PATHS.plot("s3ft", "png"),
+            caption="../report/s3ft_plot.rst",
+            category="Plots",
+        ),
         pdf=PATHS.plot("s3ft", "pdf"),
     log:
         PATHS.log("s3ft_report"),

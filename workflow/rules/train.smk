@@ -10,9 +10,9 @@ rule finetune:
     output:
         finetuned=directory(PATHS.finetuned("{model}", PATHS.finetune_id())),
     log:
-        PATHS.log("finetune", "{model}/" + PATHS.finetune_id()),
+        PATHS.log("finetune", "{model}", PATHS.finetune_id()),
     benchmark:
-        PATHS.benchmark("finetune", "{model}/" + PATHS.finetune_id())
+        PATHS.benchmark("finetune", "{model}", PATHS.finetune_id())
     conda:
         ML_ENV
     threads: STUDY.threads_for("finetune")

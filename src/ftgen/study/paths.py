@@ -128,12 +128,12 @@ class Paths:
     def plot(self, name, ext) -> str:
         return f"{self.root}/plots/{name}.{ext}"
 
-    # ---- logs and benchmarks of a rule's job (`name`: the job's wildcards as a path)
-    def log(self, rule, name=None) -> str:
-        return f"{self.root}/logs/{rule}/{name}.log" if name else f"{self.root}/logs/{rule}.log"
+    # ---- logs and benchmarks of a rule's job (`names`: the job's wildcards, as folders and file name)
+    def log(self, rule, *names) -> str:
+        return f"{self.root}/logs/{'/'.join((rule, *names))}.log"
 
-    def benchmark(self, rule, name=None) -> str:
-        return f"{self.root}/benchmarks/{rule}/{name}.tsv" if name else f"{self.root}/benchmarks/{rule}.tsv"
+    def benchmark(self, rule, *names) -> str:
+        return f"{self.root}/benchmarks/{'/'.join((rule, *names))}.tsv"
 
     # ---- caches (shared by studies)
     def asset(self, filename) -> str:
