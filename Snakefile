@@ -37,4 +37,4 @@ include: "workflow/studies.smk" if "studies" in config else "workflow/study.smk"
 rule all:
     default_target: True
     input:
-        all_targets(),
+        all_targets(),  # workflow/study.smk (one study) or workflow/studies.smk (several)

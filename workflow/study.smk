@@ -12,3 +12,7 @@ include: "rules/evaluate.smk"
 include: "rules/rag.smk"
 include: "rules/s3ft.smk"
 include: "rules/report.smk"
+
+
+def all_targets():
+    return STUDY.all_targets()

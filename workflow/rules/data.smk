@@ -3,7 +3,7 @@
 
 rule prepare_dataset:
     input:
-        asset=dataset_inputs,
+        asset=lambda wc: STUDY.dataset_inputs(wc.dataset),
         local=lambda wc: STUDY.local_sources(STUDY.datasets[wc.dataset]["source"]),
     output:
         examples=PATHS.examples("{dataset}"),
@@ -27,7 +27,7 @@ rule prepare_dataset:
 rule tokenize:
     input:
         model=PATHS.base_model("{model}"),
-        examples=training_examples,
+        examples=lambda wc: STUDY.training_examples(wc.model, wc.dataset, wc.variant),
     output:
         tokenized=directory(
             PATHS.tokenized("{model}", "{dataset}", "{variant}", "{format}")

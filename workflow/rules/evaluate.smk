@@ -20,7 +20,9 @@ rule evaluate:
     resources:
         **STUDY.resources_for("evaluate"),
     params:
-        spec=lambda wc: eval_spec(wc.dataset, int(wc.format), int(wc.shots), wc.model),
+        spec=lambda wc: STUDY.eval_spec(
+            wc.dataset, int(wc.format), int(wc.shots), wc.model
+        ),
     shell:
         "python -m ftgen evaluate --model {input.model:q} --base {input.base:q} "
         "--examples {input.examples:q} --spec {params.spec:q} --cell {wildcards.model:q} "

@@ -3,7 +3,7 @@
 
 rule prepare_model:
     input:
-        asset=model_asset,
+        asset=lambda wc: STUDY.model_asset(wc.model),
     output:
         model=directory(PATHS.base_model("{model}")),
     log:

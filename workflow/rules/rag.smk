@@ -5,7 +5,7 @@
 
 rule build_corpus:
     input:
-        asset=corpus_asset,
+        asset=lambda wc: STUDY.corpus_asset(wc.corpus),
         local=lambda wc: STUDY.local_sources(STUDY.rag["corpora"][wc.corpus]["source"]),
     output:
         corpus=PATHS.corpus("{corpus}"),
@@ -31,7 +31,7 @@ rule build_corpus:
 rule index:
     input:
         corpus=PATHS.corpus("{corpus}"),
-        asset=encoder_asset,
+        asset=lambda wc: STUDY.encoder_asset(wc.retriever),
     output:
         index=directory(PATHS.index("{corpus}", "{retriever}")),
     log:
@@ -55,7 +55,7 @@ rule retrieve:
         index=PATHS.index("{corpus}", "{retriever}"),
         corpus=PATHS.corpus("{corpus}"),
         qa=PATHS.qa("{corpus}"),
-        asset=encoder_asset,
+        asset=lambda wc: STUDY.encoder_asset(wc.retriever),
     output:
         retrieved=PATHS.retrieved("{corpus}", "{retriever}"),
         recall=PATHS.recall("{corpus}", "{retriever}"),
@@ -78,7 +78,7 @@ rule retrieve:
 
 rule judge_steps:
     input:
-        model=judge_model,
+        model=lambda wc: STUDY.judge_model(),
     output:
         steps=PATHS.judge_steps(),
     log:
@@ -91,7 +91,7 @@ rule judge_steps:
     resources:
         **STUDY.resources_for("judge_steps"),
     params:
-        spec=lambda wc: judge_spec(),
+        spec=lambda wc: STUDY.judge_spec(),
         cache=STUDY.judge_cache(),
     shell:
         "python -m ftgen judge-steps --spec {params.spec:q} --model={input.model:q} "
@@ -100,7 +100,7 @@ rule judge_steps:
 
 rule judge:
     input:
-        model=judge_model,
+        model=lambda wc: STUDY.judge_model(),
         steps=PATHS.judge_steps(),
         predictions=PATHS.predictions(*CELL_WILDCARDS),
         examples=PATHS.examples("{dataset}"),
@@ -117,7 +117,7 @@ rule judge:
     resources:
         **STUDY.resources_for("judge"),
     params:
-        spec=lambda wc: judge_spec(),
+        spec=lambda wc: STUDY.judge_spec(),
         cache=STUDY.judge_cache(),
     shell:
         "python -m ftgen judge --spec {params.spec:q} --model={input.model:q} "
@@ -128,12 +128,8 @@ rule judge:
 
 rule rag_report:
     input:  # functions: built with the job only, not for every study parsing this rule
-        judged=lambda wc: all_judged(),
-        recall=lambda wc: [
-            PATHS.recall(corpus, retriever)
-            for corpus in STUDY.rag.get("corpora", {})
-            for retriever in STUDY.rag["retrievers"]
-        ],
+        judged=lambda wc: STUDY.cell_paths(PATHS.judge_summary, set(STUDY.rag_datasets)),
+        recall=lambda wc: STUDY.recall_files(),
         # read next to each judge.json: declared, so a missing one is rebuilt before this job runs
         predictions=lambda wc: STUDY.cell_paths(
             PATHS.predictions, set(STUDY.rag_datasets)

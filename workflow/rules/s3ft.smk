@@ -59,11 +59,7 @@ rule s3ft_dataset:
 rule s3ft_report:
     input:
         table=PATHS.table("transfer", "parquet"),
-        cards=lambda wc: [
-            PATHS.s3ft_card(m, d)
-            for m in STUDY.model_names
-            for d in STUDY.s3ft_train_on
-        ],
+        cards=lambda wc: STUDY.s3ft_cards(),
         predictions=lambda wc: STUDY.cell_paths(PATHS.predictions),
     output:
         csv=report(

@@ -19,8 +19,8 @@ rule finetune:
     resources:
         **STUDY.resources_for("finetune"),
     params:
-        recipe=lambda wc: as_json(STUDY.recipe(finetune_of(wc))),
-        checkpoints=lambda wc: PATHS.checkpoints(wc.model, finetune_of(wc).id),
+        recipe=lambda wc: as_json(STUDY.recipe(STUDY.finetune_of(wc))),
+        checkpoints=lambda wc: PATHS.checkpoints(wc.model, STUDY.finetune_of(wc).id),
     shell:
         "python -m ftgen launch --procs {resources.procs} --nodes {resources.nodes} -- "
         "finetune --model {input.model:q} --tokenized {input.tokenized:q} "

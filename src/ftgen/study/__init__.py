@@ -10,6 +10,7 @@ from .core import Study, check_config
 from .paths import Paths
 from .plan import BASE, EvalCell, FineTune, wildcard_constraints
 from .schema import REPO_ROOT, ConfigError, deep_merge, load_yaml, validate_schema, with_defaults
+from .targets import as_json
 
 __all__ = [
     "BASE",
@@ -19,6 +20,7 @@ __all__ = [
     "FineTune",
     "Paths",
     "Study",
+    "as_json",
     "check_config",
     "deep_merge",
     "load_yaml",

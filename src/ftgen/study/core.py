@@ -20,9 +20,10 @@ from .paths import Paths
 from .plan import BASE, EvalCell, FineTune
 from .resources import RuleResources
 from .schema import REGISTRY_DIR, ConfigError, deep_merge, load_yaml, validate_schema, with_defaults
+from .targets import RuleInputs
 
 
-class Study(ParamSlices, RuleResources):
+class Study(ParamSlices, RuleResources, RuleInputs):
     """A resolved study: registries merged, defaults filled, references checked, jobs enumerated.
 
     Sections a rule receives whole are passed as written (`written`: a model, each dataset's
