@@ -25,12 +25,13 @@ from typing import Callable
 
 import pytest
 import yaml
-from conftest import REPO
 
 from ftgen.artifacts import ArtifactError, atomic_dir, atomic_file, write_json
 from ftgen.assets import AssetError
-from ftgen.study import ConfigError, Study, load_yaml
 from ftgen.data import DataError, prepare_dataset
+from ftgen.study import ConfigError, Study, load_yaml
+from helpers import REPO, copy_repo, smk
+from helpers import SMOKE as SMOKE_CONFIG  # config/studies/smoke.yaml; SMOKE below is its file name
 
 HOSTILE = ["$(touch pwned)", "`touch pwned`", "a;touch pwned", "it's", 'say "hi"', "two words"]
 
@@ -305,8 +306,6 @@ def test_plain_placeholders_and_literal_braces_pass():
 def test_a_duplicate_key_stops_snakemake_before_any_job(tmp_path_factory):
     """Snakemake parses --configfile itself (a repeated key: the last silently wins); common.smk
     re-reads it with the strict loader, so `snakemake -n` stops with file:line."""
-    from test_workflow import copy_repo, smk
-
     wd = copy_repo(tmp_path_factory, "dup-key")
     text, line = _dup_dataset((wd / "config/studies/smoke.yaml").read_text())
     study = wd / "config/studies/dup.yaml"
@@ -797,12 +796,10 @@ def test_hostile_strings_in_a_study_never_reach_a_shell(tmp_path_factory):
     """A whole (reduced) smoke study whose free-form strings - results and cache folders, the data
     files' paths, a task's prompt - carry `$(...)`, backticks, `;`, quotes and spaces: it runs to
     its tables and no injected command ran."""
-    from test_workflow import SMOKE, copy_repo, smk
-
     wd = copy_repo(tmp_path_factory, "hostile")
     bad = "x $(touch PWNED1) `touch PWNED2`; touch PWNED3 'it''s' \"q\""
     shutil.copytree(wd / "tests/data", wd / f"data {bad}")
-    cfg = yaml.safe_load((wd / SMOKE).read_text())
+    cfg = yaml.safe_load((wd / SMOKE_CONFIG).read_text())
     cfg.update(results_dir=f"res {bad}", cache_dir=f"cache {bad}")
     cfg["datasets"] = {d: cfg["datasets"][d] for d in ("sent_food", "sent_film", "qg_home")}
     for ds in cfg["datasets"].values():

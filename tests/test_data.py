@@ -3,15 +3,31 @@ import io
 import json
 import tarfile
 import zipfile
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
-from conftest import sentiment_rows, write_jsonl
 
 from ftgen.assets import member_path
 from ftgen.data import DataError, assign_splits, load_examples, prepare_dataset
+from ftgen.retrieval import build_index, retrieve
+from ftgen.study import Study, load_yaml
+from helpers import REPO, build_toy_corpus, mc_params, mc_rows, sentiment_rows, write_jsonl, write_toy_corpus
+
+
+@pytest.fixture
+def sentiment_params(tmp_path) -> dict:
+    path = write_jsonl(tmp_path / "sent.jsonl", sentiment_rows())
+    return {
+        "name": "sent", "task": "sentiment", "task_type": "classification", "inputs": ["text"],
+        "labels": ["negative", "positive"],
+        "source": {"adapter": "jsonl", "path": str(path), "columns": {"text": "text"}, "label": "label",
+                   "group": "doc", "id": "id"},
+        "split": {"seed": 0, "test": 8, "dev": 4, "fewshot": 4, "train": 20},
+        "asset": None,
+    }
 
 
 def run_prepare(params, tmp_path, asset=None):
@@ -264,3 +280,86 @@ def test_drop_empty_drops_and_counts_rows_with_an_empty_field(tmp_path):
     params["source"]["drop_empty"] = ["contxt"]  # a typo is an error, not a no-op
     with pytest.raises(DataError, match=r"drop_empty names \['contxt'\]"):
         run_prepare(params, tmp_path / "typo")
+
+
+# ----------------------------------------------------------------------------- multiple-choice sources
+# Multiple-choice sources (options per example, the evaluation-only splits of the
+# generalization benchmarks) and the hub's multiple-choice layouts.
+def test_options_are_shuffled_per_example_with_a_fixed_seed(mc_examples, tmp_path):
+    df = pl.read_parquet(mc_examples)
+    positions = Counter(r["references"].index(r["label"]) for r in df.iter_rows(named=True))
+    assert len(positions) > 2 and positions[0] < df.height  # not always first any more
+    assert all(r["label"] in r["references"] and len(set(r["references"])) == len(r["references"])
+               for r in df.iter_rows(named=True))
+    again = tmp_path / "again.parquet"
+    prepare_dataset(spec=mc_params(tmp_path / "mc.jsonl"), examples=str(again), card=str(tmp_path / "c2.json"),
+                    manifest=str(tmp_path / "m2.json"))
+    assert pl.read_parquet(again).equals(df)  # same seed, same order
+
+
+def test_a_correct_option_that_is_not_an_option_names_file_and_line(tmp_path):
+    rows = [{**r, "gold": r["options"][0]} for r in mc_rows(5)]
+    rows[3]["gold"] = "something else"
+    path = write_jsonl(tmp_path / "bad.jsonl", rows)
+    with pytest.raises(DataError, match=r"bad\.jsonl:4: the correct option 'something else' is not among"):
+        prepare_dataset(spec=mc_params(path), examples=str(tmp_path / "x.parquet"), card=str(tmp_path / "c.json"),
+                        manifest=str(tmp_path / "m.json"))
+    assert not (tmp_path / "x.parquet").exists()
+
+
+def test_test_per_group_samples_every_group(tmp_path):
+    rows = [{**r, "gold": r["options"][0]} for r in mc_rows()]
+    path = write_jsonl(tmp_path / "mc.jsonl", rows)
+    out = tmp_path / "pg.parquet"
+    prepare_dataset(spec=mc_params(path, split={"seed": 1, "test_per_group": 4}), examples=str(out),
+                    card=str(tmp_path / "c.json"), manifest=str(tmp_path / "m.json"))
+    df = pl.read_parquet(out)
+    assert dict(Counter(df["group"])) == {"s0": 4, "s1": 4, "s2": 4} and set(df["split"]) == {"test"}
+
+
+@pytest.mark.parametrize("row,source,correct", [
+    # ARC: options in a nested struct, the answer key names one of the options' own keys
+    ({"id": "a1", "question": "q?", "choices": {"text": ["x", "y", "z"], "label": ["A", "B", "C"]}, "answerKey": "C"},
+     {"options": "choices.text", "label": "answerKey", "label_index": 0, "label_keys": "choices.label"}, "z"),
+    # HellaSwag: a 0-based index (as a string) into a list of endings
+    ({"id": "h1", "question": "q?", "endings": ["e0", "e1", "e2", "e3"], "label": "2"},
+     {"options": "endings", "label": "label", "label_index": 0}, "e2"),
+    # Winogrande: one column per option, a 1-based answer
+    ({"id": "w1", "question": "The _ fell.", "option1": "cup", "option2": "plate", "answer": "2"},
+     {"options": ["option1", "option2"], "label": "answer", "label_index": 1}, "plate"),
+])
+def test_hub_multiple_choice_layouts(tmp_path, row, source, correct):
+    path = write_jsonl(tmp_path / "hub.jsonl", [row])
+    params = mc_params(path, split={"seed": 0, "test": 1, "dev": 0, "fewshot": 0, "train": 0})
+    params["source"] = {"adapter": "jsonl", "path": str(path), "columns": {"question": "question"}, "id": "id",
+                        "shuffle_options": False, **source}
+    out = tmp_path / "hub.parquet"
+    prepare_dataset(spec=params, examples=str(out), card=str(tmp_path / "c.json"), manifest=str(tmp_path / "m.json"))
+    got = pl.read_parquet(out).row(0, named=True)
+    assert got["label"] == correct and correct in got["references"]
+
+
+# ----------------------------------------------------------------------------- the rag adapter
+# The retrieved QA dataset splits by gold passage.
+def test_rag_dataset_splits_by_gold_passage(tmp_path):
+    """Three questions per passage: every passage's questions land in exactly one split."""
+    corpus, qa = build_toy_corpus(tmp_path, write_toy_corpus(tmp_path, questions_per_passage=3))
+    params = {"corpus": "toy", "depth": 2, "recall_at": [2]}
+    build_index(retriever="bm25", corpus=corpus, index=str(tmp_path / "index"), spec=params, log=lambda *_: None)
+    retrieved = tmp_path / "retrieved.parquet"
+    retrieve(retriever="bm25", index=str(tmp_path / "index"), corpus=corpus, qa=qa, spec=params,
+             retrieved=str(retrieved), recall=str(tmp_path / "r.json"), log=lambda *_: None)
+    study = Study(load_yaml(REPO / "config/studies/smoke-rag.yaml"), source="smoke-rag.yaml")
+    ds_params = study.dataset_params("rag_zoo")
+    ds_params["split"] = {"seed": 3, "test": 6, "dev": 0, "fewshot": 0, "train": 12}
+    out = tmp_path / "data"
+    card = prepare_dataset(spec=ds_params, asset=str(retrieved), examples=str(out / "ex.parquet"),
+                           card=str(out / "card.json"), manifest=str(out / "manifest.json"))
+    df = pl.read_parquet(out / "ex.parquet")
+    assert card["counts"]["test"] == 6 and card["counts"]["train"] == 12
+    splits_per_passage = df.group_by("group").agg(pl.col("split").n_unique())["split"]
+    assert splits_per_passage.max() == 1
+    assert df["group"].n_unique() == 6  # 2 test + 4 train passages, 3 questions each
+    first = df.row(0, named=True)
+    assert first["inputs"]["context"].startswith("[1] ") and "\n\n[2] " in first["inputs"]["context"]
+    assert first["references"] and first["inputs"]["question"]

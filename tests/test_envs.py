@@ -4,8 +4,9 @@ import re
 import tomllib
 
 import yaml
-from conftest import REPO
 from packaging.requirements import Requirement
+
+from helpers import REPO
 
 
 def test_env_pins_satisfy_pyproject_ranges():

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from conftest import smoke_study
 from ftgen.launch import launch_command
+from helpers import smoke_study
 
 STEP = ["finetune", "--finetuned", "a b"]
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import REPO
 
-from ftgen.study import Study, load_yaml
 from ftgen.data import DataError, assign_splits, load_examples, prepare_dataset
+from ftgen.study import Study, load_yaml
+from helpers import REPO
 
 GPU_STUDIES = ("gupta2025", "yang2024", "barnett2024")
 MARKERS = ("papers.md", "paper", "code", "card", "DEVIATION")

@@ -2,9 +2,9 @@ import copy
 import json
 
 import pytest
-from conftest import REPO, smoke_study
 
 from ftgen.study import ConfigError, FineTune, Study, load_yaml, with_defaults
+from helpers import REPO, smoke_study
 
 
 def smoke_cfg():
@@ -269,3 +269,35 @@ def test_no_code_restates_a_schema_default():
                        for d in defaults[node.args[0].value]):
                     found.append(f"{path.relative_to(REPO)}:{node.lineno}: .get({node.args[0].value!r}, {value!r})")
     assert not found, "schema defaults restated in code:\n" + "\n".join(found)
+
+
+# ----------------------------------------------------------------------------- RAG studies and API models
+def test_rag_config_errors_are_caught_before_any_job():
+    cfg = load_yaml(REPO / "config/studies/smoke-rag.yaml")
+    cfg["datasets"]["rag_zoo"]["source"]["corpus"] = "atlantis"
+    with pytest.raises(ConfigError, match="unknown corpus 'atlantis'"):
+        Study(cfg, source="x.yaml")
+    cfg = load_yaml(REPO / "config/studies/smoke-rag.yaml")
+    cfg["rag"]["corpora"]["zoo"]["retriever"] = "dense"  # not built (retrievers: [bm25])
+    with pytest.raises(ConfigError, match="is not in rag.retrievers"):
+        Study(cfg, source="x.yaml")
+    cfg = load_yaml(REPO / "config/studies/smoke-rag.yaml")
+    cfg["judge"]["model"] = "gpt-5"
+    with pytest.raises(ConfigError, match="judge.model"):
+        Study(cfg, source="x.yaml")
+
+
+def test_a_study_scores_an_api_model_only_as_itself():
+    cfg = load_yaml(REPO / "config/studies/barnett2024.yaml")
+    study = Study(copy.deepcopy(cfg))
+    gpt = [m for m in study.model_names if study.is_api(m)]
+    assert gpt == ["gpt4"], "barnett2024 has GPT-4 as an un-fine-tuned baseline, as in the paper"
+    cells = study.cells_for("gpt4")
+    assert cells and {c.model_tag for c in cells} == {"base"}
+    assert len(study.cells_for("mixtral")) > len(cells)
+    spec = study.eval_params(cells[0].dataset, 0, 0, "gpt4")
+    assert spec["api"]["name"] == "gpt-4" and "OPENAI_API_KEY" == spec["api"]["api_key_env"]
+    assert "api" not in study.eval_params(cells[0].dataset, 0, 0, "mixtral")
+    cfg["datasets"]["sst2"] = {"task": "sentiment", "source": {"adapter": "jsonl", "path": "x.jsonl"}}
+    with pytest.raises(ConfigError, match="'gpt4' is an API model .* scores \\['sst2'\\] by log-likelihood"):
+        Study(cfg)

@@ -2,7 +2,7 @@
 
 `per_example` gives each prediction its own score (kept in predictions.jsonl for bootstrap
 confidence intervals); `corpus` gives the dataset-level figure reported in scores.json.
-Each metric is checked against its reference implementation in tests/test_metrics_reference.py
+Each metric is checked against its reference implementation in tests/test_metrics.py
 (the official SQuAD v2.0 script, rouge-score, sacrebleu, scikit-learn).
 """
 

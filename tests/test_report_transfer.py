@@ -7,36 +7,14 @@ import polars as pl
 import pytest
 
 from ftgen import stats
-from ftgen.metrics import score
 from ftgen.report.plots import PLOTS, make_plots
 from ftgen.report.transfer import aggregate, relation
+from helpers import table_outputs, write_cell
 
 PARAMS = {"study": "t", "datasets": {"a1": {"task": "A"}, "a2": {"task": "A"}, "b1": {"task": "B"}},
           "primary_metric": {"A": "accuracy", "B": "rougeL"},
           "labels": {"a1": ["x", "y"], "a2": ["x", "y"], "b1": None},
           "bootstrap": 300, "bootstrap_seed": 0}
-
-
-def write_cell(tmp_path, tag, dataset, preds, golds, metrics, groups=None, subdir=""):
-    folder = tmp_path / tag / dataset / subdir
-    folder.mkdir(parents=True, exist_ok=True)
-    refs = [[g] for g in golds]
-    corpus, per = score(metrics, preds, refs, labels=["x", "y"])
-    with open(folder / "predictions.jsonl", "w") as fh:
-        for i, (p, r, s) in enumerate(zip(preds, refs, per)):
-            row = {"id": f"{i:03d}", "prediction": p, "references": r, "scores": s}
-            if groups is not None:
-                row["group"] = groups[i]
-            fh.write(json.dumps(row) + "\n")
-    (folder / "scores.json").write_text(json.dumps({
-        "cell": {"model_tag": tag, "dataset": dataset, "format": 0, "shots": 0}, "scores": corpus, "n": len(preds)}))
-    return str(folder / "scores.json"), corpus
-
-
-def table_outputs(folder, stem="transfer"):
-    """The aggregate step's four outputs in `folder`, by the rule's names."""
-    return {"parquet": str(folder / f"{stem}.parquet"), "csv": str(folder / f"{stem}.csv"),
-            "md": str(folder / f"{stem}.md"), "manifest": str(folder / f"{stem}.manifest.json")}
 
 
 def test_relation():

@@ -19,11 +19,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+
+from helpers import COPY, REPO, SNAKEMAKE, planned_jobs, write_study
 
 sys.path.insert(0, str(Path(__file__).parent / "slurm"))
 from local_cluster import LocalSlurm, alive, missing_requirements  # noqa: E402
-from test_workflow import COPY, SNAKEMAKE, planned_jobs, write_study  # noqa: E402
 
 pytestmark = pytest.mark.slurm
 R = Path("results/slurm_smoke")

@@ -4,59 +4,18 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import polars as pl
 import pytest
 import yaml
-from conftest import REPO
 
 from ftgen.metrics import macro_f1
+from helpers import REPO, SMOKE, SNAKEMAKE, copy_repo, planned_jobs, run_in_copy, smk, write_study
 
-SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
-COPY = ["Snakefile", "workflow", "config", "src", "tests/data", "profiles", "envs"]
-SMOKE = "config/studies/smoke.yaml"
 R = Path("results/smoke")
-
-
-def smk(wd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([SNAKEMAKE, *args], cwd=wd, capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
-    return proc
-
-
-def planned_jobs(wd: Path, *args: str) -> dict[str, int]:
-    out = smk(wd, "-n", "--quiet", "rules", *args).stdout
-    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", out, re.M) if m[1] != "total"}
-
-
-def write_study(wd: Path, name: str, mutate) -> str:
-    cfg = yaml.safe_load((wd / SMOKE).read_text())
-    mutate(cfg)
-    path = wd / "config" / "studies" / name
-    path.write_text(yaml.safe_dump(cfg))
-    return str(path.relative_to(wd))
-
-
-def copy_repo(tmp_path_factory, name: str = "repo") -> Path:
-    """A private copy of the repo's code and configs, nothing run in it (no data/cache/)."""
-    wd = tmp_path_factory.mktemp(name)
-    for item in COPY:
-        src = REPO / item
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, wd / item)
-    return wd
-
-
-def run_in_copy(tmp_path_factory, study: str) -> Path:
-    """A private copy of the repo with `study` run to completion in it."""
-    wd = copy_repo(tmp_path_factory)
-    smk(wd, "--cores", "2", "--configfile", study)
-    return wd
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,8 @@ import json
 import polars as pl
 import pytest
 import yaml
-from test_workflow import planned_jobs, run_in_copy
+
+from helpers import planned_jobs, run_in_copy
 
 STUDY = "config/studies/smoke-rag.yaml"
 R = "results/smoke_rag"

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import REPO
+
+from helpers import REPO
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,8 @@ import polars as pl
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_workflow import planned_jobs, run_in_copy
+
+from helpers import planned_jobs, run_in_copy
 
 STUDY = "config/studies/smoke-s3ft.yaml"
 R = "results/smoke_s3ft"

@@ -5,7 +5,7 @@ munged + MariaDB + slurmdbd (so `sacct`, the executor plugin's default status co
 slurmd needs to hand out `gres/gpu` and set CUDA_VISIBLE_DEVICES per job. Everything lives
 under one base folder; `down()` stops exactly the daemons `up()` started, by PID.
 
-    python tests/slurm/local_cluster.py up|down [--base /tmp/ftgen-slurm]
+    python tests/workflow/slurm/local_cluster.py up|down [--base /tmp/ftgen-slurm]
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class LocalSlurm:
                 dev.symlink_to("/dev/null")
         cpus = os.cpu_count() or 2
         mem = int(int(next(line.split()[1] for line in open("/proc/meminfo") if line.startswith("MemTotal"))) / 1024 * 0.8)
-        (self.etc / "slurm.conf").write_text(f"""# written by tests/slurm/local_cluster.py
+        (self.etc / "slurm.conf").write_text(f"""# written by tests/workflow/slurm/local_cluster.py
 ClusterName=ftgentest
 SlurmctldHost=localhost
 SlurmUser=root

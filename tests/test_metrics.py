@@ -1,10 +1,12 @@
 """Every metric of ftgen.metrics against its reference implementation on the same predictions:
 the official SQuAD v2.0 evaluation script (EM / token F1), rouge-score (ROUGE-L / ROUGE-Lsum with
 the task's settings), sacrebleu (corpus BLEU from sufficient statistics, bootstrap subsets) and
-scikit-learn (accuracy, macro-F1).
+scikit-learn (accuracy, macro-F1); known values; and the S3FT tasks' metrics on real HumanEval,
+MathQA and MBPP rows (unit tests run in the sandbox, final numbers compared by value).
 
-Self-contained (no conftest fixtures), so it can also be run against another checkout of the
-package: `PYTHONPATH=<old>/src python -m pytest --noconftest tests/test_metrics_reference.py`
+Self-contained (no conftest fixtures; ftgen modules other than ftgen.metrics are imported inside
+the tests), so it can also be run against another checkout of the package:
+`PYTHONPATH=<old>/src python -m pytest --noconftest tests/test_metrics.py`
 (the conftest puts this checkout's src/ first on sys.path)."""
 
 from __future__ import annotations
@@ -14,16 +16,25 @@ import re
 import string
 import warnings
 from itertools import product
-from pathlib import Path
 
+import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ftgen import metrics
-from ftgen.metrics import bleu_corpus, bleu_from_stats, bleu_stats, exact_match, macro_f1, rouge_l, score, token_f1
-
-REPO = Path(__file__).resolve().parents[1]
+from ftgen.metrics import (
+    bleu_corpus,
+    bleu_from_stats,
+    bleu_stats,
+    exact_match,
+    macro_f1,
+    program_of,
+    rouge_l,
+    score,
+    token_f1,
+)
+from helpers import REPO
 
 
 # ----------------------------------------------------------------------------- SQuAD reference
@@ -368,3 +379,94 @@ def test_macro_f1_refuses_what_it_cannot_score():
         score(["macro_f1"], ["a"], [["a"]])
     with pytest.raises(ValueError, match="predictions"):
         macro_f1(["a", "b"], ["a"], ["a", "b"])
+
+
+# ----------------------------------------------------------------------------- known values
+def test_metrics_known_values():
+    corpus, per = score(["rougeL", "bleu"], ["where is the key kept", "who"], [["Where is the key kept?"], ["what is it"]])
+    assert per[0]["rougeL"] == pytest.approx(100.0) and per[1]["rougeL"] == 0.0
+    assert corpus["rougeL"] == pytest.approx(50.0)
+    assert 0 < corpus["bleu"] < 100
+    corpus, _ = score(["accuracy", "macro_f1"], ["a", "a", "b", "b"], [["a"], ["b"], ["b"], ["b"]], labels=["a", "b"])
+    assert corpus["accuracy"] == 75.0
+    assert corpus["macro_f1"] == pytest.approx(100 * (2 / 3 + 0.8) / 2)
+
+
+# ----------------------------------------------------------------------------- code and math (S3FT tasks)
+# The S3FT tasks' metrics on real HumanEval and MathQA rows: unit tests run in the sandbox, and
+# final numbers compared by value.
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory):
+    from ftgen.assets import fetch_asset
+    from ftgen.data import prepare_dataset
+    from ftgen.study import Study, load_yaml
+
+    out = tmp_path_factory.mktemp("s3ft-data")
+    cfg = load_yaml(REPO / "config/studies/smoke.yaml")
+    cfg["datasets"] = {"humaneval": {"split": {"seed": 0, "test": 20, "dev": 0, "fewshot": 0, "train": 100}},
+                       "mathqa_numeric": {"split": {"seed": 0, "test": 40, "dev": 0, "fewshot": 0, "train": 200}}}
+    cfg["finetune"]["train_on"], cfg["finetune"]["sizes"] = ["humaneval"], [12]
+    study = Study(cfg, source="t.yaml")
+    paths = {}
+    for name in cfg["datasets"]:
+        spec = study.dataset_params(name)
+        asset = study.asset_path(spec["source"]["asset"])
+        fetch_asset(name=spec["source"]["asset"], spec=study.assets[spec["source"]["asset"]], asset=asset,
+                    log=lambda *_: None)
+        card = prepare_dataset(spec=spec, asset=str(asset), examples=str(out / f"{name}.parquet"),
+                               card=str(out / f"{name}.card.json"), manifest=str(out / f"{name}.manifest.json"))
+        paths[name] = (out / f"{name}.parquet", card)
+    return paths
+
+
+def test_humaneval_canonical_solutions_pass_and_broken_ones_fail(datasets):
+    path, card = datasets["humaneval"]
+    assert card["rows_valid"] == 164
+    rows = pl.read_parquet(path).head(6).to_dicts()
+    inputs = [r["inputs"] for r in rows]
+    gold = [r["references"][0] for r in rows]
+    assert score(["pass_at_1"], gold, [[g] for g in gold], inputs=inputs)[0]["pass_at_1"] == 100.0
+    broken = ["    return None\n"] * len(rows)
+    assert score(["pass_at_1"], broken, [[g] for g in gold], inputs=inputs)[0]["pass_at_1"] == 0.0
+    # an instruct model's answer: the whole function again, in a fenced block
+    fenced = f"Here you go:\n```python\n{inputs[0]['prompt']}{gold[0]}```\nDone."
+    assert f"def {inputs[0]['entry_point']}" in program_of(fenced, inputs[0])
+    assert score(["pass_at_1"], [fenced], [[gold[0]]], inputs=inputs[:1])[0]["pass_at_1"] == 100.0
+
+
+def test_mathqa_numeric_rows_and_the_value_check(datasets):
+    path, card = datasets["mathqa_numeric"]
+    assert card["rows_valid"] == 5060  # the rows of MathQA whose answer is a plain number
+    rows = pl.read_parquet(path).head(5).to_dicts()
+    refs = [r["references"] for r in rows]
+    right = [f"Working... so the answer is {r[0]}." for r in refs]
+    wrong = [f"The answer is {float(r[0]) + 1}" for r in refs]
+    assert score(["math_match"], right, refs)[0]["math_match"] == 100.0
+    assert score(["math_match"], wrong, refs)[0]["math_match"] == 0.0
+
+
+def test_mbpp_rows_become_checkable_code_tasks(tmp_path):
+    """MBPP's layout (saved with `datasets`, read back like the hub): canonical code passes its tests."""
+    import datasets
+
+    from ftgen.data import prepare_dataset
+
+    rows = [{"task_id": 11, "text": "Write a function to add two numbers.", "code": "def add(a, b):\n    return a + b",
+             "test_list": ["assert add(1, 2) == 3", "assert add(-1, 1) == 0"], "test_setup_code": "",
+             "challenge_test_list": []},
+            {"task_id": 12, "text": "Write a function to square a number.", "code": "def sq(x):\n    return x * x",
+             "test_list": ["assert sq(3) == 9"], "test_setup_code": "", "challenge_test_list": []}]
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "mbpp"))
+    params = {"name": "mbpp", "task": "code_completion", "task_type": "generation",
+              "inputs": ["prompt", "test", "entry_point"], "labels": None,
+              "source": {"adapter": "mbpp", "name": str(tmp_path / "mbpp"), "split": "train", "keep_whitespace": True},
+              "split": {"seed": 0, "test": 2, "dev": 0, "fewshot": 0, "train": 0}, "asset": None}
+    prepare_dataset(spec=params, examples=str(tmp_path / "m.parquet"), card=str(tmp_path / "c.json"),
+                    manifest=str(tmp_path / "mm.json"))
+    got = pl.read_parquet(tmp_path / "m.parquet").sort("id").to_dicts()
+    assert got[0]["inputs"]["entry_point"] == "add" and "assert add(1, 2) == 3" in got[0]["inputs"]["prompt"]
+    inputs, gold = [r["inputs"] for r in got], [r["references"][0] for r in got]
+    fenced = [f"```python\n{g}\n```" for g in gold]  # an instruct model's answer
+    assert score(["pass_at_1"], fenced, [[g] for g in gold], inputs=inputs)[0]["pass_at_1"] == 100.0
+    wrong = ["```python\ndef add(a, b):\n    return a - b\n```", "```python\ndef sq(x):\n    return x\n```"]
+    assert score(["pass_at_1"], wrong, [[g] for g in gold], inputs=inputs)[0]["pass_at_1"] == 0.0
