@@ -16,8 +16,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-TINY_SPEC = {"source": "tiny_random", "chat_template": False, "max_length": 64,
-             "tiny": {"layers": 2, "hidden": 32, "heads": 2, "kv_heads": 1, "vocab_size": 384, "seed": 0}}
+TINY_SPEC = {
+    "source": "tiny_random",
+    "chat_template": False,
+    "max_length": 64,
+    "tiny": {"layers": 2, "hidden": 32, "heads": 2, "kv_heads": 1, "vocab_size": 384, "seed": 0},
+}
 
 
 @pytest.fixture(scope="session")
@@ -35,12 +39,24 @@ def examples(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("ex")
     path = write_jsonl(tmp / "sent.jsonl", sentiment_rows(48))
-    params = {"name": "sent", "task": "sentiment", "task_type": "classification", "inputs": ["text"],
-              "labels": ["negative", "positive"],
-              "source": {"adapter": "jsonl", "path": str(path), "columns": {"text": "text"}, "label": "label", "group": "doc"},
-              "split": {"seed": 0, "test": 8, "dev": 4, "fewshot": 4, "train": 16}}
-    prepare_dataset(spec=params, examples=str(tmp / "examples.parquet"), card=str(tmp / "card.json"),
-                    manifest=str(tmp / "m.json"))
+    params = {
+        "name": "sent",
+        "task": "sentiment",
+        "task_type": "classification",
+        "inputs": ["text"],
+        "labels": ["negative", "positive"],
+        "source": {
+            "adapter": "jsonl",
+            "path": str(path),
+            "columns": {"text": "text"},
+            "label": "label",
+            "group": "doc",
+        },
+        "split": {"seed": 0, "test": 8, "dev": 4, "fewshot": 4, "train": 16},
+    }
+    prepare_dataset(
+        spec=params, examples=str(tmp / "examples.parquet"), card=str(tmp / "card.json"), manifest=str(tmp / "m.json")
+    )
     return tmp / "examples.parquet"
 
 
@@ -51,8 +67,9 @@ def mc_examples(tmp_path):
     rows = [{**r, "gold": r["options"][0]} for r in mc_rows()]
     path = write_jsonl(tmp_path / "mc.jsonl", rows)
     out = tmp_path / "mc.parquet"
-    prepare_dataset(spec=mc_params(path), examples=str(out), card=str(tmp_path / "card.json"),
-                    manifest=str(tmp_path / "m.json"))
+    prepare_dataset(
+        spec=mc_params(path), examples=str(out), card=str(tmp_path / "card.json"), manifest=str(tmp_path / "m.json")
+    )
     return out
 
 

@@ -34,8 +34,10 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 
 def sentiment_rows(n: int = 40) -> list[dict]:
     words = [("good", "positive"), ("great", "positive"), ("bad", "negative"), ("awful", "negative")]
-    return [{"id": f"r{i}", "doc": f"d{i // 2}", "text": f"item {i} was {words[i % 4][0]}", "label": words[i % 4][1]}
-            for i in range(n)]
+    return [
+        {"id": f"r{i}", "doc": f"d{i // 2}", "text": f"item {i} was {words[i % 4][0]}", "label": words[i % 4][1]}
+        for i in range(n)
+    ]
 
 
 def smoke_study() -> Study:
@@ -46,19 +48,40 @@ def smoke_study() -> Study:
 
 # ----------------------------------------------------------------------------- the tiny sentiment task
 # its prompt spec and evaluation cell (training, tokenization, prompt and evaluation tests)
-PP = {"task": "sentiment", "type": "classification", "inputs": ["text"], "labels": ["negative", "positive"],
-      "prompts": {"0": "### Input:\n{text}\n### Sentiment:", "1": "Text: {text}\nSentiment?"},
-      "chat_template": False, "max_length": 64, "max_new_tokens": 8}
+PP = {
+    "task": "sentiment",
+    "type": "classification",
+    "inputs": ["text"],
+    "labels": ["negative", "positive"],
+    "prompts": {"0": "### Input:\n{text}\n### Sentiment:", "1": "Text: {text}\nSentiment?"},
+    "chat_template": False,
+    "max_length": 64,
+    "max_new_tokens": 8,
+}
 
 
 def eval_sentiment(model_dir, tiny_model, examples, tmp_path, name):
     from ftgen.evaluate import evaluate_cell
 
-    params = {"prompt": PP, "format": 0, "shots": 2, "metrics": ["accuracy", "macro_f1"], "batch_size": 3,
-              "limit": None, "seed": 0, "bf16": False}
-    res = evaluate_cell(model=str(model_dir), base=str(tiny_model), examples=str(examples), spec=params,
-                        predictions=str(tmp_path / f"{name}.jsonl"), scores=str(tmp_path / f"{name}.json"),
-                        cell=["tiny", name, "sent", "0", "2"])
+    params = {
+        "prompt": PP,
+        "format": 0,
+        "shots": 2,
+        "metrics": ["accuracy", "macro_f1"],
+        "batch_size": 3,
+        "limit": None,
+        "seed": 0,
+        "bf16": False,
+    }
+    res = evaluate_cell(
+        model=str(model_dir),
+        base=str(tiny_model),
+        examples=str(examples),
+        spec=params,
+        predictions=str(tmp_path / f"{name}.jsonl"),
+        scores=str(tmp_path / f"{name}.json"),
+        cell=["tiny", name, "sent", "0", "2"],
+    )
     preds = [json.loads(line) for line in open(tmp_path / f"{name}.jsonl")]
     return res, preds
 
@@ -66,16 +89,37 @@ def eval_sentiment(model_dir, tiny_model, examples, tmp_path, name):
 # ----------------------------------------------------------------------------- multiple choice
 def mc_rows(n: int = 30) -> list[dict]:
     """The correct option always first in the file (as in BIG-bench's truthful_qa); 2-5 options."""
-    return [{"id": f"m{i}", "subject": f"s{i % 3}", "question": f"what is item {i}?",
-             "options": [f"item {i} is true"] + [f"item {i} is wrong {j}" for j in range(1 + i % 4)]}
-            for i in range(n)]
+    return [
+        {
+            "id": f"m{i}",
+            "subject": f"s{i % 3}",
+            "question": f"what is item {i}?",
+            "options": [f"item {i} is true"] + [f"item {i} is wrong {j}" for j in range(1 + i % 4)],
+        }
+        for i in range(n)
+    ]
 
 
 def mc_params(path, split=None, **source) -> dict:
-    return {"name": "mc", "task": "mcqa", "task_type": "multiple_choice", "inputs": ["question"], "labels": None,
-            "source": {"adapter": "jsonl", "path": str(path), "columns": {"question": "question"},
-                       "options": "options", "label": "gold", "id": "id", "group": "subject", **source},
-            "split": split or {"seed": 0, "test": 30, "dev": 0, "fewshot": 0, "train": 0}, "asset": None}
+    return {
+        "name": "mc",
+        "task": "mcqa",
+        "task_type": "multiple_choice",
+        "inputs": ["question"],
+        "labels": None,
+        "source": {
+            "adapter": "jsonl",
+            "path": str(path),
+            "columns": {"question": "question"},
+            "options": "options",
+            "label": "gold",
+            "id": "id",
+            "group": "subject",
+            **source,
+        },
+        "split": split or {"seed": 0, "test": 30, "dev": 0, "fewshot": 0, "train": 0},
+        "asset": None,
+    }
 
 
 # ----------------------------------------------------------------------------- label scores that nearly tie
@@ -94,7 +138,10 @@ def label_requests(tok, n=48):
 # ----------------------------------------------------------------------------- a toy RAG corpus
 # (corpus, retrieval and data tests)
 TOY_PASSAGES = [
-    ("volcano", "Mount Etna is an active volcano on the east coast of Sicily; its eruptions send lava down its slopes."),
+    (
+        "volcano",
+        "Mount Etna is an active volcano on the east coast of Sicily; its eruptions send lava down its slopes.",
+    ),
     ("chess", "In chess, castling moves the king two squares towards a rook, which then jumps over the king."),
     ("bread", "Sourdough bread rises because wild yeast and lactic acid bacteria ferment the flour in the starter."),
     ("comet", "Halley's Comet returns to the inner solar system roughly every 76 years and was last seen in 1986."),
@@ -116,21 +163,34 @@ TOY_QUESTIONS = [  # worded differently from the passages (the dense retriever's
 
 
 def write_toy_corpus(tmp_path: Path, questions_per_passage: int = 1) -> dict:
-    passages = write_jsonl(tmp_path / "passages.jsonl",
-                           [{"id": pid, "title": pid.title(), "text": text} for pid, text in TOY_PASSAGES])
-    rows = [{"id": f"{pid}.{j}", "question": q if j == 0 else f"{q} (variant {j})", "answers": [a], "gold": pid}
-            for pid, q, a in TOY_QUESTIONS for j in range(questions_per_passage)]
+    passages = write_jsonl(
+        tmp_path / "passages.jsonl", [{"id": pid, "title": pid.title(), "text": text} for pid, text in TOY_PASSAGES]
+    )
+    rows = [
+        {"id": f"{pid}.{j}", "question": q if j == 0 else f"{q} (variant {j})", "answers": [a], "gold": pid}
+        for pid, q, a in TOY_QUESTIONS
+        for j in range(questions_per_passage)
+    ]
     questions = write_jsonl(tmp_path / "questions.jsonl", rows)
-    return {"name": "toy", "source": {"adapter": "jsonl", "passages": str(passages), "questions": str(questions)},
-            "asset": None}
+    return {
+        "name": "toy",
+        "source": {"adapter": "jsonl", "passages": str(passages), "questions": str(questions)},
+        "asset": None,
+    }
 
 
 def build_toy_corpus(tmp_path: Path, params: dict) -> tuple[str, str]:
     from ftgen.corpus import build_corpus
 
     out = tmp_path / "rag"
-    build_corpus(spec=params, corpus=str(out / "corpus.parquet"), qa=str(out / "qa.parquet"),
-                 card=str(out / "card.json"), manifest=str(out / "manifest.json"), log=lambda *_: None)
+    build_corpus(
+        spec=params,
+        corpus=str(out / "corpus.parquet"),
+        qa=str(out / "qa.parquet"),
+        card=str(out / "card.json"),
+        manifest=str(out / "manifest.json"),
+        log=lambda *_: None,
+    )
     return str(out / "corpus.parquet"), str(out / "qa.parquet")
 
 
@@ -148,15 +208,22 @@ def write_cell(tmp_path, tag, dataset, preds, golds, metrics, groups=None, subdi
             if groups is not None:
                 row["group"] = groups[i]
             fh.write(json.dumps(row) + "\n")
-    (folder / "scores.json").write_text(json.dumps({
-        "cell": {"model_tag": tag, "dataset": dataset, "format": 0, "shots": 0}, "scores": corpus, "n": len(preds)}))
+    (folder / "scores.json").write_text(
+        json.dumps(
+            {"cell": {"model_tag": tag, "dataset": dataset, "format": 0, "shots": 0}, "scores": corpus, "n": len(preds)}
+        )
+    )
     return str(folder / "scores.json"), corpus
 
 
 def table_outputs(folder, stem="transfer"):
     """The aggregate step's four outputs in `folder`, by the rule's names."""
-    return {"parquet": str(folder / f"{stem}.parquet"), "csv": str(folder / f"{stem}.csv"),
-            "md": str(folder / f"{stem}.md"), "manifest": str(folder / f"{stem}.manifest.json")}
+    return {
+        "parquet": str(folder / f"{stem}.parquet"),
+        "csv": str(folder / f"{stem}.csv"),
+        "md": str(folder / f"{stem}.md"),
+        "manifest": str(folder / f"{stem}.manifest.json"),
+    }
 
 
 # ----------------------------------------------------------------------------- Snakemake in a private copy

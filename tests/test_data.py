@@ -21,10 +21,19 @@ from helpers import REPO, build_toy_corpus, mc_params, mc_rows, sentiment_rows, 
 def sentiment_params(tmp_path) -> dict:
     path = write_jsonl(tmp_path / "sent.jsonl", sentiment_rows())
     return {
-        "name": "sent", "task": "sentiment", "task_type": "classification", "inputs": ["text"],
+        "name": "sent",
+        "task": "sentiment",
+        "task_type": "classification",
+        "inputs": ["text"],
         "labels": ["negative", "positive"],
-        "source": {"adapter": "jsonl", "path": str(path), "columns": {"text": "text"}, "label": "label",
-                   "group": "doc", "id": "id"},
+        "source": {
+            "adapter": "jsonl",
+            "path": str(path),
+            "columns": {"text": "text"},
+            "label": "label",
+            "group": "doc",
+            "id": "id",
+        },
         "split": {"seed": 0, "test": 8, "dev": 4, "fewshot": 4, "train": 20},
         "asset": None,
     }
@@ -32,8 +41,13 @@ def sentiment_params(tmp_path) -> dict:
 
 def run_prepare(params, tmp_path, asset=None):
     out = tmp_path / "out"
-    card = prepare_dataset(spec=params, asset=asset, examples=str(out / "examples.parquet"),
-                           card=str(out / "card.json"), manifest=str(out / "manifest.json"))
+    card = prepare_dataset(
+        spec=params,
+        asset=asset,
+        examples=str(out / "examples.parquet"),
+        card=str(out / "card.json"),
+        manifest=str(out / "manifest.json"),
+    )
     return card, out
 
 
@@ -94,7 +108,10 @@ def test_csv_and_parquet_adapters(sentiment_params, tmp_path):
     pl.DataFrame(rows).write_parquet(tmp_path / "s.parquet")
     results = []
     for adapter, name in (("csv", "s.csv"), ("parquet", "s.parquet")):
-        params = {**sentiment_params, "source": {**sentiment_params["source"], "adapter": adapter, "path": str(tmp_path / name)}}
+        params = {
+            **sentiment_params,
+            "source": {**sentiment_params["source"], "adapter": adapter, "path": str(tmp_path / name)},
+        }
         card, out = run_prepare(params, tmp_path / adapter)
         results.append(pl.read_parquet(out / "examples.parquet"))
     assert results[0].equals(results[1])
@@ -103,7 +120,10 @@ def test_csv_and_parquet_adapters(sentiment_params, tmp_path):
         w = csv.DictWriter(fh, fieldnames=["id", "doc", "text", "label"])
         w.writeheader()
         w.writerows(rows)
-    params = {**sentiment_params, "source": {**sentiment_params["source"], "adapter": "csv", "path": str(tmp_path / "bad.csv")}}
+    params = {
+        **sentiment_params,
+        "source": {**sentiment_params["source"], "adapter": "csv", "path": str(tmp_path / "bad.csv")},
+    }
     with pytest.raises(DataError, match=r"bad\.csv:6: label missing"):
         run_prepare(params, tmp_path / "bad")
 
@@ -137,13 +157,21 @@ def _tar_gz(members: dict[str, bytes]) -> bytes:
 
 
 def test_vader_adapter_reads_nested_archive(tmp_path):
-    truth = "1_1\t2.5\tI loved it.\r\n1_2\t0.1\tIt exists.\r\n2_1\t-3\tDreadful.\r\n3_1\t1.0\tFine.\r\n4_1\t-1\tMeh.\r\n"
+    truth = (
+        "1_1\t2.5\tI loved it.\r\n1_2\t0.1\tIt exists.\r\n2_1\t-3\tDreadful.\r\n3_1\t1.0\tFine.\r\n4_1\t-1\tMeh.\r\n"
+    )
     inner = _tar_gz({"hutto_ICWSM_2014/tweets_GroundTruth.txt": truth.encode()})
     sdist = tmp_path / "vaderSentiment-3.3.2.tar.gz"
     sdist.write_bytes(_tar_gz({"vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz": inner}))
-    params = {"name": "v", "task": "sentiment", "task_type": "classification", "inputs": ["text"],
-              "labels": ["negative", "positive"], "source": {"adapter": "vader", "asset": "vadersentiment", "domain": "tweets"},
-              "split": {"seed": 0, "test": 1, "dev": 0, "fewshot": 1, "train": 2}}
+    params = {
+        "name": "v",
+        "task": "sentiment",
+        "task_type": "classification",
+        "inputs": ["text"],
+        "labels": ["negative", "positive"],
+        "source": {"adapter": "vader", "asset": "vadersentiment", "domain": "tweets"},
+        "split": {"seed": 0, "test": 1, "dev": 0, "fewshot": 1, "train": 2},
+    }
     card, out = run_prepare(params, tmp_path, asset=str(sdist))
     df = pl.read_parquet(out / "examples.parquet")
     assert df.height == 4  # the neutral-band row (0.1) is dropped
@@ -151,23 +179,41 @@ def test_vader_adapter_reads_nested_archive(tmp_path):
 
 
 def test_bigbench_adapter_regex_and_label_map(tmp_path):
-    task = {"examples": [
-        {"input": f"Page{i % 3}: fact {i}.\nClaim: claim {i}.", "target_scores": {"True": int(i % 2 == 0), "False": int(i % 2 == 1)}}
-        for i in range(12)
-    ] + [{"input": "no colon here", "target_scores": {"True": 1}}]}
+    task = {
+        "examples": [
+            {
+                "input": f"Page{i % 3}: fact {i}.\nClaim: claim {i}.",
+                "target_scores": {"True": int(i % 2 == 0), "False": int(i % 2 == 1)},
+            }
+            for i in range(12)
+        ]
+        + [{"input": "no colon here", "target_scores": {"True": 1}}]
+    }
     sdist = tmp_path / "bigbench-1.0.0.tar.gz"
     sdist.write_bytes(_tar_gz({"bigbench-1.0.0/bigbench/benchmark_tasks/toy/task.json": json.dumps(task).encode()}))
-    params = {"name": "toy", "task": "nli", "task_type": "classification", "inputs": ["premise", "hypothesis"],
-              "labels": ["entailment", "neutral", "contradiction"],
-              "source": {"adapter": "bigbench", "asset": "bigbench", "task": "toy",
-                         "input_regex": r"^(?P<title>[^:\n]+): (?P<premise>.*)\nClaim: (?P<hypothesis>.*)$",
-                         "label_map": {"True": "entailment", "False": "contradiction"}, "group": "title"},
-              "split": {"seed": 0, "test": 2, "dev": 0, "fewshot": 1, "train": 4}}
+    params = {
+        "name": "toy",
+        "task": "nli",
+        "task_type": "classification",
+        "inputs": ["premise", "hypothesis"],
+        "labels": ["entailment", "neutral", "contradiction"],
+        "source": {
+            "adapter": "bigbench",
+            "asset": "bigbench",
+            "task": "toy",
+            "input_regex": r"^(?P<title>[^:\n]+): (?P<premise>.*)\nClaim: (?P<hypothesis>.*)$",
+            "label_map": {"True": "entailment", "False": "contradiction"},
+            "group": "title",
+        },
+        "split": {"seed": 0, "test": 2, "dev": 0, "fewshot": 1, "train": 4},
+    }
     with pytest.raises(DataError, match=r"toy/task\.json: examples\[12\]: input does not match"):
         run_prepare(params, tmp_path, asset=str(sdist))
     task["examples"].pop()
     sdist.write_bytes(_tar_gz({"bigbench-1.0.0/bigbench/benchmark_tasks/toy/task.json": json.dumps(task).encode()}))
-    (tmp_path / "bigbench-1.0.0.tar.gz.d").exists() and __import__("shutil").rmtree(tmp_path / "bigbench-1.0.0.tar.gz.d")
+    (tmp_path / "bigbench-1.0.0.tar.gz.d").exists() and __import__("shutil").rmtree(
+        tmp_path / "bigbench-1.0.0.tar.gz.d"
+    )
     card, out = run_prepare(params, tmp_path, asset=str(sdist))
     df = pl.read_parquet(out / "examples.parquet")
     assert set(df["label"]) == {"entailment", "contradiction"}
@@ -195,13 +241,36 @@ def test_changed_cached_archive_is_rejected(tmp_path):
 
 def test_hub_style_column_mappings(tmp_path):
     """pick (SocialIQA answerA/B/C by label), item (TweetQA answer lists), binarize (STS-B), drop_labels (SNLI -1)."""
-    rows = [{"context": f"ctx {i}", "question": f"q {i}?", "answerA": "a", "answerB": "b", "answerC": f"c{i}",
-             "label": "3", "answers": [f"ans {i}", "other"]} for i in range(12)]
+    rows = [
+        {
+            "context": f"ctx {i}",
+            "question": f"q {i}?",
+            "answerA": "a",
+            "answerB": "b",
+            "answerC": f"c{i}",
+            "label": "3",
+            "answers": [f"ans {i}", "other"],
+        }
+        for i in range(12)
+    ]
     path = write_jsonl(tmp_path / "siqa.jsonl", rows)
-    base = {"name": "siqa", "task": "question_generation", "task_type": "generation", "inputs": ["context", "answer"],
-            "labels": None, "split": {"seed": 0, "test": 2, "dev": 0, "fewshot": 2, "train": 8}}
-    src = {"adapter": "jsonl", "path": str(path), "references": "question",
-           "columns": {"context": "context", "answer": {"pick": ["answerA", "answerB", "answerC"], "index": "label", "base": 1}}}
+    base = {
+        "name": "siqa",
+        "task": "question_generation",
+        "task_type": "generation",
+        "inputs": ["context", "answer"],
+        "labels": None,
+        "split": {"seed": 0, "test": 2, "dev": 0, "fewshot": 2, "train": 8},
+    }
+    src = {
+        "adapter": "jsonl",
+        "path": str(path),
+        "references": "question",
+        "columns": {
+            "context": "context",
+            "answer": {"pick": ["answerA", "answerB", "answerC"], "index": "label", "base": 1},
+        },
+    }
     _, out = run_prepare({**base, "source": src}, tmp_path / "pick")
     ex = load_examples(out / "examples.parquet")[0]
     assert ex["inputs"]["answer"].startswith("c")
@@ -209,12 +278,25 @@ def test_hub_style_column_mappings(tmp_path):
     _, out = run_prepare({**base, "source": src}, tmp_path / "item")
     assert load_examples(out / "examples.parquet")[0]["inputs"]["answer"].startswith("ans ")
 
-    pairs = [{"s1": f"a {i}", "s2": f"b {i}", "score": i / 2} for i in range(12)] + [{"s1": "x", "s2": "y", "score": -1}]
+    pairs = [{"s1": f"a {i}", "s2": f"b {i}", "score": i / 2} for i in range(12)] + [
+        {"s1": "x", "s2": "y", "score": -1}
+    ]
     path = write_jsonl(tmp_path / "sts.jsonl", pairs)
-    params = {"name": "sts", "task": "paraphrase", "task_type": "classification", "inputs": ["sentence1", "sentence2"],
-              "labels": ["no", "yes"], "split": {"seed": 0, "test": 2, "dev": 0, "fewshot": 2, "train": 20},
-              "source": {"adapter": "jsonl", "path": str(path), "columns": {"sentence1": "s1", "sentence2": "s2"},
-                         "label": "score", "binarize": {"threshold": 3.0, "above": "yes", "below": "no"}}}
+    params = {
+        "name": "sts",
+        "task": "paraphrase",
+        "task_type": "classification",
+        "inputs": ["sentence1", "sentence2"],
+        "labels": ["no", "yes"],
+        "split": {"seed": 0, "test": 2, "dev": 0, "fewshot": 2, "train": 20},
+        "source": {
+            "adapter": "jsonl",
+            "path": str(path),
+            "columns": {"sentence1": "s1", "sentence2": "s2"},
+            "label": "score",
+            "binarize": {"threshold": 3.0, "above": "yes", "below": "no"},
+        },
+    }
     card, out = run_prepare(params, tmp_path / "sts")
     df = pl.read_parquet(out / "examples.parquet")
     assert df.height == 13 and dict(zip(df["id"], df["label"]))["13"] == "no"
@@ -222,30 +304,75 @@ def test_hub_style_column_mappings(tmp_path):
 
     nli = [{"p": f"p {i}", "h": f"h {i}", "label": i % 3 - 1} for i in range(15)]
     path = write_jsonl(tmp_path / "snli.jsonl", nli)
-    params = {"name": "snli", "task": "nli", "task_type": "classification", "inputs": ["premise", "hypothesis"],
-              "labels": ["entailment", "neutral", "contradiction"], "split": {"seed": 0, "test": 2, "dev": 0, "fewshot": 2, "train": 6},
-              "source": {"adapter": "jsonl", "path": str(path), "columns": {"premise": "p", "hypothesis": "h"}, "label": "label",
-                         "label_map": {0: "entailment", 1: "neutral"}, "drop_labels": [-1]}}
+    params = {
+        "name": "snli",
+        "task": "nli",
+        "task_type": "classification",
+        "inputs": ["premise", "hypothesis"],
+        "labels": ["entailment", "neutral", "contradiction"],
+        "split": {"seed": 0, "test": 2, "dev": 0, "fewshot": 2, "train": 6},
+        "source": {
+            "adapter": "jsonl",
+            "path": str(path),
+            "columns": {"premise": "p", "hypothesis": "h"},
+            "label": "label",
+            "label_map": {0: "entailment", 1: "neutral"},
+            "drop_labels": [-1],
+        },
+    }
     card, out = run_prepare(params, tmp_path / "snli")
     assert card["rows_valid"] == 10
 
 
 def test_paraphrase_pairs_are_balanced_and_never_split_a_group(tmp_path):
-    topics = ["cats", "rivers", "trains", "bread", "music", "snow", "books", "ships", "clocks", "roses", "coins", "kites"]
-    task = {"examples": [
-        {"input": f"The {t} story number {g} is told here.",
-         "target": [f"Here the {t} story {g} is told.", f"Story {g} about {t} gets told here.", f"They tell {t} story {g}."]}
-        for g, t in enumerate(topics * 3)]}
+    topics = [
+        "cats",
+        "rivers",
+        "trains",
+        "bread",
+        "music",
+        "snow",
+        "books",
+        "ships",
+        "clocks",
+        "roses",
+        "coins",
+        "kites",
+    ]
+    task = {
+        "examples": [
+            {
+                "input": f"The {t} story number {g} is told here.",
+                "target": [
+                    f"Here the {t} story {g} is told.",
+                    f"Story {g} about {t} gets told here.",
+                    f"They tell {t} story {g}.",
+                ],
+            }
+            for g, t in enumerate(topics * 3)
+        ]
+    }
     sdist = tmp_path / "bigbench-1.0.0.tar.gz"
     sdist.write_bytes(_tar_gz({"bigbench-1.0.0/bigbench/benchmark_tasks/para/task.json": json.dumps(task).encode()}))
     source_group = {}
     for g, ex in enumerate(task["examples"]):
         for sent in [ex["input"], *ex["target"]]:
             source_group[sent] = g
-    params = {"name": "para", "task": "paraphrase", "task_type": "classification", "inputs": ["sentence1", "sentence2"],
-              "labels": ["no", "yes"], "source": {"adapter": "paraphrase_pairs", "asset": "bigbench", "task": "para",
-                                                  "cluster_size": 6, "pairs_per_group": 2},
-              "split": {"seed": 0, "test": 24, "dev": 0, "fewshot": 4, "train": 48}}
+    params = {
+        "name": "para",
+        "task": "paraphrase",
+        "task_type": "classification",
+        "inputs": ["sentence1", "sentence2"],
+        "labels": ["no", "yes"],
+        "source": {
+            "adapter": "paraphrase_pairs",
+            "asset": "bigbench",
+            "task": "para",
+            "cluster_size": 6,
+            "pairs_per_group": 2,
+        },
+        "split": {"seed": 0, "test": 24, "dev": 0, "fewshot": 4, "train": 48},
+    }
     card, out = run_prepare(params, tmp_path, asset=str(sdist))
     df = pl.read_parquet(out / "examples.parquet")
     assert df.height == 24 + 4 + 48
@@ -264,13 +391,33 @@ def test_drop_empty_drops_and_counts_rows_with_an_empty_field(tmp_path):
     """SciQ layout (allenai/sciq card: question, distractor1-3, correct_answer, support; `support`
     is "" for some test questions): with `drop_empty: [context]` those rows are dropped and
     counted in the card; without it preparation names the first such row."""
-    rows = [{"question": f"What is {i}?", "distractor1": "x", "distractor2": "y", "distractor3": "z",
-             "correct_answer": f"a{i}", "support": "" if i % 4 == 0 else f"Paragraph about {i}."} for i in range(16)]
+    rows = [
+        {
+            "question": f"What is {i}?",
+            "distractor1": "x",
+            "distractor2": "y",
+            "distractor3": "z",
+            "correct_answer": f"a{i}",
+            "support": "" if i % 4 == 0 else f"Paragraph about {i}.",
+        }
+        for i in range(16)
+    ]
     path = write_jsonl(tmp_path / "sciq.jsonl", rows)
-    params = {"name": "sciq", "task": "question_generation", "task_type": "generation", "inputs": ["context", "answer"],
-              "labels": None, "split": {"seed": 0, "test": 4, "dev": 0, "fewshot": 0, "train": 0},
-              "source": {"adapter": "jsonl", "path": str(path), "columns": {"context": "support", "answer": "correct_answer"},
-                         "references": "question", "group": "support"}}
+    params = {
+        "name": "sciq",
+        "task": "question_generation",
+        "task_type": "generation",
+        "inputs": ["context", "answer"],
+        "labels": None,
+        "split": {"seed": 0, "test": 4, "dev": 0, "fewshot": 0, "train": 0},
+        "source": {
+            "adapter": "jsonl",
+            "path": str(path),
+            "columns": {"context": "support", "answer": "correct_answer"},
+            "references": "question",
+            "group": "support",
+        },
+    }
     with pytest.raises(DataError, match=r"sciq\.jsonl:1: input field 'context' missing or empty"):
         run_prepare(params, tmp_path / "strict")
     params["source"]["drop_empty"] = ["context"]
@@ -289,11 +436,17 @@ def test_options_are_shuffled_per_example_with_a_fixed_seed(mc_examples, tmp_pat
     df = pl.read_parquet(mc_examples)
     positions = Counter(r["references"].index(r["label"]) for r in df.iter_rows(named=True))
     assert len(positions) > 2 and positions[0] < df.height  # not always first any more
-    assert all(r["label"] in r["references"] and len(set(r["references"])) == len(r["references"])
-               for r in df.iter_rows(named=True))
+    assert all(
+        r["label"] in r["references"] and len(set(r["references"])) == len(r["references"])
+        for r in df.iter_rows(named=True)
+    )
     again = tmp_path / "again.parquet"
-    prepare_dataset(spec=mc_params(tmp_path / "mc.jsonl"), examples=str(again), card=str(tmp_path / "c2.json"),
-                    manifest=str(tmp_path / "m2.json"))
+    prepare_dataset(
+        spec=mc_params(tmp_path / "mc.jsonl"),
+        examples=str(again),
+        card=str(tmp_path / "c2.json"),
+        manifest=str(tmp_path / "m2.json"),
+    )
     assert pl.read_parquet(again).equals(df)  # same seed, same order
 
 
@@ -302,8 +455,12 @@ def test_a_correct_option_that_is_not_an_option_names_file_and_line(tmp_path):
     rows[3]["gold"] = "something else"
     path = write_jsonl(tmp_path / "bad.jsonl", rows)
     with pytest.raises(DataError, match=r"bad\.jsonl:4: the correct option 'something else' is not among"):
-        prepare_dataset(spec=mc_params(path), examples=str(tmp_path / "x.parquet"), card=str(tmp_path / "c.json"),
-                        manifest=str(tmp_path / "m.json"))
+        prepare_dataset(
+            spec=mc_params(path),
+            examples=str(tmp_path / "x.parquet"),
+            card=str(tmp_path / "c.json"),
+            manifest=str(tmp_path / "m.json"),
+        )
     assert not (tmp_path / "x.parquet").exists()
 
 
@@ -311,28 +468,55 @@ def test_test_per_group_samples_every_group(tmp_path):
     rows = [{**r, "gold": r["options"][0]} for r in mc_rows()]
     path = write_jsonl(tmp_path / "mc.jsonl", rows)
     out = tmp_path / "pg.parquet"
-    prepare_dataset(spec=mc_params(path, split={"seed": 1, "test_per_group": 4}), examples=str(out),
-                    card=str(tmp_path / "c.json"), manifest=str(tmp_path / "m.json"))
+    prepare_dataset(
+        spec=mc_params(path, split={"seed": 1, "test_per_group": 4}),
+        examples=str(out),
+        card=str(tmp_path / "c.json"),
+        manifest=str(tmp_path / "m.json"),
+    )
     df = pl.read_parquet(out)
     assert dict(Counter(df["group"])) == {"s0": 4, "s1": 4, "s2": 4} and set(df["split"]) == {"test"}
 
 
-@pytest.mark.parametrize("row,source,correct", [
-    # ARC: options in a nested struct, the answer key names one of the options' own keys
-    ({"id": "a1", "question": "q?", "choices": {"text": ["x", "y", "z"], "label": ["A", "B", "C"]}, "answerKey": "C"},
-     {"options": "choices.text", "label": "answerKey", "label_index": 0, "label_keys": "choices.label"}, "z"),
-    # HellaSwag: a 0-based index (as a string) into a list of endings
-    ({"id": "h1", "question": "q?", "endings": ["e0", "e1", "e2", "e3"], "label": "2"},
-     {"options": "endings", "label": "label", "label_index": 0}, "e2"),
-    # Winogrande: one column per option, a 1-based answer
-    ({"id": "w1", "question": "The _ fell.", "option1": "cup", "option2": "plate", "answer": "2"},
-     {"options": ["option1", "option2"], "label": "answer", "label_index": 1}, "plate"),
-])
+@pytest.mark.parametrize(
+    "row,source,correct",
+    [
+        # ARC: options in a nested struct, the answer key names one of the options' own keys
+        (
+            {
+                "id": "a1",
+                "question": "q?",
+                "choices": {"text": ["x", "y", "z"], "label": ["A", "B", "C"]},
+                "answerKey": "C",
+            },
+            {"options": "choices.text", "label": "answerKey", "label_index": 0, "label_keys": "choices.label"},
+            "z",
+        ),
+        # HellaSwag: a 0-based index (as a string) into a list of endings
+        (
+            {"id": "h1", "question": "q?", "endings": ["e0", "e1", "e2", "e3"], "label": "2"},
+            {"options": "endings", "label": "label", "label_index": 0},
+            "e2",
+        ),
+        # Winogrande: one column per option, a 1-based answer
+        (
+            {"id": "w1", "question": "The _ fell.", "option1": "cup", "option2": "plate", "answer": "2"},
+            {"options": ["option1", "option2"], "label": "answer", "label_index": 1},
+            "plate",
+        ),
+    ],
+)
 def test_hub_multiple_choice_layouts(tmp_path, row, source, correct):
     path = write_jsonl(tmp_path / "hub.jsonl", [row])
     params = mc_params(path, split={"seed": 0, "test": 1, "dev": 0, "fewshot": 0, "train": 0})
-    params["source"] = {"adapter": "jsonl", "path": str(path), "columns": {"question": "question"}, "id": "id",
-                        "shuffle_options": False, **source}
+    params["source"] = {
+        "adapter": "jsonl",
+        "path": str(path),
+        "columns": {"question": "question"},
+        "id": "id",
+        "shuffle_options": False,
+        **source,
+    }
     out = tmp_path / "hub.parquet"
     prepare_dataset(spec=params, examples=str(out), card=str(tmp_path / "c.json"), manifest=str(tmp_path / "m.json"))
     got = pl.read_parquet(out).row(0, named=True)
@@ -347,14 +531,27 @@ def test_rag_dataset_splits_by_gold_passage(tmp_path):
     params = {"corpus": "toy", "depth": 2, "recall_at": [2]}
     build_index(retriever="bm25", corpus=corpus, index=str(tmp_path / "index"), spec=params, log=lambda *_: None)
     retrieved = tmp_path / "retrieved.parquet"
-    retrieve(retriever="bm25", index=str(tmp_path / "index"), corpus=corpus, qa=qa, spec=params,
-             retrieved=str(retrieved), recall=str(tmp_path / "r.json"), log=lambda *_: None)
+    retrieve(
+        retriever="bm25",
+        index=str(tmp_path / "index"),
+        corpus=corpus,
+        qa=qa,
+        spec=params,
+        retrieved=str(retrieved),
+        recall=str(tmp_path / "r.json"),
+        log=lambda *_: None,
+    )
     study = Study(load_yaml(REPO / "config/studies/smoke-rag.yaml"), source="smoke-rag.yaml")
     ds_params = study.dataset_params("rag_zoo")
     ds_params["split"] = {"seed": 3, "test": 6, "dev": 0, "fewshot": 0, "train": 12}
     out = tmp_path / "data"
-    card = prepare_dataset(spec=ds_params, asset=str(retrieved), examples=str(out / "ex.parquet"),
-                           card=str(out / "card.json"), manifest=str(out / "manifest.json"))
+    card = prepare_dataset(
+        spec=ds_params,
+        asset=str(retrieved),
+        examples=str(out / "ex.parquet"),
+        card=str(out / "card.json"),
+        manifest=str(out / "manifest.json"),
+    )
     df = pl.read_parquet(out / "ex.parquet")
     assert card["counts"]["test"] == 6 and card["counts"]["train"] == 12
     splits_per_passage = df.group_by("group").agg(pl.col("split").n_unique())["split"]

@@ -7,8 +7,12 @@ from ftgen.demos import DemoSelector, VariantError
 
 def test_demo_selectors():
     pool = [{"id": f"p{i}", "inputs": {"text": f"pool sentence {i}"}} for i in range(4)]
-    train = [{"id": f"t{i}", "inputs": {"text": t}} for i, t in
-             enumerate(["the cat sat on the mat", "dogs run in parks", "a cat on a mat again", "stock prices fell"])]
+    train = [
+        {"id": f"t{i}", "inputs": {"text": t}}
+        for i, t in enumerate(
+            ["the cat sat on the mat", "dogs run in parks", "a cat on a mat again", "stock prices fell"]
+        )
+    ]
     assert DemoSelector("sft", pool, train)(train[0]) == []
     assert [d["id"] for d in DemoSelector("fticl-fixed-k2", pool, train)(train[0])] == ["p0", "p1"]
     rnd = DemoSelector("fticl-random-k3", pool, train, seed=5)

@@ -20,6 +20,8 @@ def test_env_pins_satisfy_pyproject_ranges():
         for line in pip:
             m = re.fullmatch(r"([A-Za-z0-9_.-]+)==([^\s]+)", line)
             if m and m[1].lower() in ranges:
-                assert ranges[m[1].lower()].contains(m[2]), f"{env.name}: {line} outside pyproject {ranges[m[1].lower()]}"
+                assert ranges[m[1].lower()].contains(m[2]), (
+                    f"{env.name}: {line} outside pyproject {ranges[m[1].lower()]}"
+                )
                 checked += 1
     assert checked >= 10

@@ -23,16 +23,38 @@ from helpers import SHARP_LABELS, eval_sentiment, label_requests, write_jsonl
 
 # ----------------------------------------------------------------------------- multiple choice
 # Multiple-choice evaluation (TruthfulQA-style: each example has its own options).
-MC_PP = {"task": "mcqa", "type": "multiple_choice", "inputs": ["question"], "labels": None,
-         "prompts": {"0": "Q: {question}\nA:"}, "chat_template": False, "max_length": 64, "max_new_tokens": 8}
+MC_PP = {
+    "task": "mcqa",
+    "type": "multiple_choice",
+    "inputs": ["question"],
+    "labels": None,
+    "prompts": {"0": "Q: {question}\nA:"},
+    "chat_template": False,
+    "max_length": 64,
+    "max_new_tokens": 8,
+}
 
 
 def test_multiple_choice_scoring_picks_the_most_likely_option(tiny_model, mc_examples, tmp_path):
-    params = {"prompt": MC_PP, "format": 0, "shots": 0, "metrics": ["accuracy"], "batch_size": 4, "limit": None,
-              "seed": 0, "bf16": False}
-    res = evaluate_cell(model=str(tiny_model), base=str(tiny_model), examples=str(mc_examples), spec=params,
-                        predictions=str(tmp_path / "p.jsonl"), scores=str(tmp_path / "s.json"),
-                        cell=["tiny", "base", "mc", "0", "0"])
+    params = {
+        "prompt": MC_PP,
+        "format": 0,
+        "shots": 0,
+        "metrics": ["accuracy"],
+        "batch_size": 4,
+        "limit": None,
+        "seed": 0,
+        "bf16": False,
+    }
+    res = evaluate_cell(
+        model=str(tiny_model),
+        base=str(tiny_model),
+        examples=str(mc_examples),
+        spec=params,
+        predictions=str(tmp_path / "p.jsonl"),
+        scores=str(tmp_path / "s.json"),
+        cell=["tiny", "base", "mc", "0", "0"],
+    )
     preds = [json.loads(line) for line in open(tmp_path / "p.jsonl")]
     test = {r["id"]: r for r in pl.read_parquet(mc_examples).iter_rows(named=True)}
     tok, model = load_tokenizer(tiny_model), load_model(tiny_model)
@@ -40,8 +62,12 @@ def test_multiple_choice_scoring_picks_the_most_likely_option(tiny_model, mc_exa
         ex = test[p["id"]]
         assert list(p["loglik"]) == ex["references"] and p["prediction"] in ex["references"]
         prompt = encode_example(tok, MC_PP, 0, ex, [], None, budget=64).prompt_text
-        manual = loglikelihoods(model, tok.pad_token_id, [encode_pair(tok, MC_PP, prompt, continuation(MC_PP, o))
-                                                          for o in ex["references"]], batch_size=1)
+        manual = loglikelihoods(
+            model,
+            tok.pad_token_id,
+            [encode_pair(tok, MC_PP, prompt, continuation(MC_PP, o)) for o in ex["references"]],
+            batch_size=1,
+        )
         assert list(p["loglik"].values()) == pytest.approx(manual, abs=1e-4)
         assert p["prediction"] == max(p["loglik"], key=p["loglik"].get)
     accuracy = 100 * sum(p["prediction"] == test[p["id"]]["label"] for p in preds) / len(preds)
@@ -58,7 +84,7 @@ def test_bf16_label_scores_are_projected_in_fp32(sharp_model):
     fp32 = loglikelihoods(model, tok.pad_token_id, flat, batch_size=8, bf16=False)
     bf16 = loglikelihoods(model, tok.pad_token_id, flat, batch_size=8, bf16=True)
     k = len(SHARP_LABELS)
-    rows = [bf16[i:i + k] for i in range(0, len(bf16), k)]
+    rows = [bf16[i : i + k] for i in range(0, len(bf16), k)]
     assert sum(choose(r)[1] for r in rows) == 0, "bf16 label scores tie: made from bf16 logits"
     gaps = [r[0] - r[1] for r in rows]
     ref = [fp32[i] - fp32[i + 1] for i in range(0, len(fp32), k)]
@@ -79,11 +105,25 @@ def test_ties_are_counted_and_go_to_the_first_option():
 
 
 def test_predictions_record_prompt_group_and_tie_and_acc_norm(tiny_model, mc_examples, tmp_path):
-    params = {"prompt": MC_PP, "format": 0, "shots": 0, "metrics": ["accuracy"], "batch_size": 4, "limit": None,
-              "seed": 0, "bf16": False}
-    res = evaluate_cell(model=str(tiny_model), base=str(tiny_model), examples=str(mc_examples), spec=params,
-                        predictions=str(tmp_path / "p.jsonl"), scores=str(tmp_path / "s.json"),
-                        cell=["tiny", "base", "mc", "0", "0"])
+    params = {
+        "prompt": MC_PP,
+        "format": 0,
+        "shots": 0,
+        "metrics": ["accuracy"],
+        "batch_size": 4,
+        "limit": None,
+        "seed": 0,
+        "bf16": False,
+    }
+    res = evaluate_cell(
+        model=str(tiny_model),
+        base=str(tiny_model),
+        examples=str(mc_examples),
+        spec=params,
+        predictions=str(tmp_path / "p.jsonl"),
+        scores=str(tmp_path / "s.json"),
+        cell=["tiny", "base", "mc", "0", "0"],
+    )
     preds = [json.loads(line) for line in open(tmp_path / "p.jsonl")]
     test = {r["id"]: r for r in pl.read_parquet(mc_examples).iter_rows(named=True)}
     tok, model = load_tokenizer(tiny_model), load_model(tiny_model)
@@ -93,8 +133,11 @@ def test_predictions_record_prompt_group_and_tie_and_acc_norm(tiny_model, mc_exa
         assert p["group"] == ex["group"] and p["prompt"] == MC_PP["prompts"]["0"].format(**ex["inputs"])
         assert isinstance(p["tie"], bool)
         # another harness re-scores from the recorded prompt alone
-        again = loglikelihoods(model, tok.pad_token_id,
-                               [encode_pair(tok, MC_PP, p["prompt"], continuation(MC_PP, o)) for o in ex["references"]])
+        again = loglikelihoods(
+            model,
+            tok.pad_token_id,
+            [encode_pair(tok, MC_PP, p["prompt"], continuation(MC_PP, o)) for o in ex["references"]],
+        )
         assert again == pytest.approx(list(p["loglik"].values()), abs=1e-4)
         norm = max(ex["references"], key=lambda o: p["loglik"][o] / len(o))  # lm-eval's acc_norm
         assert p["scores"]["acc_norm"] == 100.0 * (norm == ex["label"])
@@ -106,29 +149,79 @@ def test_predictions_record_prompt_group_and_tie_and_acc_norm(tiny_model, mc_exa
 def test_winogrande_partial_scoring(tiny_model, tmp_path):
     """lm-eval's Winogrande: the sentence up to the blank with each option is the context; the
     rest of the sentence is the continuation scored for both."""
-    rows = [{"id": f"w{i}", "sentence": f"The cup {i} fell on the plate because _ was heavy.", "option1": "cup",
-             "option2": "plate", "answer": str(1 + i % 2)} for i in range(6)]
+    rows = [
+        {
+            "id": f"w{i}",
+            "sentence": f"The cup {i} fell on the plate because _ was heavy.",
+            "option1": "cup",
+            "option2": "plate",
+            "answer": str(1 + i % 2),
+        }
+        for i in range(6)
+    ]
     path = write_jsonl(tmp_path / "wino.jsonl", rows)
-    params = {"name": "wino", "task": "wino", "task_type": "multiple_choice", "inputs": ["sentence"], "labels": None,
-              "source": {"adapter": "jsonl", "path": str(path), "columns": {"sentence": "sentence"}, "id": "id",
-                         "options": ["option1", "option2"], "label": "answer", "label_index": 1},
-              "split": {"seed": 0, "test": 6, "dev": 0, "fewshot": 0, "train": 0}, "asset": None}
-    prepare_dataset(spec=params, examples=str(tmp_path / "w.parquet"), card=str(tmp_path / "c.json"),
-                    manifest=str(tmp_path / "m.json"))
-    pp = {"task": "wino", "type": "multiple_choice", "scoring": "partial", "inputs": ["sentence"], "labels": None,
-          "prompts": {"0": "{sentence}"}, "chat_template": False, "max_length": 64, "max_new_tokens": 4}
-    eval_params = {"prompt": pp, "format": 0, "shots": 0, "metrics": ["accuracy"], "batch_size": 4, "limit": None,
-                   "seed": 0, "bf16": False}
-    evaluate_cell(model=str(tiny_model), base=str(tiny_model), examples=str(tmp_path / "w.parquet"), spec=eval_params,
-                  predictions=str(tmp_path / "p.jsonl"), scores=str(tmp_path / "s.json"),
-                  cell=["tiny", "base", "wino", "0", "0"])
+    params = {
+        "name": "wino",
+        "task": "wino",
+        "task_type": "multiple_choice",
+        "inputs": ["sentence"],
+        "labels": None,
+        "source": {
+            "adapter": "jsonl",
+            "path": str(path),
+            "columns": {"sentence": "sentence"},
+            "id": "id",
+            "options": ["option1", "option2"],
+            "label": "answer",
+            "label_index": 1,
+        },
+        "split": {"seed": 0, "test": 6, "dev": 0, "fewshot": 0, "train": 0},
+        "asset": None,
+    }
+    prepare_dataset(
+        spec=params,
+        examples=str(tmp_path / "w.parquet"),
+        card=str(tmp_path / "c.json"),
+        manifest=str(tmp_path / "m.json"),
+    )
+    pp = {
+        "task": "wino",
+        "type": "multiple_choice",
+        "scoring": "partial",
+        "inputs": ["sentence"],
+        "labels": None,
+        "prompts": {"0": "{sentence}"},
+        "chat_template": False,
+        "max_length": 64,
+        "max_new_tokens": 4,
+    }
+    eval_params = {
+        "prompt": pp,
+        "format": 0,
+        "shots": 0,
+        "metrics": ["accuracy"],
+        "batch_size": 4,
+        "limit": None,
+        "seed": 0,
+        "bf16": False,
+    }
+    evaluate_cell(
+        model=str(tiny_model),
+        base=str(tiny_model),
+        examples=str(tmp_path / "w.parquet"),
+        spec=eval_params,
+        predictions=str(tmp_path / "p.jsonl"),
+        scores=str(tmp_path / "s.json"),
+        cell=["tiny", "base", "wino", "0", "0"],
+    )
     tok, model = load_tokenizer(tiny_model), load_model(tiny_model)
     for p in map(json.loads, open(tmp_path / "p.jsonl")):
         assert "acc_norm" not in p["scores"] and p["prompt"].endswith("because ")
         sentence = next(r["sentence"] for r in rows if r["id"] == p["id"])
         head, tail = sentence.split("_")
-        manual = loglikelihoods(model, tok.pad_token_id,
-                                [encode_pair(tok, pp, head + o, " " + tail.strip()) for o in p["references"]])
+        manual = loglikelihoods(
+            model, tok.pad_token_id, [encode_pair(tok, pp, head + o, " " + tail.strip()) for o in p["references"]]
+        )
         assert list(p["loglik"].values()) == pytest.approx(manual, abs=1e-4)
 
 
@@ -145,9 +238,16 @@ def test_few_shot_eval_uses_the_pool_never_test(tiny_model, examples, tmp_path):
 # on 127.0.0.1: answers cached like judgements, 5xx retried, the key never written
 # (a study that lists it scores it only as itself: test_study.py).
 KEY = "sk-api-generator-test-never-write-me"
-API_PP = {"task": "rag_qa", "type": "generation", "inputs": ["context", "question"], "labels": None,
-          "prompts": {"0": "### Context:\n{context}\n### Question:\n{question}\n### Answer:"}, "chat_template": True,
-          "max_length": 512, "max_new_tokens": 24}
+API_PP = {
+    "task": "rag_qa",
+    "type": "generation",
+    "inputs": ["context", "question"],
+    "labels": None,
+    "prompts": {"0": "### Context:\n{context}\n### Question:\n{question}\n### Answer:"},
+    "chat_template": True,
+    "max_length": 512,
+    "max_new_tokens": 24,
+}
 
 
 @pytest.fixture
@@ -169,9 +269,18 @@ def server():
                 text = f"{city}ville\n\nAnd some chatter."
                 stop = (body.get("stop") or [None])[0]
                 text = text.split(stop)[0] if stop else text
-                status, payload = 200, {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                                        "choices": [{"index": 0, "finish_reason": "stop",
-                                                     "message": {"role": "assistant", "content": text}}]}
+                status, payload = (
+                    200,
+                    {
+                        "id": "x",
+                        "object": "chat.completion",
+                        "created": 0,
+                        "model": body["model"],
+                        "choices": [
+                            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
+                        ],
+                    },
+                )
             data = json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -193,34 +302,83 @@ def test_api_model_answers_are_cached_retried_and_scored(server, tmp_path, monke
     url, seen, auth = server
     monkeypatch.setenv("GEN_KEY", KEY)
     cities = ["Norland", "Flakia", "Osterby", "Quen"]
-    rows = [{"id": f"q{i}", "context": f"The capital of {c} is {c}ville.", "question": f"What is the capital of {c}?",
-             "answer": f"{c}ville"} for i, c in enumerate(cities)]
+    rows = [
+        {
+            "id": f"q{i}",
+            "context": f"The capital of {c} is {c}ville.",
+            "question": f"What is the capital of {c}?",
+            "answer": f"{c}ville",
+        }
+        for i, c in enumerate(cities)
+    ]
     src = write_jsonl(tmp_path / "qa.jsonl", rows)
     examples = tmp_path / "examples.parquet"
-    prepare_dataset(spec={"name": "qa", "task": "rag_qa", "task_type": "generation", "inputs": ["context", "question"],
-                     "labels": None, "source": {"adapter": "jsonl", "path": str(src), "references": "answer",
-                                                "columns": {"context": "context", "question": "question"}},
-                     "split": {"seed": 0, "test": 4, "dev": 0, "fewshot": 0, "train": 0}, "asset": None},
-                    examples=str(examples), card=str(tmp_path / "card.json"), manifest=str(tmp_path / "m.json"))
+    prepare_dataset(
+        spec={
+            "name": "qa",
+            "task": "rag_qa",
+            "task_type": "generation",
+            "inputs": ["context", "question"],
+            "labels": None,
+            "source": {
+                "adapter": "jsonl",
+                "path": str(src),
+                "references": "answer",
+                "columns": {"context": "context", "question": "question"},
+            },
+            "split": {"seed": 0, "test": 4, "dev": 0, "fewshot": 0, "train": 0},
+            "asset": None,
+        },
+        examples=str(examples),
+        card=str(tmp_path / "card.json"),
+        manifest=str(tmp_path / "m.json"),
+    )
     spec = {"source": "api", "name": "gpt-4", "base_url": url, "api_key_env": "GEN_KEY"}
     model = tmp_path / "models" / "gpt4"
     prepare_model(spec=spec, model=str(model), log=lambda *_: None)
-    api = {**{k: v for k, v in spec.items() if k != "source"}, "timeout_s": 5, "max_retries": 2, "backoff_s": 0.0,
-           "cache_dir": str(tmp_path / "cache")}
-    params = {"prompt": API_PP, "format": 0, "shots": 0, "metrics": ["exact_match", "token_f1"], "batch_size": 4,
-              "limit": None, "seed": 0, "bf16": False, "api": api}
+    api = {
+        **{k: v for k, v in spec.items() if k != "source"},
+        "timeout_s": 5,
+        "max_retries": 2,
+        "backoff_s": 0.0,
+        "cache_dir": str(tmp_path / "cache"),
+    }
+    params = {
+        "prompt": API_PP,
+        "format": 0,
+        "shots": 0,
+        "metrics": ["exact_match", "token_f1"],
+        "batch_size": 4,
+        "limit": None,
+        "seed": 0,
+        "bf16": False,
+        "api": api,
+    }
     out = tmp_path / "eval"
-    res = evaluate_cell(model=str(model), base=str(model), examples=str(examples), spec=params,
-                        predictions=str(out / "p.jsonl"), scores=str(out / "s.json"),
-                        cell=["gpt4", "base", "qa", "0", "0"])
+    res = evaluate_cell(
+        model=str(model),
+        base=str(model),
+        examples=str(examples),
+        spec=params,
+        predictions=str(out / "p.jsonl"),
+        scores=str(out / "s.json"),
+        cell=["gpt4", "base", "qa", "0", "0"],
+    )
     preds = [json.loads(line) for line in open(out / "p.jsonl")]
     assert {p["prediction"] for p in preds} == {f"{c}ville" for c in cities}  # cut at the blank line
     assert res["scores"] == {"exact_match": 100.0, "token_f1": 100.0}
     assert all(p["prompt"].endswith("### Answer:") for p in preds)
     assert sum(seen.values()) == 5 and auth == {f"Bearer {KEY}"}  # one 500 retried
     # a rerun asks nothing: every answer comes from the cache
-    evaluate_cell(model=str(model), base=str(model), examples=str(examples), spec=params,
-                  predictions=str(out / "p2.jsonl"), scores=str(out / "s2.json"), cell=["gpt4", "base", "qa", "0", "0"])
+    evaluate_cell(
+        model=str(model),
+        base=str(model),
+        examples=str(examples),
+        spec=params,
+        predictions=str(out / "p2.jsonl"),
+        scores=str(out / "s2.json"),
+        cell=["gpt4", "base", "qa", "0", "0"],
+    )
     assert sum(seen.values()) == 5 and open(out / "p2.jsonl").read() == open(out / "p.jsonl").read()
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert written and not any(KEY in p.read_text(errors="ignore") for p in written)

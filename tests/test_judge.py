@@ -50,8 +50,20 @@ def test_weighted_score_is_the_closed_form():
     assert score_position([(" ", {" ": -0.1}), ("3", {"3": -0.2})]) == {"3": -0.2}
 
 
-@pytest.mark.parametrize("text,score", [("4", 4), (" 5", 5), ("Score: 3/5", 3), ("- Accuracy: 2", 2),
-                                        ("10", None), ("4.5", None), ("good", None), ("", None), ("0", None)])
+@pytest.mark.parametrize(
+    "text,score",
+    [
+        ("4", 4),
+        (" 5", 5),
+        ("Score: 3/5", 3),
+        ("- Accuracy: 2", 2),
+        ("10", None),
+        ("4.5", None),
+        ("good", None),
+        ("", None),
+        ("0", None),
+    ],
+)
 def test_parse_score(text, score):
     assert parse_score(text) == score
 
@@ -91,12 +103,31 @@ class Endpoint:
 
 def completion(text: str, top: dict[str, float], logprobs: bool) -> dict:
     first = text.split()[0] if text.split() else text
-    lp = {"content": [{"token": first, "logprob": math.log(max(top.values())), "bytes": None,
-                       "top_logprobs": [{"token": t, "logprob": math.log(p), "bytes": None} for t, p in top.items()]}]}
-    return {"id": "x", "object": "chat.completion", "created": 0, "model": "judge-model",
-            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text},
-                         "logprobs": lp if logprobs else None}],
-            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+    lp = {
+        "content": [
+            {
+                "token": first,
+                "logprob": math.log(max(top.values())),
+                "bytes": None,
+                "top_logprobs": [{"token": t, "logprob": math.log(p), "bytes": None} for t, p in top.items()],
+            }
+        ]
+    }
+    return {
+        "id": "x",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "judge-model",
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "stop",
+                "message": {"role": "assistant", "content": text},
+                "logprobs": lp if logprobs else None,
+            }
+        ],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }
 
 
 @pytest.fixture
@@ -136,21 +167,48 @@ MARKERS = ["ANS-ok", "ANS-500x2", "ANS-timeout-once", "ANS-garbage", "ANS-garbag
 
 def judge_inputs(tmp_path: Path, url: str) -> tuple[dict, Path, Path, Path]:
     params = load_yaml(REPO / "config/registry/judge.yaml")
-    params.update(backend="openai", model="judge-model", base_url=url, api_key_env="FTGEN_TEST_JUDGE_KEY",
-                  criteria={"accuracy": params["criteria"]["accuracy"]},
-                  steps={"accuracy": "1. Compare the candidate with the reference.\n2. Score it."},
-                  samples=2, parse_retries=2, max_retries=3, backoff_s=0.01, timeout_s=0.5,
-                  cache_dir=str(tmp_path / "cache"))
+    params.update(
+        backend="openai",
+        model="judge-model",
+        base_url=url,
+        api_key_env="FTGEN_TEST_JUDGE_KEY",
+        criteria={"accuracy": params["criteria"]["accuracy"]},
+        steps={"accuracy": "1. Compare the candidate with the reference.\n2. Score it."},
+        samples=2,
+        parse_retries=2,
+        max_retries=3,
+        backoff_s=0.01,
+        timeout_s=0.5,
+        cache_dir=str(tmp_path / "cache"),
+    )
     cell = tmp_path / "results" / "eval" / "judge-model" / "base" / "qa" / "f0.k0"
     cell.mkdir(parents=True)
-    rows = [{"id": f"q{i}", "group": f"g{i}", "split": "test", "label": None, "references": [f"gold {i}"],
-             "inputs": {"context": "ctx", "question": f"question {i}?"}} for i in range(len(MARKERS))]
+    rows = [
+        {
+            "id": f"q{i}",
+            "group": f"g{i}",
+            "split": "test",
+            "label": None,
+            "references": [f"gold {i}"],
+            "inputs": {"context": "ctx", "question": f"question {i}?"},
+        }
+        for i in range(len(MARKERS))
+    ]
     examples = tmp_path / "results" / "examples.parquet"
     pl.DataFrame(rows).write_parquet(examples)
     with open(cell / "predictions.jsonl", "w") as fh:
         for i, marker in enumerate(MARKERS):
-            fh.write(json.dumps({"id": f"q{i}", "prediction": marker, "references": [f"gold {i}"],
-                                 "scores": {"exact_match": 0.0, "token_f1": 10.0 * i}}) + "\n")
+            fh.write(
+                json.dumps(
+                    {
+                        "id": f"q{i}",
+                        "prediction": marker,
+                        "references": [f"gold {i}"],
+                        "scores": {"exact_match": 0.0, "token_f1": 10.0 * i},
+                    }
+                )
+                + "\n"
+            )
     return params, cell, examples, tmp_path / "results" / "judge" / "steps.json"
 
 
@@ -166,9 +224,27 @@ def test_openai_judge_retries_caches_and_counts_missing(tmp_path, endpoint):
     log = tmp_path / "results" / "judge.log"
     spec = json.dumps(params)
     run_cli(["judge-steps", "--spec", spec, "--cache", params["cache_dir"], "--steps", str(steps)], log)
-    judge = ["judge", "--spec", spec, "--predictions", str(cell / "predictions.jsonl"), "--examples",
-             str(examples), "--steps", str(steps), "--cache", params["cache_dir"], "--cell", "judge-model", "base",
-             "qa", "--judgements", str(cell / "judgements.jsonl"), "--summary", str(cell / "judge.json")]
+    judge = [
+        "judge",
+        "--spec",
+        spec,
+        "--predictions",
+        str(cell / "predictions.jsonl"),
+        "--examples",
+        str(examples),
+        "--steps",
+        str(steps),
+        "--cache",
+        params["cache_dir"],
+        "--cell",
+        "judge-model",
+        "base",
+        "qa",
+        "--judgements",
+        str(cell / "judgements.jsonl"),
+        "--summary",
+        str(cell / "judge.json"),
+    ]
     run_cli(judge, log)
     assert endpoint.auth == {f"Bearer {API_KEY}"}  # the key reached the server, from the environment
     first = json.loads((cell / "judge.json").read_text())
@@ -198,14 +274,29 @@ def test_openai_judge_retries_caches_and_counts_missing(tmp_path, endpoint):
     assert second["criteria"]["accuracy"]["missing"] == 2
 
     # the tables count the missing items; nothing is imputed
-    report = {"study": "t", "criteria": ["accuracy"], "score": "logprobs", "samples": 2, "bootstrap": 200,
-              "bootstrap_seed": 0, "datasets": {"qa": "qa"}}
+    report = {
+        "study": "t",
+        "criteria": ["accuracy"],
+        "score": "logprobs",
+        "samples": 2,
+        "bootstrap": 200,
+        "bootstrap_seed": 0,
+        "datasets": {"qa": "qa"},
+    }
     recall = tmp_path / "results" / "recall.json"
-    recall.write_text(json.dumps({"corpus": "qa", "retriever": "bm25", "passages": 12, "questions": 6, "recall@1": 50.0}))
+    recall.write_text(
+        json.dumps({"corpus": "qa", "retriever": "bm25", "passages": 12, "questions": 6, "recall@1": 50.0})
+    )
     tables = tmp_path / "results" / "tables"
-    table = rag_report(judged=[str(cell / "judge.json")], recall=[str(recall)], spec=report,
-                       parquet=str(tables / "rag.parquet"), csv=str(tables / "rag.csv"), md=str(tables / "rag.md"),
-                       manifest=str(tables / "rag.manifest.json"))
+    table = rag_report(
+        judged=[str(cell / "judge.json")],
+        recall=[str(recall)],
+        spec=report,
+        parquet=str(tables / "rag.parquet"),
+        csv=str(tables / "rag.csv"),
+        md=str(tables / "rag.md"),
+        manifest=str(tables / "rag.manifest.json"),
+    )
     acc_row = table.filter(pl.col("metric") == "accuracy").row(0, named=True)
     assert (acc_row["n"], acc_row["missing"]) == (6, 2) and acc_row["score"] == pytest.approx(closed_form)
     samples_row = table.filter(pl.col("metric") == "accuracy_samples").row(0, named=True)
@@ -235,62 +326,68 @@ def test_openai_judge_without_key_or_url_fails_clearly(tmp_path, monkeypatch):
 # number after the label, never the "1" of "(1-5)". Sampled replies (`parse_score`) and the logprob
 # score position (`score_position`) follow the same rule, and the cache keeps raw replies / tokens,
 # so the score is parsed again on every read.
-@pytest.mark.parametrize("text,label,score", [
-    ("- Accuracy (1-5): 4", "Accuracy", 4),  # the echoed form: not the "1" of "(1-5)"
-    ("- Accuracy (1-5): 4", None, 4),
-    ("Accuracy (1-5): 4 - the answer matches the reference, 1 detail is missing", "Accuracy", 4),
-    ("**Accuracy:** 4", "Accuracy", 4),
-    ("**Accuracy**: 5", "Accuracy", 5),
-    ("Completeness: 3\nExplanation: the answer covers 1 of 5 points", "Completeness", 3),
-    ("４", None, 4),  # fullwidth
-    ("٤", None, 4),  # Arabic-Indic
-    ("Score：２", None, 2),  # fullwidth colon and digit
-    ("I'd give it a 3.", None, 3),
-    ("3.0", None, 3),
-    ("Accuracy (1-5):", "Accuracy", None),  # the echoed label without a score
-    ("1-5: 4", None, 4),
-    ("On a scale of 1 to 5, I would rate it 4.", None, 4),
-    ("Between 1 and 5: 2", None, 2),
-    ("3 or 4", None, None),  # two candidates, no label: ambiguous
-    ("Score: 3-4", None, None),  # a range at the label
-    ("Score: 3 to 4", None, None),
-    ("The answer names 2 of the facts, I'd say 4", None, None),
-    ("Accuracy: it names 2 facts correctly. Score: 4", "Accuracy", 4),  # the number right after a label
-    ("Score: 3\nAccuracy: 4", "Accuracy", 4),  # the criterion's own label wins
-    ("Completeness: 2\nAccuracy: 5", "Accuracy", 5),
-    ("Score: 4/10", None, None),  # another scale
-    ("4 out of 10", None, None),
-    ("Score: -1", None, None),
-    ("Accuracy (1-5) - is the candidate answer factually correct? 1 means wrong", "Accuracy", None),
-    ("Exact match: 4", "Exact_match", 4),
-])
+@pytest.mark.parametrize(
+    "text,label,score",
+    [
+        ("- Accuracy (1-5): 4", "Accuracy", 4),  # the echoed form: not the "1" of "(1-5)"
+        ("- Accuracy (1-5): 4", None, 4),
+        ("Accuracy (1-5): 4 - the answer matches the reference, 1 detail is missing", "Accuracy", 4),
+        ("**Accuracy:** 4", "Accuracy", 4),
+        ("**Accuracy**: 5", "Accuracy", 5),
+        ("Completeness: 3\nExplanation: the answer covers 1 of 5 points", "Completeness", 3),
+        ("４", None, 4),  # fullwidth
+        ("٤", None, 4),  # Arabic-Indic
+        ("Score：２", None, 2),  # fullwidth colon and digit
+        ("I'd give it a 3.", None, 3),
+        ("3.0", None, 3),
+        ("Accuracy (1-5):", "Accuracy", None),  # the echoed label without a score
+        ("1-5: 4", None, 4),
+        ("On a scale of 1 to 5, I would rate it 4.", None, 4),
+        ("Between 1 and 5: 2", None, 2),
+        ("3 or 4", None, None),  # two candidates, no label: ambiguous
+        ("Score: 3-4", None, None),  # a range at the label
+        ("Score: 3 to 4", None, None),
+        ("The answer names 2 of the facts, I'd say 4", None, None),
+        ("Accuracy: it names 2 facts correctly. Score: 4", "Accuracy", 4),  # the number right after a label
+        ("Score: 3\nAccuracy: 4", "Accuracy", 4),  # the criterion's own label wins
+        ("Completeness: 2\nAccuracy: 5", "Accuracy", 5),
+        ("Score: 4/10", None, None),  # another scale
+        ("4 out of 10", None, None),
+        ("Score: -1", None, None),
+        ("Accuracy (1-5) - is the candidate answer factually correct? 1 means wrong", "Accuracy", None),
+        ("Exact match: 4", "Exact_match", 4),
+    ],
+)
 def test_parse_score_regressions(text, label, score):
     """Replies the old parser (first stand-alone digit 1-5) read wrong."""
     assert (parse_score(text) if label is None else parse_score(text, label)) == score
 
 
-@pytest.mark.parametrize("text,label,score", [
-    ("4", None, 4),
-    (" 4\n", None, 4),
-    ("4/5", None, 4),
-    ("Score: 4", None, 4),
-    ("**4**", None, 4),
-    ("## Score\n4", None, 4),
-    ("The answer is accurate. Score: 5", None, 5),
-    ("4 out of 5", None, 4),
-    ("Rating: 4/5", None, 4),
-    ("0", None, None),
-    ("6", None, None),
-    ("10", None, None),
-    ("Score: 7", None, None),  # out of range at the label: missing, no other number is tried
-    ("", None, None),
-    ("no score given", None, None),
-    ("3.5", None, None),  # not an integer score: missing, never rounded
-    ("Score: 2 (on a 1-5 scale)", None, 2),
-    ("- Accuracy: 2", None, 2),
-    ("a rating of 5", None, 5),
-    ("Score: 4 - 1 detail is missing", None, 4),  # a dash, not a range
-])
+@pytest.mark.parametrize(
+    "text,label,score",
+    [
+        ("4", None, 4),
+        (" 4\n", None, 4),
+        ("4/5", None, 4),
+        ("Score: 4", None, 4),
+        ("**4**", None, 4),
+        ("## Score\n4", None, 4),
+        ("The answer is accurate. Score: 5", None, 5),
+        ("4 out of 5", None, 4),
+        ("Rating: 4/5", None, 4),
+        ("0", None, None),
+        ("6", None, None),
+        ("10", None, None),
+        ("Score: 7", None, None),  # out of range at the label: missing, no other number is tried
+        ("", None, None),
+        ("no score given", None, None),
+        ("3.5", None, None),  # not an integer score: missing, never rounded
+        ("Score: 2 (on a 1-5 scale)", None, 2),
+        ("- Accuracy: 2", None, 2),
+        ("a rating of 5", None, 5),
+        ("Score: 4 - 1 detail is missing", None, 4),  # a dash, not a range
+    ],
+)
 def test_parse_score_keeps(text, label, score):
     """Replies the old parser already read right, and still must."""
     assert (parse_score(text) if label is None else parse_score(text, label)) == score
@@ -307,34 +404,52 @@ def chosen_index(tokens, label=None):
     return next(i for i, (_, t) in enumerate(pos) if t is top)
 
 
-@pytest.mark.parametrize("tokens,label,index", [
-    (["-", " Accuracy", " (", "1", "-", "5", "):", " 4"], "Accuracy", 7),  # the echoed form
-    (["-", " Accuracy", " (", "1", "-", "5", "):", " 4"], None, 7),
-    (["Accuracy", " (", "1", "-", "5", "):", "4"], "Accuracy", 6),  # tokens decoded without spaces
-    (["Accuracy", "(", "1", " to", " ", "5", "):", " ", "3"], "Accuracy", 8),
-    (["1", "-", "5", ":", " 4"], None, 4),
-    (["Completeness", ":", " 3", "\n", "Accuracy", ":", " 4"], "Accuracy", 6),
-    (["Score", ":", " ", "1", "0"], None, 0),  # "10" is no score digit: the first position
-    (["-", " Accuracy", " (", "1", "-", "5", "):"], "Accuracy", 0),  # no score written: the first position
-])
+@pytest.mark.parametrize(
+    "tokens,label,index",
+    [
+        (["-", " Accuracy", " (", "1", "-", "5", "):", " 4"], "Accuracy", 7),  # the echoed form
+        (["-", " Accuracy", " (", "1", "-", "5", "):", " 4"], None, 7),
+        (["Accuracy", " (", "1", "-", "5", "):", "4"], "Accuracy", 6),  # tokens decoded without spaces
+        (["Accuracy", "(", "1", " to", " ", "5", "):", " ", "3"], "Accuracy", 8),
+        (["1", "-", "5", ":", " 4"], None, 4),
+        (["Completeness", ":", " 3", "\n", "Accuracy", ":", " 4"], "Accuracy", 6),
+        (["Score", ":", " ", "1", "0"], None, 0),  # "10" is no score digit: the first position
+        (["-", " Accuracy", " (", "1", "-", "5", "):"], "Accuracy", 0),  # no score written: the first position
+    ],
+)
 def test_score_position_skips_the_echoed_scale(tokens, label, index):
     assert chosen_index(tokens, label) == index
 
 
-@pytest.mark.parametrize("tokens,index", [
-    (["Score", ":", " 2", " (", "on", " a", " ", "1", "-", "5", " scale", ")"], 2),
-    ([" ", "3"], 1),  # a judge may open with a space
-    (["4", "/", "5"], 0),
-    (["I", " cannot", " say"], 0),  # no score digit: the first position
-])
+@pytest.mark.parametrize(
+    "tokens,index",
+    [
+        (["Score", ":", " 2", " (", "on", " a", " ", "1", "-", "5", " scale", ")"], 2),
+        ([" ", "3"], 1),  # a judge may open with a space
+        (["4", "/", "5"], 0),
+        (["I", " cannot", " say"], 0),  # no score digit: the first position
+    ],
+)
 def test_score_position_keeps(tokens, index):
     assert chosen_index(tokens) == index
 
 
 def test_score_position_reads_cached_json_positions():
     # a cached record comes back from JSON with [token, top] lists, not tuples
-    pos = json.loads(json.dumps([["-", {"-": -0.1}], [" Accuracy", {}], [" (", {}], ["1", {"1": -0.1}],
-                                 ["-", {}], ["5", {"5": -0.1}], ["):", {}], [" 4", {"4": -0.2, "3": -1.9}]]))
+    pos = json.loads(
+        json.dumps(
+            [
+                ["-", {"-": -0.1}],
+                [" Accuracy", {}],
+                [" (", {}],
+                ["1", {"1": -0.1}],
+                ["-", {}],
+                ["5", {"5": -0.1}],
+                ["):", {}],
+                [" 4", {"4": -0.2, "3": -1.9}],
+            ]
+        )
+    )
     assert score_position(pos) == {"4": -0.2, "3": -1.9}
     assert score_position([]) is None
 
@@ -360,8 +475,13 @@ class FakeJudge:
 
     def top_logprobs(self, prompts):
         self.asked += len(prompts)
-        return [[(tok, ECHO_TOP if tok == " 4" else {tok.strip() or tok: math.log(0.95), "1": math.log(0.05)})
-                 for tok in ECHO] for _ in prompts]
+        return [
+            [
+                (tok, ECHO_TOP if tok == " 4" else {tok.strip() or tok: math.log(0.95), "1": math.log(0.05)})
+                for tok in ECHO
+            ]
+            for _ in prompts
+        ]
 
 
 PARAMS = {"temperature": 1.0, "max_tokens": 8, "parse_retries": 2, "min_prob": 0.01}
@@ -425,13 +545,29 @@ def test_judge_cell_reads_the_score_after_the_echoed_label(tmp_path):
     params = load_yaml(REPO / "config/registry/judge.yaml")
     params.update(criteria={"accuracy": params["criteria"]["accuracy"]}, samples=2, score="logprobs")
     steps = tmp_path / "steps.json"
-    write_json(steps, {"judge": FakeJudge.id, "criteria": {"accuracy": {
-        "definition": params["criteria"]["accuracy"], "steps": "1. Compare.", "source": "pinned"}}})
+    write_json(
+        steps,
+        {
+            "judge": FakeJudge.id,
+            "criteria": {
+                "accuracy": {"definition": params["criteria"]["accuracy"], "steps": "1. Compare.", "source": "pinned"}
+            },
+        },
+    )
     items = [{"id": "q0", "question": "q?", "prediction": "a", "references": ["a"], "scores": {}}]
     # without the label "4" and "1" would be two candidates: judge_cell must pass "Accuracy"
     backend = FakeJudge(["- Accuracy (1-5): 4 - 1 detail is missing"])
-    summary = judge_cell(params, items, str(steps), backend, JudgeCache(tmp_path / "cache"), Counters(),
-                         str(tmp_path / "j.jsonl"), str(tmp_path / "j.json"), log=lambda *_: None)
+    summary = judge_cell(
+        params,
+        items,
+        str(steps),
+        backend,
+        JudgeCache(tmp_path / "cache"),
+        Counters(),
+        str(tmp_path / "j.jsonl"),
+        str(tmp_path / "j.json"),
+        log=lambda *_: None,
+    )
     row = json.loads((tmp_path / "j.jsonl").read_text().splitlines()[0])
     assert row["samples"] == [4, 4]
     assert row["logprob_score"] == pytest.approx(4 * 0.7 + 5 * 0.2 + 3 * 0.1)

@@ -21,8 +21,13 @@ def imports(path: Path, modules: set[str]) -> list[tuple[str, list[str]]]:
     name = module_name(path)
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
     tree = ast.parse(path.read_text())
-    skip = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
-            for child in node.body for n in ast.walk(child)}
+    skip = {
+        id(n)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        for child in node.body
+        for n in ast.walk(child)
+    }
     found = []
     for node in ast.walk(tree):
         if id(node) in skip:
@@ -89,6 +94,11 @@ def test_layers():
     edges, raw = graph()
     assert edges["ftgen.artifacts"] == set(), "artifacts must not depend on other ftgen modules"
     assert "ftgen.corpus" not in edges["ftgen.data"], "data <- corpus, one way"
-    private = [f"{m} imports {n} from {t}" for m, deps in raw.items() for t, names in deps for n in names
-               if n.startswith("_") and t != m]
+    private = [
+        f"{m} imports {n} from {t}"
+        for m, deps in raw.items()
+        for t, names in deps
+        for n in names
+        if n.startswith("_") and t != m
+    ]
     assert not private, private

@@ -43,54 +43,59 @@ from helpers import REPO
 # Rajpurkar et al. 2018): normalize_answer, get_tokens, compute_exact, compute_f1, and the gold
 # answer handling + max over gold answers of get_raw_scores (as `squad_v2_scores`).
 def normalize_answer(s):
-  """Lower text and remove punctuation, articles and extra whitespace."""
-  def remove_articles(text):
-    regex = re.compile(r'\b(a|an|the)\b', re.UNICODE)
-    return re.sub(regex, ' ', text)
-  def white_space_fix(text):
-    return ' '.join(text.split())
-  def remove_punc(text):
-    exclude = set(string.punctuation)
-    return ''.join(ch for ch in text if ch not in exclude)
-  def lower(text):
-    return text.lower()
-  return white_space_fix(remove_articles(remove_punc(lower(s))))
+    """Lower text and remove punctuation, articles and extra whitespace."""
+
+    def remove_articles(text):
+        regex = re.compile(r"\b(a|an|the)\b", re.UNICODE)
+        return re.sub(regex, " ", text)
+
+    def white_space_fix(text):
+        return " ".join(text.split())
+
+    def remove_punc(text):
+        exclude = set(string.punctuation)
+        return "".join(ch for ch in text if ch not in exclude)
+
+    def lower(text):
+        return text.lower()
+
+    return white_space_fix(remove_articles(remove_punc(lower(s))))
 
 
 def get_tokens(s):
-  if not s: return []
-  return normalize_answer(s).split()
+    if not s:
+        return []
+    return normalize_answer(s).split()
 
 
 def compute_exact(a_gold, a_pred):
-  return int(normalize_answer(a_gold) == normalize_answer(a_pred))
+    return int(normalize_answer(a_gold) == normalize_answer(a_pred))
 
 
 def compute_f1(a_gold, a_pred):
-  gold_toks = get_tokens(a_gold)
-  pred_toks = get_tokens(a_pred)
-  common = collections.Counter(gold_toks) & collections.Counter(pred_toks)
-  num_same = sum(common.values())
-  if len(gold_toks) == 0 or len(pred_toks) == 0:
-    # If either is no-answer, then F1 is 1 if they agree, 0 otherwise
-    return int(gold_toks == pred_toks)
-  if num_same == 0:
-    return 0
-  precision = 1.0 * num_same / len(pred_toks)
-  recall = 1.0 * num_same / len(gold_toks)
-  f1 = (2 * precision * recall) / (precision + recall)
-  return f1
+    gold_toks = get_tokens(a_gold)
+    pred_toks = get_tokens(a_pred)
+    common = collections.Counter(gold_toks) & collections.Counter(pred_toks)
+    num_same = sum(common.values())
+    if len(gold_toks) == 0 or len(pred_toks) == 0:
+        # If either is no-answer, then F1 is 1 if they agree, 0 otherwise
+        return int(gold_toks == pred_toks)
+    if num_same == 0:
+        return 0
+    precision = 1.0 * num_same / len(pred_toks)
+    recall = 1.0 * num_same / len(gold_toks)
+    f1 = (2 * precision * recall) / (precision + recall)
+    return f1
 
 
 def squad_v2_scores(a_pred, answers):
-  """get_raw_scores' body for one question (`answers` = the gold answer texts)."""
-  gold_answers = [a for a in answers if normalize_answer(a)]
-  if not gold_answers:
-    # For unanswerable questions, only correct answer is empty string
-    gold_answers = ['']
-  # Take max over all gold answers
-  return (max(compute_exact(a, a_pred) for a in gold_answers),
-          max(compute_f1(a, a_pred) for a in gold_answers))
+    """get_raw_scores' body for one question (`answers` = the gold answer texts)."""
+    gold_answers = [a for a in answers if normalize_answer(a)]
+    if not gold_answers:
+        # For unanswerable questions, only correct answer is empty string
+        gold_answers = [""]
+    # Take max over all gold answers
+    return (max(compute_exact(a, a_pred) for a in gold_answers), max(compute_f1(a, a_pred) for a in gold_answers))
 
 
 # The official SQuAD v1.1 script ("evaluate-v1.1.py", same source): f1_score, for contrast only.
@@ -108,35 +113,35 @@ def f1_score_v11(prediction, ground_truth):
 
 
 SQUAD_CASES = [  # (prediction, references)
-    ("The Eiffel Tower", ["eiffel tower"]),                       # article + case
-    ("an apple a day", ["Apple day"]),                             # articles anywhere
-    ("Paris!", ["paris"]),                                         # punctuation
-    ("  new   york\tcity\n", ["New York City"]),                   # white space
-    ("\u00a0Paris\u2003", ["Paris"]),                              # unicode white space
-    ("U.S.A.", ["USA"]),                                           # punctuation inside a token
+    ("The Eiffel Tower", ["eiffel tower"]),  # article + case
+    ("an apple a day", ["Apple day"]),  # articles anywhere
+    ("Paris!", ["paris"]),  # punctuation
+    ("  new   york\tcity\n", ["New York City"]),  # white space
+    ("\u00a0Paris\u2003", ["Paris"]),  # unicode white space
+    ("U.S.A.", ["USA"]),  # punctuation inside a token
     ("1,000", ["1000"]),
     ("don't", ["dont"]),
-    ("theatre", ["the atre"]),                                     # 'the' only as a whole word
-    ("Café", ["CAFÉ"]),                                            # unicode case
-    ("naïve café", ["naive cafe"]),                                # accents are not folded
-    ("\u201cquoted\u201d", ["quoted"]),                            # unicode quotes are not ASCII punctuation
+    ("theatre", ["the atre"]),  # 'the' only as a whole word
+    ("Café", ["CAFÉ"]),  # unicode case
+    ("naïve café", ["naive cafe"]),  # accents are not folded
+    ("\u201cquoted\u201d", ["quoted"]),  # unicode quotes are not ASCII punctuation
     ("Straße", ["STRASSE"]),
     ("ΣΊΣΥΦΟΣ", ["σίσυφος"]),
-    ("cat cat cat", ["cat"]),                                      # repeated tokens: bag counts
+    ("cat cat cat", ["cat"]),  # repeated tokens: bag counts
     ("cat dog", ["dog cat cat"]),
     ("the cat the cat", ["a cat"]),
-    ("blue", ["red", "Blue.", "light blue"]),                      # several references: max
+    ("blue", ["red", "Blue.", "light blue"]),  # several references: max
     ("light blue sky", ["blue", "light blue"]),
     ("red", ["green", "blue"]),
-    ("", [""]),                                                    # empty vs empty
+    ("", [""]),  # empty vs empty
     ("", ["x"]),
     ("x", [""]),
-    ("", ["", "x"]),                                               # empty golds are dropped (v2.0)
+    ("", ["", "x"]),  # empty golds are dropped (v2.0)
     ("x", ["", "x"]),
-    ("the the the", ["the"]),                                      # both normalise to nothing
+    ("the the the", ["the"]),  # both normalise to nothing
     ("a", ["an", "the"]),
     ("...", ["!!"]),
-    ("Paris", []),                                                 # no gold: only '' is right
+    ("Paris", []),  # no gold: only '' is right
     ("", []),
 ]
 
@@ -176,13 +181,16 @@ def test_em_and_token_f1_property(pred, refs):
 
 # ----------------------------------------------------------------------------- ROUGE
 ROUGE_PREDS = [
-    ("the cats are running home", ["The cat runs home."]),                         # stemming matters
+    ("the cats are running home", ["The cat runs home."]),  # stemming matters
     ("where is the key kept", ["Where is the key kept?"]),
     ("A storm hit the coast. Thousands lost power.", ["Thousands lost power after a storm.\nThe coast was hit hard."]),
     ("Thousands lost power.\nA storm hit the coast.", ["A storm hit the coast. Thousands lost power on Monday."]),
     ("", ["something"]),
-    ("who", ["what is it", "who is it", "who"]),                                 # several references
-    ("Prices rose 3%. Markets fell! Why? Nobody knows.", ["Markets fell as prices rose.", "Nobody knows why prices rose 3%."]),
+    ("who", ["what is it", "who is it", "who"]),  # several references
+    (
+        "Prices rose 3%. Markets fell! Why? Nobody knows.",
+        ["Markets fell as prices rose.", "Nobody knows why prices rose 3%."],
+    ),
 ]
 # rouge_sentences' split, written out by hand: rouge-score's rougeLsum wants one sentence a line
 SPLIT = {
@@ -224,8 +232,15 @@ def test_rouge_matches_rouge_score(rouge_type, stemmer):
 
 def test_rouge_settings_are_not_vacuous():
     """Each setting changes some score on these predictions, so the comparison above tests them."""
-    per = {s: score(["rougeL"], [p for p, _ in ROUGE_PREDS], [r for _, r in ROUGE_PREDS],
-                    options={"rouge": {"type": s[0], "stemmer": s[1]}})[1] for s in SETTINGS}
+    per = {
+        s: score(
+            ["rougeL"],
+            [p for p, _ in ROUGE_PREDS],
+            [r for _, r in ROUGE_PREDS],
+            options={"rouge": {"type": s[0], "stemmer": s[1]}},
+        )[1]
+        for s in SETTINGS
+    }
     assert len({tuple(row["rougeL"] for row in rows) for rows in per.values()}) == len(SETTINGS)
 
 
@@ -235,11 +250,20 @@ def test_rouge_default_is_unchanged_rougeL_with_stemming():
     _, per = score(["rougeL"], preds, refs)
     want = [100 * _reference_rouge("rougeL", True, p, r) for p, r in ROUGE_PREDS]
     assert [row["rougeL"] for row in per] == pytest.approx(want, abs=1e-12)
-    assert metrics.PER_EXAMPLE["rougeL"]("the cats are running", ["The cat runs."]) == rouge_l("the cats are running", ["The cat runs."])
+    assert metrics.PER_EXAMPLE["rougeL"]("the cats are running", ["The cat runs."]) == rouge_l(
+        "the cats are running", ["The cat runs."]
+    )
 
 
-@pytest.mark.parametrize("bad", [{"rouge": {"type": "rouge2"}}, {"rouge": {"stemmer": "yes"}},
-                                 {"rouge": {"type": "rougeL", "tokenizer": "x"}}, {"bleu": {"tokenize": "intl"}}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"rouge": {"type": "rouge2"}},
+        {"rouge": {"stemmer": "yes"}},
+        {"rouge": {"type": "rougeL", "tokenizer": "x"}},
+        {"bleu": {"tokenize": "intl"}},
+    ],
+)
 def test_bad_metric_options_are_refused(bad):
     with pytest.raises(ValueError):
         score(["rougeL"], ["a"], [["a"]], options=bad)
@@ -268,13 +292,19 @@ def test_eval_params_carry_rouge_option_only_when_the_task_sets_it():
     got = score(params["metrics"], [p], [r], options=params["metric_options"])[1][0]["rougeL"]
     assert got == pytest.approx(100 * _reference_rouge("rougeLsum", True, p, r), abs=1e-12)
     assert _study({"question_generation": {"rouge": {"stemmer": False}}}).eval_params("qg_home", 0, 0)[
-        "metric_options"] == {"rouge": {"type": "rougeL", "stemmer": False}}
+        "metric_options"
+    ] == {"rouge": {"type": "rougeL", "stemmer": False}}
 
 
-@pytest.mark.parametrize("task", [{"question_generation": {"rouge": {"type": "rouge2"}}},
-                                  {"question_generation": {"rouge": {"type": "rougeL", "split": "nltk"}}},
-                                  {"question_generation": {"rouge": {}}},
-                                  {"sentiment": {"rouge": {"type": "rougeL"}}}])  # sentiment reports no rougeL
+@pytest.mark.parametrize(
+    "task",
+    [
+        {"question_generation": {"rouge": {"type": "rouge2"}}},
+        {"question_generation": {"rouge": {"type": "rougeL", "split": "nltk"}}},
+        {"question_generation": {"rouge": {}}},
+        {"sentiment": {"rouge": {"type": "rougeL"}}},
+    ],
+)  # sentiment reports no rougeL
 def test_task_schema_checks_the_rouge_option(task):
     from ftgen.study import ConfigError
 
@@ -283,17 +313,27 @@ def test_task_schema_checks_the_rouge_option(task):
 
 
 # ----------------------------------------------------------------------------- BLEU
-BLEU_PREDS = ["the cat sat on the mat", "a quick brown fox jumps", "", "hello world , how are you ?",
-              "It is a guide to action which ensures that the military always obeys the commands of the party.",
-              "completely unrelated words here", "the cat sat on the mat"]
-BLEU_REFS = [["the cat is on the mat", "there is a cat on the mat"],
-             ["the quick brown fox jumps over the lazy dog"],
-             ["empty hypothesis"],
-             ["hello world, how are you?", "hi world", "hello there , how are you doing ?"],
-             ["It is a guide to action that ensures that the military will forever heed Party commands.",
-              "It is the guiding principle which guarantees the military forces always being under the command of the Party."],
-             ["nothing in common"],
-             ["a cat sat on a mat"]]
+BLEU_PREDS = [
+    "the cat sat on the mat",
+    "a quick brown fox jumps",
+    "",
+    "hello world , how are you ?",
+    "It is a guide to action which ensures that the military always obeys the commands of the party.",
+    "completely unrelated words here",
+    "the cat sat on the mat",
+]
+BLEU_REFS = [
+    ["the cat is on the mat", "there is a cat on the mat"],
+    ["the quick brown fox jumps over the lazy dog"],
+    ["empty hypothesis"],
+    ["hello world, how are you?", "hi world", "hello there , how are you doing ?"],
+    [
+        "It is a guide to action that ensures that the military will forever heed Party commands.",
+        "It is the guiding principle which guarantees the military forces always being under the command of the Party.",
+    ],
+    ["nothing in common"],
+    ["a cat sat on a mat"],
+]
 
 
 def _sacrebleu(preds, refs):
@@ -309,7 +349,9 @@ def test_corpus_bleu_matches_sacrebleu_with_ragged_references():
     assert bleu_corpus(BLEU_PREDS, BLEU_REFS) == pytest.approx(_sacrebleu(BLEU_PREDS, BLEU_REFS), abs=1e-9)
     single = [r[:1] for r in BLEU_REFS]
     assert bleu_corpus(BLEU_PREDS, single) == pytest.approx(_sacrebleu(BLEU_PREDS, single), abs=1e-9)
-    assert score(["bleu"], BLEU_PREDS, BLEU_REFS)[0]["bleu"] == pytest.approx(_sacrebleu(BLEU_PREDS, BLEU_REFS), abs=1e-9)
+    assert score(["bleu"], BLEU_PREDS, BLEU_REFS)[0]["bleu"] == pytest.approx(
+        _sacrebleu(BLEU_PREDS, BLEU_REFS), abs=1e-9
+    )
 
 
 @pytest.mark.parametrize("idx", [[0, 0, 1, 3, 3, 3, 4], [4, 4, 4], [2, 5, 6, 6, 0], [6, 5, 4, 3, 2, 1, 0, 1]])
@@ -339,12 +381,15 @@ def _sk_macro_f1(golds, preds, labels):
 
 MACRO_CASES = [  # (predictions, golds, labels)
     (["a", "a", "b", "b"], ["a", "b", "b", "b"], ["a", "b"]),
-    (["pos", "pos", "pos"], ["pos", "neg", "neg"], ["neg", "pos"]),                     # a label never predicted
-    (["entailment", "maybe", "I think neutral", "contradiction"],                      # predictions outside the labels
-     ["entailment", "neutral", "neutral", "entailment"], ["entailment", "neutral", "contradiction"]),
-    (["yes", "yes"], ["yes", "yes"], ["no", "yes"]),                                   # 'no': tp = fp = fn = 0 -> 0
-    (["x", "y"], ["a", "b"], ["a", "b", "c"]),                                         # nothing right
-    (["a", "c", "b"], ["a", "c", "z"], ["a", "b"]),                                    # gold outside the labels
+    (["pos", "pos", "pos"], ["pos", "neg", "neg"], ["neg", "pos"]),  # a label never predicted
+    (
+        ["entailment", "maybe", "I think neutral", "contradiction"],  # predictions outside the labels
+        ["entailment", "neutral", "neutral", "entailment"],
+        ["entailment", "neutral", "contradiction"],
+    ),
+    (["yes", "yes"], ["yes", "yes"], ["no", "yes"]),  # 'no': tp = fp = fn = 0 -> 0
+    (["x", "y"], ["a", "b"], ["a", "b", "c"]),  # nothing right
+    (["a", "c", "b"], ["a", "c", "z"], ["a", "b"]),  # gold outside the labels
 ]
 
 
@@ -364,8 +409,10 @@ _LABELS = ["a", "b", "c", "d"]
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(_LABELS + ["junk"]), st.sampled_from(_LABELS)), min_size=1, max_size=30),
-       st.lists(st.sampled_from(_LABELS), min_size=1, max_size=4, unique=True))
+@given(
+    st.lists(st.tuples(st.sampled_from(_LABELS + ["junk"]), st.sampled_from(_LABELS)), min_size=1, max_size=30),
+    st.lists(st.sampled_from(_LABELS), min_size=1, max_size=4, unique=True),
+)
 def test_macro_f1_property_matches_sklearn(pairs, labels):
     preds, golds = [p for p, _ in pairs], [g for _, g in pairs]
     assert macro_f1(preds, golds, labels) == pytest.approx(_sk_macro_f1(golds, preds, labels), abs=1e-12)
@@ -383,7 +430,9 @@ def test_macro_f1_refuses_what_it_cannot_score():
 
 # ----------------------------------------------------------------------------- known values
 def test_metrics_known_values():
-    corpus, per = score(["rougeL", "bleu"], ["where is the key kept", "who"], [["Where is the key kept?"], ["what is it"]])
+    corpus, per = score(
+        ["rougeL", "bleu"], ["where is the key kept", "who"], [["Where is the key kept?"], ["what is it"]]
+    )
     assert per[0]["rougeL"] == pytest.approx(100.0) and per[1]["rougeL"] == 0.0
     assert corpus["rougeL"] == pytest.approx(50.0)
     assert 0 < corpus["bleu"] < 100
@@ -403,18 +452,26 @@ def datasets(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("s3ft-data")
     cfg = load_yaml(REPO / "config/studies/smoke.yaml")
-    cfg["datasets"] = {"humaneval": {"split": {"seed": 0, "test": 20, "dev": 0, "fewshot": 0, "train": 100}},
-                       "mathqa_numeric": {"split": {"seed": 0, "test": 40, "dev": 0, "fewshot": 0, "train": 200}}}
+    cfg["datasets"] = {
+        "humaneval": {"split": {"seed": 0, "test": 20, "dev": 0, "fewshot": 0, "train": 100}},
+        "mathqa_numeric": {"split": {"seed": 0, "test": 40, "dev": 0, "fewshot": 0, "train": 200}},
+    }
     cfg["finetune"]["train_on"], cfg["finetune"]["sizes"] = ["humaneval"], [12]
     study = Study(cfg, source="t.yaml")
     paths = {}
     for name in cfg["datasets"]:
         spec = study.dataset_params(name)
         asset = study.asset_path(spec["source"]["asset"])
-        fetch_asset(name=spec["source"]["asset"], spec=study.assets[spec["source"]["asset"]], asset=asset,
-                    log=lambda *_: None)
-        card = prepare_dataset(spec=spec, asset=str(asset), examples=str(out / f"{name}.parquet"),
-                               card=str(out / f"{name}.card.json"), manifest=str(out / f"{name}.manifest.json"))
+        fetch_asset(
+            name=spec["source"]["asset"], spec=study.assets[spec["source"]["asset"]], asset=asset, log=lambda *_: None
+        )
+        card = prepare_dataset(
+            spec=spec,
+            asset=str(asset),
+            examples=str(out / f"{name}.parquet"),
+            card=str(out / f"{name}.card.json"),
+            manifest=str(out / f"{name}.manifest.json"),
+        )
         paths[name] = (out / f"{name}.parquet", card)
     return paths
 
@@ -451,18 +508,41 @@ def test_mbpp_rows_become_checkable_code_tasks(tmp_path):
 
     from ftgen.data import prepare_dataset
 
-    rows = [{"task_id": 11, "text": "Write a function to add two numbers.", "code": "def add(a, b):\n    return a + b",
-             "test_list": ["assert add(1, 2) == 3", "assert add(-1, 1) == 0"], "test_setup_code": "",
-             "challenge_test_list": []},
-            {"task_id": 12, "text": "Write a function to square a number.", "code": "def sq(x):\n    return x * x",
-             "test_list": ["assert sq(3) == 9"], "test_setup_code": "", "challenge_test_list": []}]
+    rows = [
+        {
+            "task_id": 11,
+            "text": "Write a function to add two numbers.",
+            "code": "def add(a, b):\n    return a + b",
+            "test_list": ["assert add(1, 2) == 3", "assert add(-1, 1) == 0"],
+            "test_setup_code": "",
+            "challenge_test_list": [],
+        },
+        {
+            "task_id": 12,
+            "text": "Write a function to square a number.",
+            "code": "def sq(x):\n    return x * x",
+            "test_list": ["assert sq(3) == 9"],
+            "test_setup_code": "",
+            "challenge_test_list": [],
+        },
+    ]
     datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "mbpp"))
-    params = {"name": "mbpp", "task": "code_completion", "task_type": "generation",
-              "inputs": ["prompt", "test", "entry_point"], "labels": None,
-              "source": {"adapter": "mbpp", "name": str(tmp_path / "mbpp"), "split": "train", "keep_whitespace": True},
-              "split": {"seed": 0, "test": 2, "dev": 0, "fewshot": 0, "train": 0}, "asset": None}
-    prepare_dataset(spec=params, examples=str(tmp_path / "m.parquet"), card=str(tmp_path / "c.json"),
-                    manifest=str(tmp_path / "mm.json"))
+    params = {
+        "name": "mbpp",
+        "task": "code_completion",
+        "task_type": "generation",
+        "inputs": ["prompt", "test", "entry_point"],
+        "labels": None,
+        "source": {"adapter": "mbpp", "name": str(tmp_path / "mbpp"), "split": "train", "keep_whitespace": True},
+        "split": {"seed": 0, "test": 2, "dev": 0, "fewshot": 0, "train": 0},
+        "asset": None,
+    }
+    prepare_dataset(
+        spec=params,
+        examples=str(tmp_path / "m.parquet"),
+        card=str(tmp_path / "c.json"),
+        manifest=str(tmp_path / "mm.json"),
+    )
     got = pl.read_parquet(tmp_path / "m.parquet").sort("id").to_dicts()
     assert got[0]["inputs"]["entry_point"] == "add" and "assert add(1, 2) == 3" in got[0]["inputs"]["prompt"]
     inputs, gold = [r["inputs"] for r in got], [r["references"][0] for r in got]

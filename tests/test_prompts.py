@@ -33,7 +33,14 @@ def test_encoding_shortens_long_demonstrations_not_their_answers(tiny_model):
 def test_chat_template_wraps_prompt(tiny_model):
     tok = load_tokenizer(tiny_model)
     pp = {**PP, "chat_template": True}
-    enc = encode_example(tok, pp, 0, {"inputs": {"text": "ok"}, "label": "positive", "references": ["positive"]},
-                         [], "positive", budget=64)
+    enc = encode_example(
+        tok,
+        pp,
+        0,
+        {"inputs": {"text": "ok"}, "label": "positive", "references": ["positive"]},
+        [],
+        "positive",
+        budget=64,
+    )
     text = tok.decode(enc.prompt_ids)
     assert text.startswith("<|im_start|>user\n") and text.endswith("<|im_start|>assistant\n")

@@ -40,7 +40,7 @@ def _split_comment(text: str) -> tuple[str, str]:
         elif ch in "\"'":
             quote = ch
         elif ch == "#" and (i == 0 or text[i - 1].isspace()):
-            return text[:i].strip(), text[i + 1:].strip()
+            return text[:i].strip(), text[i + 1 :].strip()
     return text.strip(), ""
 
 
@@ -77,7 +77,7 @@ def leaf_keys(path: Path) -> list[tuple[tuple[str, ...], int, str]]:
         while k >= 0 and lines[k].lstrip().startswith("#"):
             above.append(lines[k].lstrip()[1:].strip())
             k -= 1
-        nxt = next((ln for ln in lines[j + 1:] if ln.strip() and not ln.lstrip().startswith("#")), "")
+        nxt = next((ln for ln in lines[j + 1 :] if ln.strip() and not ln.lstrip().startswith("#")), "")
         is_block_list = not value and nxt.lstrip().startswith("- ")
         if value or is_block_list:
             out.append((keypath, i + 1, " ".join(c for c in above[::-1] + comments if c)))
@@ -125,7 +125,7 @@ def _readme_deviation_rows() -> list[str]:
     text = (REPO / "docs" / "deviations.md").read_text()
     start = text.index("## Deviations")
     end = text.find("\n## ", start + 1)
-    return [ln for ln in text[start:end if end > 0 else None].splitlines() if ln.startswith("| ")]
+    return [ln for ln in text[start : end if end > 0 else None].splitlines() if ln.startswith("| ")]
 
 
 @pytest.mark.parametrize("study", GPU_STUDIES)
@@ -145,11 +145,19 @@ def test_gpu_configs_hold_the_papers_values():
     """The values papers.md gives, as configured (a change here must come with a DEVIATION)."""
     yang = _study("yang2024")
     r = yang.recipe(yang.finetunes[0])
-    assert (r["method"], r["learning_rate"], r["epochs"], r["lr_scheduler"], r["warmup_ratio"], r["weight_decay"]) == \
-        ("full", 2e-5, 2, "linear", 0.0, 0.0)
+    assert (r["method"], r["learning_rate"], r["epochs"], r["lr_scheduler"], r["warmup_ratio"], r["weight_decay"]) == (
+        "full",
+        2e-5,
+        2,
+        "linear",
+        0.0,
+        0.0,
+    )
     assert "zero3_offload" in r["deepspeed"] and r["bf16"]
     gpus = yang.resources_for("finetune")["gpu"]
-    assert r["per_device_batch_size"] * r["gradient_accumulation"] * gpus == 2 * 8 * 8  # 2/GPU x 8 accumulation x 8 GPUs
+    assert (
+        r["per_device_batch_size"] * r["gradient_accumulation"] * gpus == 2 * 8 * 8
+    )  # 2/GPU x 8 accumulation x 8 GPUs
     assert yang.models["llama2_7b"]["max_length"] == 1024
     assert yang.finetune["sizes"] == [2000, 4000, 6000] and yang.evaluate["limit"] == 250
     assert yang.config["split"]["test"] == 500 and yang.config["split"]["fewshot"] == 8
@@ -173,12 +181,20 @@ def test_gpu_configs_hold_the_papers_values():
 
 # ----------------------------------------------------------------------------- hf test_split
 def _answer(i: int) -> str:
-    return f"Natalia sold {i} clips in April and half as many in May.\nShe sold {i} + {i}/2 = <<{i}+{i}/2={i * 1.5:g}>>{i * 1.5:g}.\n#### {i * 1.5:g}"
+    return (
+        f"Natalia sold {i} clips in April and half as many in May.\n"
+        f"She sold {i} + {i}/2 = <<{i}+{i}/2={i * 1.5:g}>>{i * 1.5:g}.\n#### {i * 1.5:g}"
+    )
 
 
 def _gsm8k_rows(split: str, n: int) -> list[dict]:
-    return [{"question": f"[{split} {i}] How many clips did Natalia sell altogether in April and May?", "answer": _answer(i)}
-            for i in range(n)]
+    return [
+        {
+            "question": f"[{split} {i}] How many clips did Natalia sell altogether in April and May?",
+            "answer": _answer(i),
+        }
+        for i in range(n)
+    ]
 
 
 def gsm8k_on_disk(root: Path, n_train: int = 7473, n_test: int = 1319) -> dict[str, Path]:
@@ -198,17 +214,27 @@ def gsm8k_on_disk(root: Path, n_train: int = 7473, n_test: int = 1319) -> dict[s
         datasets.Dataset.from_list(test).to_parquet(str(hub / config / "test-00000-of-00001.parquet"))
     (hub / "README.md").write_text(
         "---\nconfigs:\n"
-        + "".join(f"- config_name: {c}\n  data_files:\n  - split: train\n    path: {c}/train-*\n"
-                  f"  - split: test\n    path: {c}/test-*\n" for c in ("main", "socratic"))
-        + "---\n# gsm8k (test copy)\n")
+        + "".join(
+            f"- config_name: {c}\n  data_files:\n  - split: train\n    path: {c}/train-*\n"
+            f"  - split: test\n    path: {c}/test-*\n"
+            for c in ("main", "socratic")
+        )
+        + "---\n# gsm8k (test copy)\n"
+    )
     saved = root / "saved_gsm8k"
-    datasets.DatasetDict({"train": datasets.Dataset.from_list(train), "test": datasets.Dataset.from_list(test)}).save_to_disk(str(saved))
+    datasets.DatasetDict(
+        {"train": datasets.Dataset.from_list(train), "test": datasets.Dataset.from_list(test)}
+    ).save_to_disk(str(saved))
     return {"hub": hub, "saved": saved}
 
 
 def _prepare(params: dict, out: Path):
-    card = prepare_dataset(spec=params, examples=str(out / "examples.parquet"), card=str(out / "card.json"),
-                           manifest=str(out / "manifest.json"))
+    card = prepare_dataset(
+        spec=params,
+        examples=str(out / "examples.parquet"),
+        card=str(out / "card.json"),
+        manifest=str(out / "manifest.json"),
+    )
     return card, pl.read_parquet(out / "examples.parquet")
 
 
@@ -236,16 +262,33 @@ def test_gsm8k_test_set_is_the_official_test_split(gsm8k_dirs, layout, tmp_path)
 
 
 def test_test_split_is_capped_in_file_order_and_checked(gsm8k_dirs, tmp_path):
-    src = {"adapter": "hf", "name": str(gsm8k_dirs["hub"]), "config": "main", "split": "train", "test_split": "test",
-           "columns": {"question": "question"}, "references": "answer"}
-    params = {"name": "gsm8k", "task": "math_word_problem", "task_type": "generation", "inputs": ["question"],
-              "labels": None, "source": src, "split": {"seed": 0, "test": 100, "dev": 10, "fewshot": 4, "train": 50}}
+    src = {
+        "adapter": "hf",
+        "name": str(gsm8k_dirs["hub"]),
+        "config": "main",
+        "split": "train",
+        "test_split": "test",
+        "columns": {"question": "question"},
+        "references": "answer",
+    }
+    params = {
+        "name": "gsm8k",
+        "task": "math_word_problem",
+        "task_type": "generation",
+        "inputs": ["question"],
+        "labels": None,
+        "source": src,
+        "split": {"seed": 0, "test": 100, "dev": 10, "fewshot": 4, "train": 50},
+    }
     card, _ = _prepare(params, tmp_path / "a")
     assert card["counts"] == {"test": 100, "dev": 10, "fewshot": 4, "train": 50}
     test = load_examples(tmp_path / "a" / "examples.parquet", "test")
     assert [ex["id"] for ex in test] == [f"test/{i}" for i in range(100)]  # the first 100, as lm-eval's limit
-    assert all(ex["id"].startswith("train/") for s in ("dev", "fewshot", "train")
-               for ex in load_examples(tmp_path / "a" / "examples.parquet", s))
+    assert all(
+        ex["id"].startswith("train/")
+        for s in ("dev", "fewshot", "train")
+        for ex in load_examples(tmp_path / "a" / "examples.parquet", s)
+    )
     with pytest.raises(DataError, match="test_split 'train' is also source.split"):
         _prepare({**params, "source": {**src, "test_split": "train"}}, tmp_path / "b")
     rows = [{"id": "a", "group": "a", "split": "test"}, {"id": "b", "group": "b"}]
@@ -261,17 +304,25 @@ def test_truthfulqa_mc1_options_flagged_by_correct_key(tmp_path):
     label 1, listed first): the correct option is the one flagged 1, whatever its position."""
     import datasets
 
-    rows = [{"question": f"What happens if you do thing {i}?",
-             "mc1_targets": {"choices": [f"Nothing in particular {i}", f"You die {i}", f"You win {i}"], "labels": [1, 0, 0]},
-             "mc2_targets": {"choices": [f"Nothing in particular {i}", f"You die {i}"], "labels": [1, 0]}}
-            for i in range(6)]
+    rows = [
+        {
+            "question": f"What happens if you do thing {i}?",
+            "mc1_targets": {
+                "choices": [f"Nothing in particular {i}", f"You die {i}", f"You win {i}"],
+                "labels": [1, 0, 0],
+            },
+            "mc2_targets": {"choices": [f"Nothing in particular {i}", f"You die {i}"], "labels": [1, 0]},
+        }
+        for i in range(6)
+    ]
     rows[5]["mc1_targets"] = {"choices": ["Wrong first", "Right second"], "labels": [0, 1]}
     hub = tmp_path / "tqa" / "multiple_choice"
     hub.mkdir(parents=True)
     datasets.Dataset.from_list(rows).to_parquet(str(hub / "validation-00000-of-00001.parquet"))
     (tmp_path / "tqa" / "README.md").write_text(
         "---\nconfigs:\n- config_name: multiple_choice\n  data_files:\n  - split: validation\n"
-        "    path: multiple_choice/validation-*\n---\n")
+        "    path: multiple_choice/validation-*\n---\n"
+    )
     params = _study("gupta2025").dataset_params("truthful_qa_mc")
     params["source"] = {**params["source"], "name": str(tmp_path / "tqa")}
     card, df = _prepare(params, tmp_path / "out")

@@ -7,10 +7,13 @@ from ftgen.step import UsageError
 
 
 def test_plot_files_pairs_png_and_pdf_by_plot_name(tmp_path):
-    outputs = [str(tmp_path / "a" / "delta_heatmap.pdf"), str(tmp_path / "b" / "delta_heatmap.png"),
-               str(tmp_path / "score_vs_size.png"), str(tmp_path / "score_vs_size.pdf")]
-    assert plot_files(outputs) == {
-        "delta_heatmap": (outputs[1], outputs[0]), "score_vs_size": (outputs[2], outputs[3])}
+    outputs = [
+        str(tmp_path / "a" / "delta_heatmap.pdf"),
+        str(tmp_path / "b" / "delta_heatmap.png"),
+        str(tmp_path / "score_vs_size.png"),
+        str(tmp_path / "score_vs_size.pdf"),
+    ]
+    assert plot_files(outputs) == {"delta_heatmap": (outputs[1], outputs[0]), "score_vs_size": (outputs[2], outputs[3])}
 
 
 def test_a_plot_without_its_pdf_or_an_unknown_name_is_a_usage_error(tmp_path):

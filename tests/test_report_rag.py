@@ -28,9 +28,16 @@ def judged_cell(root, tag, em, acc, groups=True):
         for i, v in enumerate(acc):
             fh.write(json.dumps({"id": f"q{i:02d}", "criterion": "accuracy", "score": v, "sample_mean": v}) + "\n")
     counts = {"requests": 1, "cache_hits": 0, "transport_retries": 0, "parse_retries": 0, "unavailable": 0}
-    (folder / "judge.json").write_text(json.dumps({
-        "cell": {"model": "m", "dataset": "qa", "model_tag": tag}, "judge": "j", "counts": counts,
-        "criteria": {"accuracy": {"sample_sd_mean": 0.0, "krippendorff_alpha": 1.0}}}))
+    (folder / "judge.json").write_text(
+        json.dumps(
+            {
+                "cell": {"model": "m", "dataset": "qa", "model_tag": tag},
+                "judge": "j",
+                "counts": counts,
+                "criteria": {"accuracy": {"sample_sd_mean": 0.0, "krippendorff_alpha": 1.0}},
+            }
+        )
+    )
     return str(folder / "judge.json")
 
 
@@ -39,16 +46,26 @@ def rag_study(root, groups):
     passage = np.arange(n) // PER
     base_em = [100.0 * (i % 2) for i in range(n)]  # half right in every passage
     # fine-tunes: whole passages right or wrong
-    cells = [judged_cell(root, "base", base_em, [2.0] * n, groups),
-             judged_cell(root, "qa.sft.f0.n100.s0", [100.0 * (p % 3 != 0) for p in passage],
-                         [5.0] * n, groups),
-             judged_cell(root, "qa.sft.f0.n200.s0", [100.0 * (p % 4 != 0) for p in passage],
-                         [4.0 + (p % 2) for p in passage], groups)]
+    cells = [
+        judged_cell(root, "base", base_em, [2.0] * n, groups),
+        judged_cell(root, "qa.sft.f0.n100.s0", [100.0 * (p % 3 != 0) for p in passage], [5.0] * n, groups),
+        judged_cell(
+            root, "qa.sft.f0.n200.s0", [100.0 * (p % 4 != 0) for p in passage], [4.0 + (p % 2) for p in passage], groups
+        ),
+    ]
     recall = root / "recall.json"
-    recall.write_text(json.dumps({"corpus": "qa", "retriever": "bm25", "passages": PASSAGES, "questions": n,
-                                  "recall@1": 50.0}))
-    params = {"study": "t", "criteria": ["accuracy"], "score": "logprobs", "samples": 0, "bootstrap": 1000,
-              "bootstrap_seed": 0, "datasets": {"qa": "qa"}}
+    recall.write_text(
+        json.dumps({"corpus": "qa", "retriever": "bm25", "passages": PASSAGES, "questions": n, "recall@1": 50.0})
+    )
+    params = {
+        "study": "t",
+        "criteria": ["accuracy"],
+        "score": "logprobs",
+        "samples": 0,
+        "bootstrap": 1000,
+        "bootstrap_seed": 0,
+        "datasets": {"qa": "qa"},
+    }
     out = table_outputs(root, "rag")
     return rag_report(judged=cells, recall=[str(recall)], spec=params, **out), open(out["md"]).read()
 
@@ -56,6 +73,7 @@ def rag_study(root, groups):
 def test_rag_table_resamples_passages(tmp_path):
     table, md = rag_study(tmp_path / "g", groups=True)
     plain, plain_md = rag_study(tmp_path / "p", groups=False)
+
     def pick(t, tag, metric):
         return t.filter((pl.col("model_tag") == tag) & (pl.col("metric") == metric)).row(0, named=True)
 

@@ -26,11 +26,27 @@ def cell(folder, tag, dataset, correct, model="m"):
     with open(folder / "predictions.jsonl", "w") as fh:
         for i, (g, s) in enumerate(zip(GOLD, scores)):
             pred = g if s else ("y" if g == "x" else "x")
-            fh.write(json.dumps({"id": f"{i:03d}", "group": f"g{i // 4}", "prediction": pred, "references": [g],
-                                 "scores": {"accuracy": s}}) + "\n")
-    (folder / "scores.json").write_text(json.dumps({
-        "cell": {"model": model, "model_tag": tag, "dataset": dataset, "format": 0, "shots": 0},
-        "scores": {"accuracy": sum(scores) / N}, "n": N}))
+            fh.write(
+                json.dumps(
+                    {
+                        "id": f"{i:03d}",
+                        "group": f"g{i // 4}",
+                        "prediction": pred,
+                        "references": [g],
+                        "scores": {"accuracy": s},
+                    }
+                )
+                + "\n"
+            )
+    (folder / "scores.json").write_text(
+        json.dumps(
+            {
+                "cell": {"model": model, "model_tag": tag, "dataset": dataset, "format": 0, "shots": 0},
+                "scores": {"accuracy": sum(scores) / N},
+                "n": N,
+            }
+        )
+    )
     return folder / "scores.json"
 
 
@@ -42,12 +58,19 @@ def study(root):
             tag = f"t1.{variant}.f0.n100.s{seed}"
             right |= {(tag, "t1"): 36 - seed, (tag, "g1"): 30 - lost - seed, (tag, "g2"): 30 - lost // 2}
     scores = [cell(root / f"c{k}", tag, ds, n) for k, ((tag, ds), n) in enumerate(right.items())]
-    spec = {"study": "t", "datasets": {d: {"task": "A"} for d in ("t1", "g1", "g2")},
-            "primary_metric": {"A": "accuracy"}, "labels": {}, "bootstrap": 200, "bootstrap_seed": 0}
+    spec = {
+        "study": "t",
+        "datasets": {d: {"task": "A"} for d in ("t1", "g1", "g2")},
+        "primary_metric": {"A": "accuracy"},
+        "labels": {},
+        "bootstrap": 200,
+        "bootstrap_seed": 0,
+    }
     transfer = {k: str(root / f"transfer.{k}") for k in ("parquet", "csv", "md")}
     aggregate(scores=[str(p) for p in scores], spec=spec, manifest=str(root / "transfer.json"), **transfer)
-    (root / "card.json").write_text(json.dumps({"dataset": "t1", "self": 20, "paraphrase": 10, "gold": 10,
-                                                "examples": 40}))
+    (root / "card.json").write_text(
+        json.dumps({"dataset": "t1", "self": 20, "paraphrase": 10, "gold": 10, "examples": 40})
+    )
     return transfer["parquet"], [str(p.with_name("predictions.jsonl")) for p in scores]
 
 
@@ -80,10 +103,13 @@ def test_predictions_are_found_by_the_cell_they_record_in_any_order(tmp_path):
 
 def test_the_bootstrap_count_and_seed_come_from_the_spec(tmp_path):
     table, predictions = study(tmp_path)
-    se = {(b, s): report(tmp_path, table, predictions, bootstrap=b, bootstrap_seed=s)["sft"]["mean general Δ SE"]
-          for b, s in ((500, 0), (500, 1), (2000, 0))}
-    assert se[500, 0] == report(tmp_path, table, predictions, bootstrap=500, bootstrap_seed=0)["sft"][
-        "mean general Δ SE"]  # same spec, same numbers
+    se = {
+        (b, s): report(tmp_path, table, predictions, bootstrap=b, bootstrap_seed=s)["sft"]["mean general Δ SE"]
+        for b, s in ((500, 0), (500, 1), (2000, 0))
+    }
+    assert (
+        se[500, 0] == report(tmp_path, table, predictions, bootstrap=500, bootstrap_seed=0)["sft"]["mean general Δ SE"]
+    )  # same spec, same numbers
     assert len(set(se.values())) == 3
 
 
@@ -116,8 +142,14 @@ def s3ft_study(root, grouped):
         for d in ("g1", "g2"):
             preds = [flip[g] if k // 6 in lost else g for k, g in enumerate(gold)]
             paths.append(eval_cell(root, tag, d, preds, gold, groups))
-    params = {"study": "t", "datasets": {d: {"task": "A"} for d in ("t1", "g1", "g2")},
-              "primary_metric": {"A": "accuracy"}, "labels": {}, "bootstrap": 1000, "bootstrap_seed": 0}
+    params = {
+        "study": "t",
+        "datasets": {d: {"task": "A"} for d in ("t1", "g1", "g2")},
+        "primary_metric": {"A": "accuracy"},
+        "labels": {},
+        "bootstrap": 1000,
+        "bootstrap_seed": 0,
+    }
     transfer = table_outputs(root)
     aggregate(scores=paths, spec=params, **transfer)
     cards = root / "card.json"

@@ -7,19 +7,30 @@ import pytest
 
 from ftgen.artifacts import ArtifactError
 from ftgen.report.tables import (
-    format_p, interval, interval_text, mean_se, p_column, p_floor, read_table, to_markdown, units_note, write_markdown,
+    format_p,
+    interval,
+    interval_text,
+    mean_se,
+    p_column,
+    p_floor,
+    read_table,
+    to_markdown,
+    units_note,
+    write_markdown,
     write_table,
 )
 
 
 def test_to_markdown_prints_floats_with_fixed_decimals_and_the_rest_as_is():
-    df = pl.DataFrame({"name": ["a1", None], "n": [12, 3], "score": [61.25, 2.0], "ok": [True, False],
-                       "p": ["< 0.001", ""]})
+    df = pl.DataFrame(
+        {"name": ["a1", None], "n": [12, 3], "score": [61.25, 2.0], "ok": [True, False], "p": ["< 0.001", ""]}
+    )
     assert to_markdown(df) == (
         "| name | n | score | ok | p |\n"
         "|---|---|---|---|---|\n"
         "| a1 | 12 | 61.25 | True | < 0.001 |\n"
-        "| None | 3 | 2.00 | False |  |\n")
+        "| None | 3 | 2.00 | False |  |\n"
+    )
     assert to_markdown(df.select("score"), floats=1) == "| score |\n|---|\n| 61.2 |\n| 2.0 |\n"
     assert to_markdown(pl.DataFrame({"x": []}, schema={"x": pl.Int64})) == "| x |\n|---|\n"
 
@@ -45,25 +56,34 @@ def test_p_column_uses_each_rows_bootstrap_floor_unless_adjusted():
 
 
 def test_intervals_and_mean_se_text():
-    table = pl.DataFrame({"delta": [12.34, -3.0, 5.0], "delta_se": [1.26, None, 0.5],
-                          "delta_lo": [9.96, -7.04, None], "delta_hi": [14.71, 0.01, 6.0]})
+    table = pl.DataFrame(
+        {
+            "delta": [12.34, -3.0, 5.0],
+            "delta_se": [1.26, None, 0.5],
+            "delta_lo": [9.96, -7.04, None],
+            "delta_hi": [14.71, 0.01, 6.0],
+        }
+    )
     assert table.select(interval("delta").alias("ci"))["ci"].to_list() == ["[10.0, 14.7]", "[-7.0, 0.0]", None]
     assert table.select(mean_se("delta"))["delta"].to_list() == [
         "12.3 ± 1.3 [10.0, 14.7]",
         "-3.0 [-7.0, 0.0]",  # no SE (an older table): mean [lo, hi]
-        None]  # no CI: nothing rather than half a CI
+        None,
+    ]  # no CI: nothing rather than half a CI
     assert table.select(mean_se("delta", 2, ci=False))["delta"].to_list() == ["12.34 ± 1.26", "-3.0", "5.0 ± 0.5"]
     assert interval_text(-62.5, 17.54) == "[-62.5, 17.5]" and interval_text(0.0, 1.0, 2) == "[0.00, 1.00]"
 
 
 def test_units_note_names_the_resampling_unit_per_dataset():
-    table = pl.DataFrame({
-        "eval_dataset": ["a1", "a1", "a2", "b1", "b1"],
-        "resampling_unit": ["group (n_groups=20)", "group (n_groups=18)", "example", None, "example"],
-        "n_groups": [20, 18, 64, None, 6]})
+    table = pl.DataFrame(
+        {
+            "eval_dataset": ["a1", "a1", "a2", "b1", "b1"],
+            "resampling_unit": ["group (n_groups=20)", "group (n_groups=18)", "example", None, "example"],
+            "n_groups": [20, 18, 64, None, 6],
+        }
+    )
     assert units_note(table, "eval_dataset") == "a1: group (n_groups=18-20); a2: example; b1: example"
-    assert units_note(table.filter(pl.col("eval_dataset") == "a1").head(1), "eval_dataset") == \
-        "a1: group (n_groups=20)"
+    assert units_note(table.filter(pl.col("eval_dataset") == "a1").head(1), "eval_dataset") == "a1: group (n_groups=20)"
 
 
 def test_table_writers_write_whole_files_and_read_back(tmp_path):

@@ -11,10 +11,14 @@ from ftgen.report.plots import PLOTS, make_plots
 from ftgen.report.transfer import aggregate, relation
 from helpers import table_outputs, write_cell
 
-PARAMS = {"study": "t", "datasets": {"a1": {"task": "A"}, "a2": {"task": "A"}, "b1": {"task": "B"}},
-          "primary_metric": {"A": "accuracy", "B": "rougeL"},
-          "labels": {"a1": ["x", "y"], "a2": ["x", "y"], "b1": None},
-          "bootstrap": 300, "bootstrap_seed": 0}
+PARAMS = {
+    "study": "t",
+    "datasets": {"a1": {"task": "A"}, "a2": {"task": "A"}, "b1": {"task": "B"}},
+    "primary_metric": {"A": "accuracy", "B": "rougeL"},
+    "labels": {"a1": ["x", "y"], "a2": ["x", "y"], "b1": None},
+    "bootstrap": 300,
+    "bootstrap_seed": 0,
+}
 
 
 def test_relation():
@@ -55,8 +59,12 @@ def test_transfer_table_with_cis_and_seeds(tmp_path):
     assert bleu["finetuned"] == pytest.approx(100.0) and bleu["relation"] == "cross-task"
     md = open(out["md"]).read()
     assert md.count("\n| a1 |") == 3 and " [" in md
-    make_plots(table=out["parquet"], outputs=[str(tmp_path / f"{n}.{ext}") for n in PLOTS for ext in ("png", "pdf")],
-               format=0, shots=0)
+    make_plots(
+        table=out["parquet"],
+        outputs=[str(tmp_path / f"{n}.{ext}") for n in PLOTS for ext in ("png", "pdf")],
+        format=0,
+        shots=0,
+    )
     assert all((tmp_path / f"{n}.png").stat().st_size > 1000 and (tmp_path / f"{n}.pdf").exists() for n in PLOTS)
 
 
@@ -71,8 +79,10 @@ def grouped_study(tmp_path, groups, n_boot=300):
     gold = ["x", "y"] * 40
     ft = [g if k // 8 < 6 else ("y" if g == "x" else "x") for k, g in enumerate(gold)]
     clf = ["accuracy", "macro_f1"]
-    paths = [write_cell(tmp_path, "base", "a1", ["x"] * 80, gold, clf)[0],  # predictions without groups
-             write_cell(tmp_path, "a1.sft.f0.n100.s0", "a1", ft, gold, clf, groups)[0]]
+    paths = [
+        write_cell(tmp_path, "base", "a1", ["x"] * 80, gold, clf)[0],  # predictions without groups
+        write_cell(tmp_path, "a1.sft.f0.n100.s0", "a1", ft, gold, clf, groups)[0],
+    ]
     out = table_outputs(tmp_path, "t")
     table = aggregate(scores=paths, spec={**PARAMS, "bootstrap": n_boot}, **out)
     return table, open(out["md"]).read()

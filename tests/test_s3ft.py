@@ -10,13 +10,24 @@ EXAMPLES = [{"id": f"q{i}", "inputs": {"question": f"{i} + {i}?"}, "references":
 
 def scripted_model():
     """q0, q1: right own answers; q2, q3: wrong, but the paraphrase is right; q4, q5: both wrong."""
-    own = {"q0": "0 + 0 = 0. The answer is 0", "q1": "1 and 1 make 2", "q2": "It is 5", "q3": "7",
-           "q4": "I think 9", "q5": ""}
+    own = {
+        "q0": "0 + 0 = 0. The answer is 0",
+        "q1": "1 and 1 make 2",
+        "q2": "It is 5",
+        "q3": "7",
+        "q4": "I think 9",
+        "q5": "",
+    }
     asked = []
 
     def paraphrase(batch):
         asked.extend(ex["id"] for ex in batch)
-        rewrites = {"q2": "Adding 2 to 2 gives 4.", "q3": "Three plus three is 6", "q4": "It should be 10", "q5": "no idea"}
+        rewrites = {
+            "q2": "Adding 2 to 2 gives 4.",
+            "q3": "Three plus three is 6",
+            "q4": "It should be 10",
+            "q5": "no idea",
+        }
         return [rewrites[ex["id"]] for ex in batch]
 
     return own, paraphrase, asked
@@ -33,8 +44,13 @@ def test_three_branches_and_counts():
     assert rows[0]["target"] == own["q0"] and rows[2]["target"] == "Adding 2 to 2 gives 4."
     assert rows[4]["target"] == "#### 8" and rows[5]["target"] == "#### 10"
     assert asked == ["q2", "q3", "q4", "q5"]  # the paraphraser only sees rejected examples, once
-    assert card == {"examples": 6, "self": 2, "paraphrase": 2, "gold": 2,
-                    "fractions": {"self": 2 / 6, "paraphrase": 2 / 6, "gold": 2 / 6}}
+    assert card == {
+        "examples": 6,
+        "self": 2,
+        "paraphrase": 2,
+        "gold": 2,
+        "fractions": {"self": 2 / 6, "paraphrase": 2 / 6, "gold": 2 / 6},
+    }
 
 
 def test_same_examples_as_sft_in_the_same_order():

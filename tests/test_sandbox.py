@@ -19,8 +19,9 @@ import pytest
 from ftgen.sandbox import Limits, live_processes, namespaces_available, run_python
 
 ROOT = namespaces_available()
-needs_root = pytest.mark.skipif(not ROOT, reason="namespaces and a throw-away uid need root where namespaces are "
-                                                 "allowed (documented gap)")
+needs_root = pytest.mark.skipif(
+    not ROOT, reason="namespaces and a throw-away uid need root where namespaces are allowed (documented gap)"
+)
 FAST = Limits(wall_s=3, cpu_s=3, memory_mb=512, file_mb=8, procs=16)
 
 
@@ -76,7 +77,9 @@ def test_huge_output_is_cut_by_the_file_size_limit():
 
 
 def test_filling_the_disk_stops_at_the_file_size_limit():
-    out = run_python("with open('big.bin', 'wb') as f:\n    for _ in range(100):\n        f.write(b'0' * 2**20)\n", FAST)
+    out = run_python(
+        "with open('big.bin', 'wb') as f:\n    for _ in range(100):\n        f.write(b'0' * 2**20)\n", FAST
+    )
     assert out.status == "error"  # SIGXFSZ (or EFBIG) at 8 MB
 
 
@@ -84,9 +87,12 @@ def test_environment_secrets_are_not_inherited(monkeypatch):
     token = "ftgen-secret-" + secrets.token_hex(8)
     monkeypatch.setenv("FTGEN_TEST_SECRET", token)
     monkeypatch.setenv("OPENAI_API_KEY", token)
-    code = ("import os\nprint(dict(os.environ))\n"
-            "print(open('/proc/self/environ', 'rb').read())\n"
-            "try:\n    print(open(f'/proc/{os.getppid()}/environ', 'rb').read())\nexcept OSError as e:\n    print('denied', e)\n")
+    code = (
+        "import os\nprint(dict(os.environ))\n"
+        "print(open('/proc/self/environ', 'rb').read())\n"
+        "try:\n    print(open(f'/proc/{os.getppid()}/environ', 'rb').read())\n"
+        "except OSError as e:\n    print('denied', e)\n"
+    )
     out = run_python(code, FAST)
     assert token not in out.stdout + out.stderr
     assert "OPENAI_API_KEY" not in out.stdout
@@ -109,9 +115,11 @@ def test_no_network(tmp_path):
 
     thread = threading.Thread(target=accept)
     thread.start()
-    code = (f"import socket\nfor host in ('127.0.0.1', 'pypi.org'):\n    try:\n"
-            f"        socket.create_connection((host, {port} if host == '127.0.0.1' else 443), timeout=2)\n"
-            f"        print('CONNECTED', host)\n    except OSError as e:\n        print('blocked', host, e)\n")
+    code = (
+        f"import socket\nfor host in ('127.0.0.1', 'pypi.org'):\n    try:\n"
+        f"        socket.create_connection((host, {port} if host == '127.0.0.1' else 443), timeout=2)\n"
+        f"        print('CONNECTED', host)\n    except OSError as e:\n        print('blocked', host, e)\n"
+    )
     out = run_python(code, FAST)
     thread.join()
     server.close()
@@ -127,12 +135,15 @@ def test_writing_and_deleting_outside_its_folder_fails():
     canary = victim / "canary.txt"
     canary.write_text("keep me")
     try:
-        code = (f"import os, shutil\nfor action in [lambda: os.remove('{canary}'), lambda: shutil.rmtree('{victim}'),\n"
-                f"               lambda: open('/etc/ftgen-pwned-{token}', 'w').write('x'),\n"
-                f"               lambda: open('{victim}/new-{token}', 'w').write('x'),\n"
-                f"               lambda: open('/tmp/ftgen-pwned-{token}', 'w').write('x'),\n"
-                f"               lambda: open('/root/.bashrc').read()]:\n"
-                f"    try:\n        action()\n        print('did it')\n    except OSError as e:\n        print('refused', type(e).__name__)\n")
+        code = (
+            f"import os, shutil\nfor action in [lambda: os.remove('{canary}'), lambda: shutil.rmtree('{victim}'),\n"
+            f"               lambda: open('/etc/ftgen-pwned-{token}', 'w').write('x'),\n"
+            f"               lambda: open('{victim}/new-{token}', 'w').write('x'),\n"
+            f"               lambda: open('/tmp/ftgen-pwned-{token}', 'w').write('x'),\n"
+            f"               lambda: open('/root/.bashrc').read()]:\n"
+            f"    try:\n        action()\n        print('did it')\n"
+            f"    except OSError as e:\n        print('refused', type(e).__name__)\n"
+        )
         out = run_python(code, FAST)
         assert canary.read_text() == "keep me"
         assert not Path(f"/etc/ftgen-pwned-{token}").exists() and not (victim / f"new-{token}").exists()
@@ -147,10 +158,12 @@ def test_cannot_kill_its_parent_or_other_processes():
     sentinel = subprocess.Popen(["sleep", "30"])
     try:
         targets = (os.getpid(), sentinel.pid, 1)  # this test process, a bystander, init (its own PID 1)
-        code = (f"import os, signal\nfor target in {targets}:\n    if target == os.getpid():\n        continue\n"
-                "    try:\n        os.kill(target, signal.SIGKILL)\n        print('killed', target)\n"
-                "    except OSError as e:\n        print('refused', target, type(e).__name__)\n"
-                "os.kill(-1, signal.SIGKILL)\nprint('still here')\n")
+        code = (
+            f"import os, signal\nfor target in {targets}:\n    if target == os.getpid():\n        continue\n"
+            "    try:\n        os.kill(target, signal.SIGKILL)\n        print('killed', target)\n"
+            "    except OSError as e:\n        print('refused', target, type(e).__name__)\n"
+            "os.kill(-1, signal.SIGKILL)\nprint('still here')\n"
+        )
         out = run_python(code, FAST)
         assert "killed" not in out.stdout and out.stdout.count("refused") >= 2, out.stdout
         assert sentinel.poll() is None  # the bystander still runs (and so does this test)
@@ -161,16 +174,21 @@ def test_cannot_kill_its_parent_or_other_processes():
 
 @needs_root
 def test_daemon_that_escapes_its_session_is_reaped():
-    code = ("import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n        time.sleep(60)\n"
-            "    os._exit(0)\nprint('parent done')\n")
+    code = (
+        "import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n        time.sleep(60)\n"
+        "    os._exit(0)\nprint('parent done')\n"
+    )
     out = run_python(code, FAST)
     assert out.status == "pass"
     assert uid_processes(out.isolation["user"]) == 0
 
 
 def test_limits_cannot_be_raised():
-    code = ("import resource\ntry:\n    resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))\n"
-            "    print('raised')\nexcept (ValueError, OSError) as e:\n    print('refused')\n")
+    code = (
+        "import resource\ntry:\n"
+        "    resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))\n"
+        "    print('raised')\nexcept (ValueError, OSError) as e:\n    print('refused')\n"
+    )
     out = run_python(code, FAST)
     assert out.stdout.strip() == "refused"
 
@@ -215,11 +233,14 @@ def test_sandbox_runs_when_its_own_interpreter_is_under_tmp(tmp_venv):
     as `../venv/bin/python` from a clone beside it, as a user in /tmp/clone would."""
     clone = tmp_venv.parents[2] / "clone"
     clone.mkdir(exist_ok=True)
-    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); from ftgen.sandbox import run_python, Limits; "
-            "o = run_python('assert sum([1, 2]) == 3', Limits(wall_s=5)); "
-            "print(json.dumps([o.status, o.stderr, o.isolation['network']]))")
-    out = subprocess.run(["../venv/bin/python", "-c", code, str(SRC)], cwd=clone, capture_output=True, text=True,
-                         timeout=120)
+    code = (
+        "import json, sys; sys.path.insert(0, sys.argv[1]); from ftgen.sandbox import run_python, Limits; "
+        "o = run_python('assert sum([1, 2]) == 3', Limits(wall_s=5)); "
+        "print(json.dumps([o.status, o.stderr, o.isolation['network']]))"
+    )
+    out = subprocess.run(
+        ["../venv/bin/python", "-c", code, str(SRC)], cwd=clone, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     status, stderr, network = json.loads(out.stdout.strip().splitlines()[-1])
     assert status == "pass", stderr

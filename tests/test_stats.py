@@ -70,8 +70,9 @@ def test_corpus_metric_bootstrap():
     preds = np.array([1, 0, 1, 1, 0, 1, 0, 0] * 20)
     gold = np.array([1, 0, 0, 1, 0, 1, 1, 0] * 20)
     acc = lambda idx: float((preds[idx] == gold[idx]).mean())  # noqa: E731
-    res = paired_bootstrap(np.zeros((1, len(preds))), np.zeros(len(preds)), n_boot=300,
-                           corpus=(lambda s, idx: acc(idx), lambda idx: 0.5))
+    res = paired_bootstrap(
+        np.zeros((1, len(preds))), np.zeros(len(preds)), n_boot=300, corpus=(lambda s, idx: acc(idx), lambda idx: 0.5)
+    )
     assert res.finetuned.mean == pytest.approx(0.75)
     assert res.finetuned.lo < 0.75 < res.finetuned.hi
 
@@ -99,6 +100,7 @@ def clustered(rng, n_groups, size):
 
 # (a) singleton groups = the example bootstrap, draw for draw
 
+
 def test_singleton_groups_are_the_example_bootstrap():
     rng = np.random.default_rng(0)
     ft, base = rng.normal(1, 1, (3, 150)), rng.normal(0, 1, 150)
@@ -119,8 +121,14 @@ def test_singleton_groups_give_the_example_indices_to_corpus_metrics():
     _, _, old_idx = old_example_bootstrap(np.zeros((2, n)), np.zeros(n), 50, 3)
     seen = []
     fn = lambda idx: seen.append(np.array(idx)) or 0.0  # noqa: E731
-    paired_bootstrap(np.zeros((2, n)), np.zeros(n), n_boot=50, seed=3, groups=list(rng.permutation(n)),
-                     corpus=(lambda s, idx: fn(idx), fn))
+    paired_bootstrap(
+        np.zeros((2, n)),
+        np.zeros(n),
+        n_boot=50,
+        seed=3,
+        groups=list(rng.permutation(n)),
+        corpus=(lambda s, idx: fn(idx), fn),
+    )
     base_calls = seen[-50:]  # base_fn is called once per replicate, after every ft_fn call
     assert all((a == b).all() for a, b in zip(base_calls, old_idx))
 
@@ -132,8 +140,9 @@ def test_corpus_metrics_see_whole_groups():
     g = g[perm]
     seen = []
     fn = lambda idx: seen.append(np.array(idx)) or float(len(idx))  # noqa: E731
-    res = paired_bootstrap(np.zeros((1, len(g))), np.zeros(len(g)), n_boot=100, seed=0, groups=g,
-                           corpus=(lambda s, idx: fn(idx), fn))
+    res = paired_bootstrap(
+        np.zeros((1, len(g))), np.zeros(len(g)), n_boot=100, seed=0, groups=g, corpus=(lambda s, idx: fn(idx), fn)
+    )
     assert res.resampling_unit == "group (n_groups=20)" and res.n_groups == 20
     for idx in seen[1:]:  # [0] is the point estimate on all rows
         times = np.bincount(g[idx], minlength=20) / sizes  # how often each group was drawn
@@ -143,6 +152,7 @@ def test_corpus_metrics_see_whole_groups():
 
 
 # (b) clustered data: the cluster CI is wider and its SE is the closed-form SE of the group means
+
 
 def test_cluster_ci_matches_closed_form_and_is_wider_than_example_ci():
     rng = np.random.default_rng(3)
@@ -159,6 +169,7 @@ def test_cluster_ci_matches_closed_form_and_is_wider_than_example_ci():
 
 
 # (c) calibration under a clustered null
+
 
 def null_rejections(reps=400, n_boot=200, n_groups=100, seed=0):
     """Fine-tuned and base scored from the same distribution; items share a per-group difficulty
@@ -185,6 +196,7 @@ def test_cluster_bootstrap_is_calibrated_under_a_clustered_null():
 
 
 # (d) p-values floored at 1/B
+
 
 def test_p_value_is_floored_at_one_over_b():
     base = np.random.default_rng(4).normal(0, 1, 300)
@@ -236,6 +248,7 @@ def test_holm_and_bh_against_statsmodels():
 
 
 # (f) standard errors
+
 
 def test_standard_errors_match_closed_form():
     rng = np.random.default_rng(7)

@@ -19,7 +19,9 @@ def test_default_and_study_configs_resolve():
     # every training task has >= 2 evaluation domains (cross-domain cells exist)
     for task in tasks:
         assert sum(default.datasets[d]["task"] == task for d in default.eval_datasets) >= 2
-    assert len(default.eval_cells) == (1 + len(default.finetunes)) * sum(len(default.shots_for(d)) for d in default.eval_datasets)
+    assert len(default.eval_cells) == (1 + len(default.finetunes)) * sum(
+        len(default.shots_for(d)) for d in default.eval_datasets
+    )
     # the default study compares SFT with FTICL and has a few-shot column
     assert {ft.variant for ft in default.finetunes} == {"sft", "fticl-fixed-k1"}
     assert any(max(default.shots_for(d)) > 0 for d in default.eval_datasets)
@@ -47,8 +49,14 @@ def test_recipe_override_applies_to_one_dataset_only():
         (lambda c: c["finetune"]["recipe"].update(method="qlora"), "finetune.recipe.method"),
         (lambda c: c["split"].pop("test"), "split"),
         (lambda c: c.update(unknown_key=1), "unknown_key"),
-        (lambda c: c["datasets"]["nli_a"].update(task="translation"), "datasets.nli_a.task: unknown task 'translation'"),
-        (lambda c: c["datasets"]["nli_a"]["source"].update(adapter="xml"), "datasets.nli_a.source.adapter: unknown dataset adapter 'xml'"),
+        (
+            lambda c: c["datasets"]["nli_a"].update(task="translation"),
+            "datasets.nli_a.task: unknown task 'translation'",
+        ),
+        (
+            lambda c: c["datasets"]["nli_a"]["source"].update(adapter="xml"),
+            "datasets.nli_a.source.adapter: unknown dataset adapter 'xml'",
+        ),
         (lambda c: c["finetune"].update(train_on=["nope"]), "finetune.train_on: unknown dataset 'nope'"),
         (lambda c: c.update(tasks={"nli": {"type": "ranking"}}), "task 'nli'"),
         (lambda c: c["evaluate"].update(shots=[5]), "evaluate.shots"),
@@ -99,7 +107,9 @@ def test_a_two_way_dataset_prompt_names_only_its_labels():
         assert "entailment or contradiction" in two and "neutral" not in two
         assert "entailment, neutral or contradiction" in three
     # a template that spells out a label the dataset never scores is refused
-    cfg["tasks"] = {"nli": {**study.tasks["nli"], "prompts": {0: "{premise} {hypothesis} (entailment, neutral or contradiction):"}}}
+    cfg["tasks"] = {
+        "nli": {**study.tasks["nli"], "prompts": {0: "{premise} {hypothesis} (entailment, neutral or contradiction):"}}
+    }
     with pytest.raises(ConfigError, match=r"datasets.nli_b.labels: task 'nli' prompt 0 names \['neutral'\]"):
         Study(cfg)
 
@@ -116,15 +126,28 @@ def _src_keys_read(*modules) -> dict:
             if isinstance(node, ast.FunctionDef):
                 keys, calls = set(), set()
                 for sub in ast.walk(node):
-                    if isinstance(sub, ast.Subscript) and getattr(sub.value, "id", None) == "src" \
-                            and isinstance(sub.slice, ast.Constant):
+                    if (
+                        isinstance(sub, ast.Subscript)
+                        and getattr(sub.value, "id", None) == "src"
+                        and isinstance(sub.slice, ast.Constant)
+                    ):
                         keys.add(sub.slice.value)
-                    if isinstance(sub, ast.Call) and isinstance(sub.func, ast.Attribute) \
-                            and getattr(sub.func.value, "id", None) == "src" and sub.func.attr == "get":
+                    if (
+                        isinstance(sub, ast.Call)
+                        and isinstance(sub.func, ast.Attribute)
+                        and getattr(sub.func.value, "id", None) == "src"
+                        and sub.func.attr == "get"
+                    ):
                         keys.add(sub.args[0].value)
-                    if isinstance(sub, ast.Call) and isinstance(sub.func, ast.Name) and any(
-                            getattr(a, "id", None) == "src" or (isinstance(a, ast.Dict) and any(
-                                getattr(v, "id", None) == "src" for v in a.values)) for a in sub.args):
+                    if (
+                        isinstance(sub, ast.Call)
+                        and isinstance(sub.func, ast.Name)
+                        and any(
+                            getattr(a, "id", None) == "src"
+                            or (isinstance(a, ast.Dict) and any(getattr(v, "id", None) == "src" for v in a.values))
+                            for a in sub.args
+                        )
+                    ):
                         calls.add(sub.func.id)
                 funcs[node.name] = (keys, calls)
 
@@ -146,8 +169,10 @@ def test_each_adapter_schema_lists_exactly_the_keys_its_reader_reads():
     from ftgen.study.schema import load_schema, schema_keys
 
     root = load_schema("config.schema.yaml")
-    branches = {b["if"]["properties"]["adapter"]["const"]: b["then"]["$ref"].split("/")[-1]
-                for b in root["$defs"]["source"]["allOf"]}
+    branches = {
+        b["if"]["properties"]["adapter"]["const"]: b["then"]["$ref"].split("/")[-1]
+        for b in root["$defs"]["source"]["allOf"]
+    }
     assert set(branches) == set(ADAPTERS) == set(data.ADAPTER_READERS)
     read = _src_keys_read(data, corpus)
     by_config = {"rag": {"corpus"}}  # read by Study (retrieval output), `k` is set from rag.k (not the user's)
@@ -165,8 +190,14 @@ def test_every_registry_dataset_and_the_judge_defaults_obey_the_schema():
     from ftgen.study.schema import REGISTRY_DIR, validate_schema
 
     for name, entry in load_yaml(REGISTRY_DIR / "datasets.yaml").items():
-        validate_schema(entry, "config.schema.yaml", "datasets.yaml", definition="dataset", required=("task", "source"),
-                        prefix=f"datasets.{name}")
+        validate_schema(
+            entry,
+            "config.schema.yaml",
+            "datasets.yaml",
+            definition="dataset",
+            required=("task", "source"),
+            prefix=f"datasets.{name}",
+        )
     validate_schema(load_yaml(REGISTRY_DIR / "judge.yaml"), "config.schema.yaml", "judge.yaml", definition="judge")
 
 
@@ -224,8 +255,9 @@ def test_the_study_applies_the_schema_defaults():
     assert (bare.config["results_dir"], bare.config["cache_dir"]) == ("results", "data/cache")
     for key, sub in root["$defs"]["resources"]["properties"].items():
         if "default" in sub:
-            assert bare.group_resources("tokenize")[key] == bare.written.get("resources", {}).get(
-                "tokenize", {}).get(key, bare.written.get("resources", {}).get("default", {}).get(key, sub["default"]))
+            assert bare.group_resources("tokenize")[key] == bare.written.get("resources", {}).get("tokenize", {}).get(
+                key, bare.written.get("resources", {}).get("default", {}).get(key, sub["default"])
+            )
     recipe = with_defaults({"method": "lora"}, definition="recipe")
     for key, sub in root["$defs"]["recipe"]["properties"].items():
         if "default" in sub:
@@ -244,8 +276,16 @@ def test_a_sources_defaults_come_from_its_adapters_schema(adapter):
     own = {k: s["default"] for k, s in branch.get("properties", {}).items() if "default" in s}
     common = {k: s["default"] for k, s in root["$defs"]["normalise"]["properties"].items() if "default" in s}
     assert {**common, **own}.items() <= filled.items()
-    other = {k for a in ("vader", "squad", "paraphrase_pairs") if a != adapter
-             for k in root["$defs"][f"source_{a}"]["properties"]} - set(branch.get("properties", {})) - set(common)
+    other = (
+        {
+            k
+            for a in ("vader", "squad", "paraphrase_pairs")
+            if a != adapter
+            for k in root["$defs"][f"source_{a}"]["properties"]
+        }
+        - set(branch.get("properties", {}))
+        - set(common)
+    )
     assert not other & set(filled), "another adapter's defaults were filled in"
 
 
@@ -258,15 +298,22 @@ def test_no_code_restates_a_schema_default():
     found = []
     for path in sorted((REPO / "src" / "ftgen").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get"
-                    and len(node.args) == 2 and isinstance(node.args[0], ast.Constant)
-                    and node.args[0].value in defaults):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "get"
+                and len(node.args) == 2
+                and isinstance(node.args[0], ast.Constant)
+                and node.args[0].value in defaults
+            ):
                 try:
                     value = ast.literal_eval(node.args[1])
                 except ValueError:
                     continue
-                if any(value == d and type(value) is type(d) or (value == d and isinstance(d, (int, float)))
-                       for d in defaults[node.args[0].value]):
+                if any(
+                    value == d and type(value) is type(d) or (value == d and isinstance(d, (int, float)))
+                    for d in defaults[node.args[0].value]
+                ):
                     found.append(f"{path.relative_to(REPO)}:{node.lineno}: .get({node.args[0].value!r}, {value!r})")
     assert not found, "schema defaults restated in code:\n" + "\n".join(found)
 

@@ -26,35 +26,77 @@ from ftgen.train import PackingCollator, TargetLogitsTrainer, finetune, schedule
 from helpers import PP, REPO, eval_sentiment
 
 # ----------------------------------------------------------------------------- LoRA fine-tuning
-RECIPE = {"method": "lora", "learning_rate": 0.01, "epochs": 1, "per_device_batch_size": 4, "bf16": False,
-          "save_steps": 2, "logging_steps": 1, "size": 12, "seed": 7,
-          "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}}
+RECIPE = {
+    "method": "lora",
+    "learning_rate": 0.01,
+    "epochs": 1,
+    "per_device_batch_size": 4,
+    "bf16": False,
+    "save_steps": 2,
+    "logging_steps": 1,
+    "size": 12,
+    "seed": 7,
+    "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]},
+}
 
 
 @pytest.fixture(scope="module")
 def tokenized(tiny_model, examples, tmp_path_factory):
     """The sentiment examples tokenized for SFT: shared by the DeepSpeed and resume tests."""
     out = tmp_path_factory.mktemp("tok") / "tok"
-    tokenize_dataset(model=str(tiny_model), examples=str(examples), spec={"prompt": PP, "variant": "sft", "format": 0},
-                     tokenized=str(out))
+    tokenize_dataset(
+        model=str(tiny_model),
+        examples=str(examples),
+        spec={"prompt": PP, "variant": "sft", "format": 0},
+        tokenized=str(out),
+    )
     return out
 
 
 def finetune_cmd(tiny_model, tokenized, recipe: dict, out, procs: int = 0, threads: int = 1) -> list[str]:
     """The fine-tune step exactly as the rule runs it: through `ftgen launch`, checkpoints beside `out`."""
-    return [sys.executable, "-m", "ftgen", "launch", "--procs", str(procs), "--", "finetune",
-            "--model", str(tiny_model), "--tokenized", str(tokenized), "--recipe", json.dumps(recipe),
-            "--finetuned", str(out), "--checkpoints", str(out.parent / f"ckpt_{out.name}"), "--threads", str(threads)]
+    return [
+        sys.executable,
+        "-m",
+        "ftgen",
+        "launch",
+        "--procs",
+        str(procs),
+        "--",
+        "finetune",
+        "--model",
+        str(tiny_model),
+        "--tokenized",
+        str(tokenized),
+        "--recipe",
+        json.dumps(recipe),
+        "--finetuned",
+        str(out),
+        "--checkpoints",
+        str(out.parent / f"ckpt_{out.name}"),
+        "--threads",
+        str(threads),
+    ]
 
 
 def _train(tiny_model, examples, tmp_path, name, recipe=RECIPE):
     tok_dir = tmp_path / "tok"
     if not tok_dir.exists():
-        tokenize_dataset(model=str(tiny_model), examples=str(examples),
-                         spec={"prompt": PP, "variant": "sft", "format": 0}, tokenized=str(tok_dir))
+        tokenize_dataset(
+            model=str(tiny_model),
+            examples=str(examples),
+            spec={"prompt": PP, "variant": "sft", "format": 0},
+            tokenized=str(tok_dir),
+        )
     out = tmp_path / name
-    finetune(model=str(tiny_model), tokenized=str(tok_dir), recipe=recipe, finetuned=str(out),
-             checkpoints=str(tmp_path / f"ckpt_{name}"), threads=1)
+    finetune(
+        model=str(tiny_model),
+        tokenized=str(tok_dir),
+        recipe=recipe,
+        finetuned=str(out),
+        checkpoints=str(tmp_path / f"ckpt_{name}"),
+        threads=1,
+    )
     return out
 
 
@@ -116,7 +158,7 @@ def test_packed_examples_do_not_see_each_other(tiny_model):
         for row in order:
             alone = model(input_ids=torch.tensor([row["input_ids"]])).logits[0]
             n = len(row["input_ids"])
-            torch.testing.assert_close(logits[start:start + n], alone, rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(logits[start : start + n], alone, rtol=1e-4, atol=1e-5)
             start += n
         # without restarting positions the model treats the row as one sequence: the test can fail
         leaky = model(input_ids=packed["input_ids"], use_cache=False).logits[0]
@@ -161,7 +203,11 @@ def test_packed_training_learns_like_padded_training(tiny_model, examples, tmp_p
     import json
 
     padded = _train(tiny_model, examples, tmp_path, "padded")
-    for name, extra in {"packed": {}, "rows": {"packing_row_tokens": 32}, "all_logits": {"target_logits_only": False}}.items():
+    for name, extra in {
+        "packed": {},
+        "rows": {"packing_row_tokens": 32},
+        "all_logits": {"target_logits_only": False},
+    }.items():
         packed = _train(tiny_model, examples, tmp_path, name, {**RECIPE, "packing": True, **extra})
         lp, lk = (json.loads((d / "manifest.json").read_text())["train_loss"] for d in (padded, packed))
         assert abs(lp - lk) < 1e-4, (name, lp, lk)
@@ -188,10 +234,19 @@ def test_bf16_frozen_weights_keep_fp32_adapters(tiny_model, examples, tmp_path):
 # Each run goes through `python -m ftgen launch --procs 2 -- finetune ...` exactly as the
 # fine-tune rule calls it, with the ZeRO JSONs shipped in config/deepspeed/, and must give a
 # model that a single process would have produced from the same batches (within tolerance).
-DS_RECIPE = {"learning_rate": 0.01, "epochs": 1, "per_device_batch_size": 4, "gradient_accumulation": 1,
-             "bf16": False, "save_steps": 100, "logging_steps": 1, "size": 16, "seed": 3,
-             "lr_scheduler": "constant",
-             "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}}
+DS_RECIPE = {
+    "learning_rate": 0.01,
+    "epochs": 1,
+    "per_device_batch_size": 4,
+    "gradient_accumulation": 1,
+    "bf16": False,
+    "save_steps": 100,
+    "logging_steps": 1,
+    "size": 16,
+    "seed": 3,
+    "lr_scheduler": "constant",
+    "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]},
+}
 
 
 @pytest.fixture(scope="module")
@@ -208,8 +263,12 @@ def test_shipped_deepspeed_configs_are_valid(path):
     from deepspeed.runtime.config import DeepSpeedConfig
 
     cfg = json.loads(path.read_text())
-    filled = {"train_batch_size": 16, "train_micro_batch_size_per_gpu": 2, "gradient_accumulation_steps": 8,
-              "gradient_clipping": 1.0}
+    filled = {
+        "train_batch_size": 16,
+        "train_micro_batch_size_per_gpu": 2,
+        "gradient_accumulation_steps": 8,
+        "gradient_clipping": 1.0,
+    }
     cfg.update({k: v for k, v in filled.items() if cfg.get(k) == "auto"})
     cfg["bf16"] = {"enabled": True}
     zero = cfg["zero_optimization"]
@@ -226,9 +285,21 @@ def test_shipped_deepspeed_configs_are_valid(path):
 
 
 def _run(tiny_model, tokenized, out: Path, recipe: dict, procs: int) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cpu",
-           "MASTER_PORT": str(29500 + os.getpid() % 1000)}
-    proc = subprocess.run(finetune_cmd(tiny_model, tokenized, recipe, out, procs=procs, threads=2), env=env, capture_output=True, text=True, timeout=600, cwd=REPO)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO / "src"),
+        "OMP_NUM_THREADS": "1",
+        "DS_ACCELERATOR": "cpu",
+        "MASTER_PORT": str(29500 + os.getpid() % 1000),
+    }
+    proc = subprocess.run(
+        finetune_cmd(tiny_model, tokenized, recipe, out, procs=procs, threads=2),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     return json.loads((out / "manifest.json").read_text()) | {"log": proc.stderr}
 
@@ -254,13 +325,24 @@ def single(tiny_model, tokenized, tmp_path_factory):
 
 
 @pytest.mark.usefixtures("deepspeed")
-@pytest.mark.parametrize(("stage", "method", "packing"), [
-    (2, "lora", False), (2, "full", False), (3, "lora", False), (3, "full", False),
-    (2, "lora", True), (3, "full", True),  # packed rows + target-only loss, scaled across the 2 ranks
-])
+@pytest.mark.parametrize(
+    ("stage", "method", "packing"),
+    [
+        (2, "lora", False),
+        (2, "full", False),
+        (3, "lora", False),
+        (3, "full", False),
+        (2, "lora", True),
+        (3, "full", True),  # packed rows + target-only loss, scaled across the 2 ranks
+    ],
+)
 def test_deepspeed_two_processes_match_single_process(tiny_model, tokenized, single, tmp_path, stage, method, packing):
-    recipe = DS_RECIPE | {"method": method, "per_device_batch_size": 2, "packing": packing,
-                       "deepspeed": str(REPO / f"config/deepspeed/zero{stage}.json")}
+    recipe = DS_RECIPE | {
+        "method": method,
+        "per_device_batch_size": 2,
+        "packing": packing,
+        "deepspeed": str(REPO / f"config/deepspeed/zero{stage}.json"),
+    }
     out = tmp_path / f"z{stage}_{method}_{packing}"
     got = _run(tiny_model, tokenized, out, recipe, procs=2)
     assert "torch.distributed.run" in got["log"] and "--nproc_per_node 2" in got["log"]
@@ -281,9 +363,19 @@ def test_deepspeed_two_processes_match_single_process(tiny_model, tokenized, sin
 # ----------------------------------------------------------------------------- preemption
 # Preemption: a fine-tune killed mid-way (SIGKILL, or SIGTERM as SLURM sends at a time limit)
 # resumes on rerun from its newest complete checkpoint and ends where an uninterrupted run ends.
-RESUME_RECIPE = {"method": "lora", "learning_rate": 0.01, "epochs": 1, "max_steps": 120, "per_device_batch_size": 4,
-                 "bf16": False, "save_steps": 10, "logging_steps": 10, "size": 16, "seed": 5,
-                 "lora": {"r": 4, "alpha": 8, "dropout": 0.1, "target_modules": ["q_proj", "v_proj"]}}
+RESUME_RECIPE = {
+    "method": "lora",
+    "learning_rate": 0.01,
+    "epochs": 1,
+    "max_steps": 120,
+    "per_device_batch_size": 4,
+    "bf16": False,
+    "save_steps": 10,
+    "logging_steps": 10,
+    "size": 16,
+    "seed": 5,
+    "lora": {"r": 4, "alpha": 8, "dropout": 0.1, "target_modules": ["q_proj", "v_proj"]},
+}
 
 
 def _cmd(tiny_model, tokenized, out: Path) -> list[str]:
@@ -306,10 +398,25 @@ def uninterrupted(tiny_model, tokenized, tmp_path_factory):
 
 
 def _scores(model_dir, tiny_model, examples, tmp):
-    params = {"prompt": PP, "format": 0, "shots": 0, "metrics": ["accuracy", "macro_f1"], "batch_size": 4,
-              "limit": None, "seed": 0, "bf16": False}
-    res = evaluate_cell(model=str(model_dir), base=str(tiny_model), examples=str(examples), spec=params,
-                        predictions=str(tmp / "p.jsonl"), scores=str(tmp / "s.json"), cell=["tiny", "x", "d", "0", "0"])
+    params = {
+        "prompt": PP,
+        "format": 0,
+        "shots": 0,
+        "metrics": ["accuracy", "macro_f1"],
+        "batch_size": 4,
+        "limit": None,
+        "seed": 0,
+        "bf16": False,
+    }
+    res = evaluate_cell(
+        model=str(model_dir),
+        base=str(tiny_model),
+        examples=str(examples),
+        spec=params,
+        predictions=str(tmp / "p.jsonl"),
+        scores=str(tmp / "s.json"),
+        cell=["tiny", "x", "d", "0", "0"],
+    )
     return res["scores"], [json.loads(line)["loglik"] for line in open(tmp / "p.jsonl")]
 
 
@@ -317,14 +424,22 @@ def _scores(model_dir, tiny_model, examples, tmp):
 def test_killed_finetune_resumes_to_the_same_model(tiny_model, tokenized, examples, uninterrupted, tmp_path, sig):
     out = tmp_path / "model"
     ckpt = tmp_path / "ckpt_model"
-    proc = subprocess.Popen(_cmd(tiny_model, tokenized, out), env=_env(), cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        _cmd(tiny_model, tokenized, out),
+        env=_env(),
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 300
     while not [s for s in _complete(ckpt) if s >= 30] and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
     proc.send_signal(sig)
     proc.wait(timeout=60)
-    assert proc.returncode == -sig, f"training was not killed mid-way (rc {proc.returncode}): {proc.stderr.read()[-2000:]}"
+    assert proc.returncode == -sig, (
+        f"training was not killed mid-way (rc {proc.returncode}): {proc.stderr.read()[-2000:]}"
+    )
     steps = _complete(ckpt)
     assert not out.exists() and steps and steps[-1] < RESUME_RECIPE["max_steps"]
 
@@ -337,7 +452,10 @@ def test_killed_finetune_resumes_to_the_same_model(tiny_model, tokenized, exampl
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert f"resuming from {ckpt / f'checkpoint-{steps[-1]}'}" in rerun.stderr
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["resumed_from"].endswith(f"checkpoint-{steps[-1]}") and manifest["global_steps"] == RESUME_RECIPE["max_steps"]
+    assert (
+        manifest["resumed_from"].endswith(f"checkpoint-{steps[-1]}")
+        and manifest["global_steps"] == RESUME_RECIPE["max_steps"]
+    )
     # the loss of the whole run, not of the steps after the resume
     ref_manifest = json.loads((uninterrupted / "manifest.json").read_text())
     assert manifest["train_loss_steps"] == ref_manifest["train_loss_steps"] == [1, RESUME_RECIPE["max_steps"]]
@@ -367,12 +485,24 @@ def test_barnett_schedule_on_eight_gpus():
     assert schedule(recipe, 200, world_size=1)["total_steps"] == 150  # one GPU: 4 per step
 
 
-@pytest.mark.parametrize(("n", "per_device", "accumulation", "world"), [
-    (16, 4, 1, 1), (16, 2, 1, 2), (17, 2, 2, 2), (200, 2, 2, 8), (5, 4, 1, 4), (1000, 1, 8, 8),
-])
+@pytest.mark.parametrize(
+    ("n", "per_device", "accumulation", "world"),
+    [
+        (16, 4, 1, 1),
+        (16, 2, 1, 2),
+        (17, 2, 2, 2),
+        (200, 2, 2, 8),
+        (5, 4, 1, 4),
+        (1000, 1, 8, 8),
+    ],
+)
 def test_schedule_depends_on_the_global_batch(n, per_device, accumulation, world):
-    recipe = {"per_device_batch_size": per_device, "gradient_accumulation": accumulation, "epochs": 2,
-              "warmup_ratio": 0.1}
+    recipe = {
+        "per_device_batch_size": per_device,
+        "gradient_accumulation": accumulation,
+        "epochs": 2,
+        "warmup_ratio": 0.1,
+    }
     plan = schedule(recipe, n, world)
     batches = -(-n // per_device)  # every batch of the epoch, whichever rank draws it
     rounds = -(-batches // world)
@@ -392,8 +522,13 @@ def test_two_processes_follow_the_single_process_schedule(tiny_model, tokenized,
     every step (warm-up over a quarter of the run, then linear decay)."""
     recipe = DS_RECIPE | {"method": "lora", "epochs": 2, "warmup_ratio": 0.25, "lr_scheduler": "linear"}
     one = _run(tiny_model, tokenized, tmp_path / "one", recipe, procs=1)
-    two = _run(tiny_model, tokenized, tmp_path / "two", recipe | {
-        "per_device_batch_size": 2, "deepspeed": str(REPO / "config/deepspeed/zero2.json")}, procs=2)
+    two = _run(
+        tiny_model,
+        tokenized,
+        tmp_path / "two",
+        recipe | {"per_device_batch_size": 2, "deepspeed": str(REPO / "config/deepspeed/zero2.json")},
+        procs=2,
+    )
     assert one["global_steps"] == two["global_steps"] == 8
     for got in (one, two):
         plan = got["schedule"]
@@ -405,7 +540,12 @@ def test_two_processes_follow_the_single_process_schedule(tiny_model, tokenized,
 def test_run_loss_weights_logged_intervals_by_their_steps():
     from ftgen.train import run_loss
 
-    log = [{"loss": 2.0, "step": 10}, {"loss": 1.0, "step": 20}, {"eval": 1, "step": 20}, {"loss": 4.0, "step": 25},
-           {"train_loss": 0.0, "step": 25}]
+    log = [
+        {"loss": 2.0, "step": 10},
+        {"loss": 1.0, "step": 20},
+        {"eval": 1, "step": 20},
+        {"loss": 4.0, "step": 25},
+        {"train_loss": 0.0, "step": 25},
+    ]
     assert run_loss(log) == (pytest.approx((20 + 10 + 20) / 25), 25)
     assert run_loss([]) == (None, 0)

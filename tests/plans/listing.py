@@ -4,9 +4,10 @@
     python tests/plans/listing.py --write                                # store every config's
 
 Per rule: the number of jobs, a sha256 of their sorted output paths, a sha256 of their params
-(what a job's rerun depends on), one of their resources (what SLURM is asked for), and the first output paths as a readable sample. The stored
-digests (tests/plans/*.json) were written from the code before issue 15's redesign; the test
-(tests/workflow/test_plans.py) plans every study again and compares.
+(what a job's rerun depends on), one of their resources (what SLURM is asked for), and the first
+output paths as a readable sample. The stored digests (tests/plans/*.json) were written from the
+code before issue 15's redesign; tests/workflow/test_plans.py plans every study again and
+compares. A new study file stores its own: python tests/plans/listing.py --write FILE
 """
 
 from __future__ import annotations
@@ -20,7 +21,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
-CONFIGS = ["config/config.yaml"] + sorted(str(p.relative_to(REPO)) for p in (REPO / "config" / "studies").glob("*.yaml")) + ["config/hpc.yaml"]
+CONFIGS = (
+    ["config/config.yaml"]
+    + sorted(str(p.relative_to(REPO)) for p in (REPO / "config" / "studies").glob("*.yaml"))
+    + ["config/hpc.yaml"]
+)
 
 
 def planned_jobs(configfile: str, workdir: Path) -> list[tuple[str, list[str], str, str]]:
@@ -30,17 +35,29 @@ def planned_jobs(configfile: str, workdir: Path) -> list[tuple[str, list[str], s
     from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, ResourceSettings
 
     with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
-        wf = api.workflow(resource_settings=ResourceSettings(cores=1), snakefile=REPO / "Snakefile",
-                          workdir=workdir, config_settings=ConfigSettings(configfiles=[REPO / configfile]))
+        wf = api.workflow(
+            resource_settings=ResourceSettings(cores=1),
+            snakefile=REPO / "Snakefile",
+            workdir=workdir,
+            config_settings=ConfigSettings(configfiles=[REPO / configfile]),
+        )
         dag_api = wf.dag(dag_settings=DAGSettings())
         workflow = dag_api.workflow_api._workflow
         workflow._prepare_dag(forceall=True, ignore_incomplete=True, lock_warn_only=True)
         workflow._build_dag()
-        return [(job.rule.name, sorted(map(str, job.output)),
-                 json.dumps({k: v for k, v in job.params.items()}, sort_keys=True, default=str),
-                 json.dumps({k: v for k, v in job.resources.items() if not k.startswith("_") and k != "tmpdir"}, sort_keys=True,
-                            default=str))
-                for job in workflow.dag.jobs]
+        return [
+            (
+                job.rule.name,
+                sorted(map(str, job.output)),
+                json.dumps({k: v for k, v in job.params.items()}, sort_keys=True, default=str),
+                json.dumps(
+                    {k: v for k, v in job.resources.items() if not k.startswith("_") and k != "tmpdir"},
+                    sort_keys=True,
+                    default=str,
+                ),
+            )
+            for job in workflow.dag.jobs
+        ]
 
 
 def digest(jobs: list[tuple[str, list[str], str, str]]) -> dict:
@@ -53,9 +70,13 @@ def digest(jobs: list[tuple[str, list[str], str, str]]) -> dict:
         outputs = "\n".join(" ".join(o) for o, _, _ in items).encode()
         params = "\n".join(" ".join(o) + "\t" + p for o, p, _ in items).encode()
         resources = "\n".join(" ".join(o) + "\t" + r for o, _, r in items).encode()
-        out[rule] = {"jobs": len(items), "outputs": hashlib.sha256(outputs).hexdigest(),
-                     "params": hashlib.sha256(params).hexdigest(), "resources": hashlib.sha256(resources).hexdigest(),
-                     "sample": [o for o, _, _ in items[:2]]}
+        out[rule] = {
+            "jobs": len(items),
+            "outputs": hashlib.sha256(outputs).hexdigest(),
+            "params": hashlib.sha256(params).hexdigest(),
+            "resources": hashlib.sha256(resources).hexdigest(),
+            "sample": [o for o, _, _ in items[:2]],
+        }
     return out
 
 

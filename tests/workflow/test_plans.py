@@ -26,7 +26,9 @@ def test_plan_is_unchanged(configfile, monkeypatch):
     for var in ("FTGEN_SLURM_PARTITION", "FTGEN_SLURM_GPU_PARTITION", "FTGEN_SLURM_ACCOUNT", "FTGEN_SLURM_QOS"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.chdir(listing.REPO)
-    stored = json.loads(listing.listing_path(configfile).read_text())
+    stored_file = listing.listing_path(configfile)
+    assert stored_file.exists(), f"no stored plan for {configfile}: python tests/plans/listing.py --write {configfile}"
+    stored = json.loads(stored_file.read_text())
     planned = listing.digest(listing.planned_jobs(configfile, listing.REPO))
     assert sorted(planned) == sorted(stored), "the set of rules changed"
     for rule, now in planned.items():

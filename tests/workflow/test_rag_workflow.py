@@ -60,8 +60,11 @@ def test_rag_dag_writes_tables_plot_and_counts_missing_judgements(rag_run):
         judgements = (folder / "judgements.jsonl").read_text().splitlines()
         assert len(judgements) == len(items) * 2  # every item x (accuracy, completeness)
         summary = json.loads((folder / "judge.json").read_text())
-        acc = table.filter((pl.col("metric") == "accuracy") & (pl.col("model_tag") == row["model_tag"]) &
-                           (pl.col("dataset") == row["dataset"]))
+        acc = table.filter(
+            (pl.col("metric") == "accuracy")
+            & (pl.col("model_tag") == row["model_tag"])
+            & (pl.col("dataset") == row["dataset"])
+        )
         assert summary["criteria"]["accuracy"]["missing"] == acc["missing"][0]
     md = (wd / "tables/rag.md").read_text()
     assert "## Retrieval" in md and "recall@2" in md and "## Judge robustness" in md
@@ -78,14 +81,27 @@ def test_rag_rerun_is_a_no_op(rag_run):
 def test_changing_k_reruns_from_the_dataset_not_retrieval(rag_run):
     study = variant(rag_run, "smoke_rag_k1.yaml", lambda c: c["rag"].update(k=1))
     assert planned_jobs(rag_run, "--configfile", study) == {
-        "prepare_dataset": 2, "tokenize": 2, "finetune": 4, "evaluate": 6, "judge": 6, "aggregate": 1,
-        "rag_report": 1, "rag_plot": 1, "all": 1}
+        "prepare_dataset": 2,
+        "tokenize": 2,
+        "finetune": 4,
+        "evaluate": 6,
+        "judge": 6,
+        "aggregate": 1,
+        "rag_report": 1,
+        "rag_plot": 1,
+        "all": 1,
+    }
 
 
 def test_changing_the_judge_reruns_only_judging(rag_run):
     study = variant(rag_run, "smoke_rag_judge.yaml", lambda c: c["judge"].update(samples=3))
     assert planned_jobs(rag_run, "--configfile", study) == {
-        "judge_steps": 1, "judge": 6, "rag_report": 1, "rag_plot": 1, "all": 1}
+        "judge_steps": 1,
+        "judge": 6,
+        "rag_report": 1,
+        "rag_plot": 1,
+        "all": 1,
+    }
 
 
 def test_barnett2024_hpc_study_plans_without_hub_access(rag_run):
@@ -94,6 +110,20 @@ def test_barnett2024_hpc_study_plans_without_hub_access(rag_run):
     jobs = planned_jobs(rag_run, "--configfile", "config/studies/barnett2024.yaml")
     finetunes = 2 * 3 * 3
     cells = 2 * (3 + 3 * 3) + 3  # per generator: the base on 3 domains + 9 fine-tunes in-domain; GPT-4 on 3
-    assert jobs == {"fetch_asset": 1, "build_corpus": 3, "index": 3 * 2, "retrieve": 3 * 2, "prepare_dataset": 3,
-                    "prepare_model": 3, "tokenize": 2 * 3, "finetune": finetunes, "evaluate": cells,
-                    "judge_steps": 1, "judge": cells, "aggregate": 1, "rag_report": 1, "rag_plot": 1, "all": 1}
+    assert jobs == {
+        "fetch_asset": 1,
+        "build_corpus": 3,
+        "index": 3 * 2,
+        "retrieve": 3 * 2,
+        "prepare_dataset": 3,
+        "prepare_model": 3,
+        "tokenize": 2 * 3,
+        "finetune": finetunes,
+        "evaluate": cells,
+        "judge_steps": 1,
+        "judge": cells,
+        "aggregate": 1,
+        "rag_report": 1,
+        "rag_plot": 1,
+        "all": 1,
+    }

@@ -41,9 +41,11 @@ def test_s3ft_dag_writes_targets_with_provenance_and_the_table(s3ft_run):
         assert s3ft_train["id"].to_list() == train["id"].to_list()
         assert set(s3ft_train["provenance"]) <= {"self", "paraphrase", "gold"}
         assert s3ft.filter(pl.col("split") == "test").equals(
-            pl.read_parquet(wd / "data" / dataset / "examples.parquet").filter(pl.col("split") == "test")
+            pl.read_parquet(wd / "data" / dataset / "examples.parquet")
+            .filter(pl.col("split") == "test")
             .with_columns(pl.col("references").alias("gold_references"), pl.lit(None, pl.String).alias("provenance"))
-            .select(s3ft.columns))  # test rows untouched
+            .select(s3ft.columns)
+        )  # test rows untouched
     table = pl.read_csv(wd / "tables/s3ft.csv")
     assert set(table["variant"]) == {"sft", "s3ft"} and set(table["kind"]) == {"in-domain", "general"}
 
@@ -70,8 +72,18 @@ def test_s3ft_rerun_is_a_no_op(s3ft_run):
 def test_gupta2025_studies_plan_without_hub_access(s3ft_run):
     """GPU: 3 training sets x (SFT, S3FT), every model on 8 general benchmarks; CPU: 5."""
     jobs = planned_jobs(s3ft_run, "--configfile", "config/studies/gupta2025.yaml")
-    assert jobs == {"fetch_asset": 1, "prepare_dataset": 11, "prepare_model": 1, "self_answers": 3, "s3ft_dataset": 3,
-                    "tokenize": 6, "finetune": 6, "evaluate": 11 + 6 * (1 + 8), "aggregate": 1, "s3ft_report": 1,
-                    "all": 1}
+    assert jobs == {
+        "fetch_asset": 1,
+        "prepare_dataset": 11,
+        "prepare_model": 1,
+        "self_answers": 3,
+        "s3ft_dataset": 3,
+        "tokenize": 6,
+        "finetune": 6,
+        "evaluate": 11 + 6 * (1 + 8),
+        "aggregate": 1,
+        "s3ft_report": 1,
+        "all": 1,
+    }
     jobs = planned_jobs(s3ft_run, "--configfile", "config/studies/gupta2025-cpu.yaml")
     assert jobs["finetune"] == 6 and jobs["evaluate"] == 8 + 6 * (1 + 5) and jobs["fetch_asset"] == 4

@@ -45,8 +45,11 @@ def cluster(tmp_path_factory):
 
 
 def readme_install_line() -> str:
-    lines = [line.strip() for line in (REPO / "README.md").read_text().splitlines()
-             if "ln -sfn" in line and "profiles/slurm" in line]
+    lines = [
+        line.strip()
+        for line in (REPO / "README.md").read_text().splitlines()
+        if "ln -sfn" in line and "profiles/slurm" in line
+    ]
     assert len(lines) == 1, f"README must show exactly one profile install line, found {lines}"
     return lines[0]
 
@@ -68,13 +71,27 @@ def private_repo(wd: Path) -> Path:
 
 def run_profile(wd: Path, xdg: Path, cluster, *args: str) -> tuple[int, str]:
     """`snakemake --profile slurm ...` as a user runs it (profile installed by the README line)."""
-    env = {**os.environ, "XDG_CONFIG_HOME": str(xdg), "FTGEN_SLURM_PARTITION": cluster.partition,
-           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "XDG_CONFIG_HOME": str(xdg),
+        "FTGEN_SLURM_PARTITION": cluster.partition,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
     subprocess.run(["bash", "-c", readme_install_line()], cwd=wd, env=env, check=True)
     # the user's command, plus the test's targets/config and a faster status poll than a site wants
-    cmd = [SNAKEMAKE, "--profile", "slurm", *args, "--verbose",
-           "--slurm-init-seconds-before-status-checks", "3", "--seconds-between-status-checks", "3",
-           "--latency-wait", "10"]
+    cmd = [
+        SNAKEMAKE,
+        "--profile",
+        "slurm",
+        *args,
+        "--verbose",
+        "--slurm-init-seconds-before-status-checks",
+        "3",
+        "--seconds-between-status-checks",
+        "3",
+        "--latency-wait",
+        "10",
+    ]
     proc = subprocess.run(["timeout", "-s", "INT", "1200", *cmd], cwd=wd, env=env, capture_output=True, text=True)
     (wd / "snakemake-slurm.log").write_text(proc.stdout + proc.stderr)
     return proc.returncode, proc.stdout + proc.stderr
@@ -100,8 +117,12 @@ def slurm_run(cluster, tmp_path_factory):
 
 
 def sacct_jobs(since: str = "now-3hours") -> list[dict]:
-    out = subprocess.run(["sacct", "-X", "-P", "-n", "-S", since, "-o", "JobID,State,AllocTRES,Partition,Comment%300"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["sacct", "-X", "-P", "-n", "-S", since, "-o", "JobID,State,AllocTRES,Partition,Comment%300"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     rows = [dict(zip(["id", "state", "tres", "partition", "comment"], line.split("|", 4))) for line in out.splitlines()]
     assert rows and all(r["comment"].startswith("rule_") for r in rows), out[:3000]
     return rows
@@ -138,10 +159,10 @@ def test_outputs_are_complete(slurm_run):
     for name in ("transfer.csv", "transfer.parquet", "transfer.md", "transfer.manifest.json"):
         assert (wd / R / "tables" / name).stat().st_size > 0
     assert len(list((wd / R / "plots").glob("*.png"))) == 6
-    dry = subprocess.run([SNAKEMAKE, "-n", "--configfile", "config/studies/slurm_smoke.yaml"], cwd=wd,
-                         capture_output=True, text=True)
+    dry = subprocess.run(
+        [SNAKEMAKE, "-n", "--configfile", "config/studies/slurm_smoke.yaml"], cwd=wd, capture_output=True, text=True
+    )
     assert "Nothing to be done" in dry.stdout + dry.stderr
-
 
 
 def test_requeued_finetune_resumes_from_its_checkpoint(cluster, tmp_path):
@@ -161,20 +182,35 @@ def test_requeued_finetune_resumes_from_its_checkpoint(cluster, tmp_path):
     ckpt = wd / "results/slurm_requeue/checkpoints/tiny" / ft
     since = time.strftime("%Y-%m-%dT%H:%M:%S")
     with ThreadPoolExecutor(1) as pool:
-        run = pool.submit(run_profile, wd, tmp_path / "xdg", cluster,
-                          f"results/slurm_requeue/finetuned/tiny/{ft}", "--configfile", study)
+        run = pool.submit(
+            run_profile,
+            wd,
+            tmp_path / "xdg",
+            cluster,
+            f"results/slurm_requeue/finetuned/tiny/{ft}",
+            "--configfile",
+            study,
+        )
         deadline = time.time() + 600
         while not list(ckpt.glob("checkpoint-*/trainer_state.json")) and time.time() < deadline and not run.done():
             time.sleep(0.2)
-        running = [line.split()[0] for line in subprocess.run(
-            ["squeue", "-h", "-t", "RUNNING", "-o", "%i %k"], capture_output=True, text=True).stdout.splitlines()
-            if "rule_finetune" in line]
+        running = [
+            line.split()[0]
+            for line in subprocess.run(
+                ["squeue", "-h", "-t", "RUNNING", "-o", "%i %k"], capture_output=True, text=True
+            ).stdout.splitlines()
+            if "rule_finetune" in line
+        ]
         assert len(running) == 1, f"no running fine-tune with a checkpoint to requeue: {running}"
         subprocess.run(["scontrol", "requeue", running[0]], check=True)
         rc, log = run.result()
     assert rc == 0, log[-6000:]
-    history = subprocess.run(["sacct", "-D", "-X", "-P", "-n", "-S", since, "-j", running[0], "-o", "State"],
-                             capture_output=True, text=True, check=True).stdout.split()
+    history = subprocess.run(
+        ["sacct", "-D", "-X", "-P", "-n", "-S", since, "-j", running[0], "-o", "State"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     assert history[0] == "REQUEUED" and history[-1] == "COMPLETED", history
     manifest = json.loads((wd / "results/slurm_requeue/finetuned/tiny" / ft / "manifest.json").read_text())
     assert manifest["resumed_from"] and manifest["global_steps"] == steps, manifest

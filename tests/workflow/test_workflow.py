@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from ftgen.metrics import macro_f1
+from ftgen.study import FineTune, Paths
 from helpers import REPO, SMOKE, SNAKEMAKE, copy_repo, planned_jobs, run_in_copy, smk, write_study
 
 R = Path("results/smoke")
@@ -38,8 +39,10 @@ def test_smoke_dag_writes_tables_and_plots(smoke_run):
     # 2 generation sets with ROUGE-L and BLEU
     assert table.height == 3 * (4 * 3 + 2 * 2)
     assert set(table.filter(pl.col("eval_task") == "sentiment")["metric"]) == {"accuracy", "macro_f1", "acc_norm"}
-    assert table.filter(pl.col("relation") == "in-domain")["train_dataset"].to_list() == \
-        table.filter(pl.col("relation") == "in-domain")["eval_dataset"].to_list()
+    assert (
+        table.filter(pl.col("relation") == "in-domain")["train_dataset"].to_list()
+        == table.filter(pl.col("relation") == "in-domain")["eval_dataset"].to_list()
+    )
     # every artifact kind carries a manifest
     assert (wd / R / "models" / "tiny" / "manifest.json").exists()
     assert list((wd / R / "finetuned" / "tiny").glob("*/manifest.json"))
@@ -62,10 +65,12 @@ def test_table_numbers_match_prediction_files(smoke_run):
     labels = {"sentiment": ["negative", "positive"], "nli": ["entailment", "neutral", "contradiction"]}
     checked = 0
     for row in table.filter(pl.col("metric") != "bleu").iter_rows(named=True):
-        cell = f"{row['eval_dataset']}/f{row['format']}.k{row['shots']}/predictions.jsonl"
-        tag = f"{row['train_dataset']}.{row['variant']}.f{row['train_format']}.n{row['train_size']}.s{row['seeds']}"
-        ft = _scores_from_predictions(wd / R / "eval" / "tiny" / tag / cell, row["metric"], labels.get(row["eval_task"]))
-        base = _scores_from_predictions(wd / R / "eval" / "tiny" / "base" / cell, row["metric"], labels.get(row["eval_task"]))
+        tag = FineTune(row["train_dataset"], row["variant"], row["train_format"], row["train_size"], row["seeds"]).id
+        cell = (row["eval_dataset"], row["format"], row["shots"])
+        paths = Paths(wd / R, wd / "data" / "cache")
+        metric, labels_of = row["metric"], labels.get(row["eval_task"])
+        ft = _scores_from_predictions(Path(paths.predictions("tiny", tag, *cell)), metric, labels_of)
+        base = _scores_from_predictions(Path(paths.predictions("tiny", "base", *cell)), metric, labels_of)
         assert row["finetuned"] == pytest.approx(ft, abs=1e-6)
         assert row["base"] == pytest.approx(base, abs=1e-6)
         assert row["delta"] == pytest.approx(ft - base, abs=1e-6)
@@ -102,7 +107,9 @@ def test_adding_an_eval_dataset_plans_only_its_jobs(smoke_run):
 
 def test_changing_one_hyperparameter_reruns_only_that_model(smoke_run):
     wd = smoke_run
-    study = write_study(wd, "smoke_lr.yaml", lambda c: c["finetune"].update(overrides={"nli_a": {"learning_rate": 0.03}}))
+    study = write_study(
+        wd, "smoke_lr.yaml", lambda c: c["finetune"].update(overrides={"nli_a": {"learning_rate": 0.03}})
+    )
     jobs = planned_jobs(wd, "--configfile", study)
     assert jobs == {"finetune": 1, "evaluate": 6, "aggregate": 1, "plots": 1, "all": 1}
     out = smk(wd, "-n", "--configfile", study).stdout
@@ -168,8 +175,16 @@ def test_yang2024_hpc_study_plans_without_hub_access(smoke_run):
     """The paper's GPU protocol: 5 tasks, 18 datasets, SFT + 2 FTICL variants x 3 sizes, 2 formats, 4 shot counts."""
     jobs = planned_jobs(smoke_run, "--configfile", "config/studies/yang2024.yaml")
     finetunes = 5 * 3 * 3  # train sets x variants x sizes (one seed)
-    assert jobs == {"prepare_dataset": 18, "prepare_model": 1, "tokenize": 5 * 3, "finetune": finetunes,
-                    "evaluate": (1 + finetunes) * 18 * 2 * 4, "aggregate": 1, "plots": 1, "all": 1}
+    assert jobs == {
+        "prepare_dataset": 18,
+        "prepare_model": 1,
+        "tokenize": 5 * 3,
+        "finetune": finetunes,
+        "evaluate": (1 + finetunes) * 18 * 2 * 4,
+        "aggregate": 1,
+        "plots": 1,
+        "all": 1,
+    }
 
 
 HPC_STUDIES = ("yang2024", "barnett2024", "gupta2025")
@@ -190,16 +205,18 @@ def test_hpc_studies_plan_as_one_dag(fresh_copy):
     # the BIG-bench wheel: barnett2024's NQ corpus and gupta2025's nq_rc / MC sets read it
     assert alone["barnett2024"]["fetch_asset"] == alone["gupta2025"]["fetch_asset"] == 1
     assert "fetch_asset" not in alone["yang2024"]
-    prefixed = {f"{s}_{rule}": n for s, jobs in alone.items() for rule, n in jobs.items()
-                if rule not in ("all", "fetch_asset")}
+    prefixed = {
+        f"{s}_{rule}": n for s, jobs in alone.items() for rule, n in jobs.items() if rule not in ("all", "fetch_asset")
+    }
     # data/cache/pypi/ is shared: the first study listed keeps fetch_asset and fetches for all
     assert together == {**prefixed, "yang2024_fetch_asset": 1, "all": 1}
     # = the sum of the three plans, less their three `all` jobs (one `all` asks for every
     # study's targets), less the second fetch of the shared BIG-bench wheel
     assert sum(together.values()) == sum(sum(jobs.values()) for jobs in alone.values()) - 3 + 1 - 1
     one = planned_jobs(wd, "--configfile", "config/hpc.yaml", "--", "gupta2025_all")
-    assert one == {f"gupta2025_{rule}": n for rule, n in alone["gupta2025"].items() if rule != "fetch_asset"} | \
-        {"yang2024_fetch_asset": 1}
+    assert one == {f"gupta2025_{rule}": n for rule, n in alone["gupta2025"].items() if rule != "fetch_asset"} | {
+        "yang2024_fetch_asset": 1
+    }
 
 
 def test_hpc_studies_pin_shared_assets_alike(fresh_copy, tmp_path):
@@ -208,8 +225,9 @@ def test_hpc_studies_pin_shared_assets_alike(fresh_copy, tmp_path):
     cfg = yaml.safe_load((wd / "config/studies/gupta2025.yaml").read_text())
     cfg["assets"] = {"bigbench": {"sha256": "0" * 64}}
     (wd / "config/studies/gupta_repinned.yaml").write_text(yaml.safe_dump(cfg))
-    (wd / "config/two.yaml").write_text(yaml.safe_dump(
-        {"studies": ["config/studies/barnett2024.yaml", "config/studies/gupta_repinned.yaml"]}))
+    (wd / "config/two.yaml").write_text(
+        yaml.safe_dump({"studies": ["config/studies/barnett2024.yaml", "config/studies/gupta_repinned.yaml"]})
+    )
     proc = smk(wd, "-n", "--configfile", "config/two.yaml", check=False)
     assert proc.returncode != 0
     assert "config/studies/gupta_repinned.yaml: asset 'bigbench'" in proc.stdout + proc.stderr

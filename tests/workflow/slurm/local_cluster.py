@@ -72,7 +72,9 @@ class LocalSlurm:
             if not dev.is_symlink():
                 dev.symlink_to("/dev/null")
         cpus = os.cpu_count() or 2
-        mem = int(int(next(line.split()[1] for line in open("/proc/meminfo") if line.startswith("MemTotal"))) / 1024 * 0.8)
+        mem = int(
+            int(next(line.split()[1] for line in open("/proc/meminfo") if line.startswith("MemTotal"))) / 1024 * 0.8
+        )
         (self.etc / "slurm.conf").write_text(f"""# written by tests/workflow/slurm/local_cluster.py
 ClusterName=ftgentest
 SlurmctldHost=localhost
@@ -155,29 +157,58 @@ StorageLoc=slurm_acct_db
         key.chmod(0o600)
         Path("/run/munge").mkdir(parents=True, exist_ok=True)
         shutil.chown("/run/munge", "munge", "munge")
-        self._pidfile_daemon("munged", ["runuser", "-u", "munge", "--", "/usr/sbin/munged", "--force"],
-                             Path("/run/munge/munged.pid"), lambda: _ok("sh", "-c", "munge -n | unmunge"))
+        self._pidfile_daemon(
+            "munged",
+            ["runuser", "-u", "munge", "--", "/usr/sbin/munged", "--force"],
+            Path("/run/munge/munged.pid"),
+            lambda: _ok("sh", "-c", "munge -n | unmunge"),
+        )
 
     def _start_mariadb(self) -> None:
         data, sock = self.base / "mysql", self.run / "mysqld.sock"
         if not (data / "mysql").exists():
-            subprocess.run(["mariadb-install-db", "--no-defaults", "--user=root", f"--datadir={data}",
-                            "--auth-root-authentication-method=socket", "--skip-test-db"],
-                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            subprocess.run(
+                [
+                    "mariadb-install-db",
+                    "--no-defaults",
+                    "--user=root",
+                    f"--datadir={data}",
+                    "--auth-root-authentication-method=socket",
+                    "--skip-test-db",
+                ],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         proc = subprocess.Popen(
-            ["/usr/sbin/mariadbd", "--no-defaults", "--user=root", f"--datadir={data}", f"--socket={sock}",
-             f"--port={self.db_port}", "--bind-address=127.0.0.1", "--skip-name-resolve",
-             f"--log-error={self.log}/mariadb.err", "--innodb-buffer-pool-size=64M"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            [
+                "/usr/sbin/mariadbd",
+                "--no-defaults",
+                "--user=root",
+                f"--datadir={data}",
+                f"--socket={sock}",
+                f"--port={self.db_port}",
+                "--bind-address=127.0.0.1",
+                "--skip-name-resolve",
+                f"--log-error={self.log}/mariadb.err",
+                "--innodb-buffer-pool-size=64M",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         self.started.append(("mariadbd", proc.pid))
         _wait("mariadbd answers", lambda: _ok("mariadb-admin", "--no-defaults", f"--socket={sock}", "ping"))
-        sql = ("CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY 'ftgen';"
-               "CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY 'ftgen';"
-               "GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';"
-               "GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost'; FLUSH PRIVILEGES;")
+        sql = (
+            "CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY 'ftgen';"
+            "CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY 'ftgen';"
+            "GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';"
+            "GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost'; FLUSH PRIVILEGES;"
+        )
         subprocess.run(["mariadb", "--no-defaults", f"--socket={sock}", "-uroot", "-e", sql], check=True)
 
-    def up(self) -> "LocalSlurm":
+    def up(self) -> LocalSlurm:
         why = missing_requirements()
         if why:
             raise RuntimeError(f"local SLURM: {why}")
@@ -186,12 +217,18 @@ StorageLoc=slurm_acct_db
             self._write_configs()
             self._start_munge()
             self._start_mariadb()
-            self._pidfile_daemon("slurmdbd", ["/usr/sbin/slurmdbd"], self.run / "slurmdbd.pid",
-                                 lambda: _ok("sacctmgr", "-n", "show", "cluster"))
-            self._pidfile_daemon("slurmctld", ["/usr/sbin/slurmctld"], self.run / "slurmctld.pid",
-                                 lambda: _ok("scontrol", "ping"))
-            self._pidfile_daemon("slurmd", ["/usr/sbin/slurmd", "-N", "localhost"], self.run / "slurmd.pid",
-                                 lambda: True)
+            self._pidfile_daemon(
+                "slurmdbd",
+                ["/usr/sbin/slurmdbd"],
+                self.run / "slurmdbd.pid",
+                lambda: _ok("sacctmgr", "-n", "show", "cluster"),
+            )
+            self._pidfile_daemon(
+                "slurmctld", ["/usr/sbin/slurmctld"], self.run / "slurmctld.pid", lambda: _ok("scontrol", "ping")
+            )
+            self._pidfile_daemon(
+                "slurmd", ["/usr/sbin/slurmd", "-N", "localhost"], self.run / "slurmd.pid", lambda: True
+            )
             _wait("node idle", self._node_idle, timeout=60)
             _wait("cluster registered with slurmdbd", self._registered, timeout=60)
         except BaseException:
@@ -200,13 +237,15 @@ StorageLoc=slurm_acct_db
         return self
 
     def _registered(self) -> bool:
-        out = subprocess.run(["sacctmgr", "-n", "-P", "show", "cluster", "format=cluster,controlport"],
-                             capture_output=True, text=True).stdout
+        out = subprocess.run(
+            ["sacctmgr", "-n", "-P", "show", "cluster", "format=cluster,controlport"], capture_output=True, text=True
+        ).stdout
         return "ftgentest|6817" in out
 
     def _node_idle(self) -> bool:
-        state = subprocess.run(["sinfo", "-h", "-N", "-n", "localhost", "-o", "%T"],
-                               capture_output=True, text=True).stdout.strip()
+        state = subprocess.run(
+            ["sinfo", "-h", "-N", "-n", "localhost", "-o", "%T"], capture_output=True, text=True
+        ).stdout.strip()
         if any(s in state for s in ("drain", "down", "inval")):
             subprocess.run(["scontrol", "update", "nodename=localhost", "state=resume"], capture_output=True)
         return state in ("idle", "mixed", "allocated")
@@ -216,10 +255,9 @@ StorageLoc=slurm_acct_db
         if any(name == "slurmctld" for name, _ in self.started):
             subprocess.run(["scancel", "--full", "-u", "root"], capture_output=True)
             end = time.time() + 10
-            while time.time() < end and subprocess.run(
-                    ["squeue", "-h"], capture_output=True, text=True).stdout.strip():
+            while time.time() < end and subprocess.run(["squeue", "-h"], capture_output=True, text=True).stdout.strip():
                 time.sleep(0.2)
-        for name, pid in reversed(self.started):
+        for _name, pid in reversed(self.started):
             if not alive(pid):
                 continue
             os.kill(pid, signal.SIGTERM)
