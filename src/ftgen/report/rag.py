@@ -187,7 +187,7 @@ def rag_table(cells: list[dict], spec: dict) -> pl.DataFrame:
             )
     # family: the fine-tuned rows of one metric (base rows compare the base with itself: no test)
     holm, bh = adjust_within(
-        [r["p_value"] for r in rows], [r["metric"] if r["model_tag"] != "base" else None for r in rows]
+        [r["p_value"] for r in rows], [r["metric"] if r["model_tag"] != BASE else None for r in rows]
     )
     for r, h, f in zip(rows, holm, bh):
         r.update(p_holm=None if np.isnan(h) else float(h), p_bh=None if np.isnan(f) else float(f))
@@ -355,7 +355,7 @@ def plot_vs_size(*, table: Input, criteria: Texts, png: Output, pdf: Output) -> 
                     (pl.col("metric") == metric) & (pl.col("dataset") == dataset) & (pl.col("model") == model)
                 ).sort("train_size")
                 base = sub.filter(pl.col("model_tag") == BASE)
-                ft = sub.filter((pl.col("model_tag") != "base") & pl.col("score").is_not_null())
+                ft = sub.filter((pl.col("model_tag") != BASE) & pl.col("score").is_not_null())
                 color = colors[m % len(colors)]
                 if base.height and base["score"][0] is not None:
                     ax.axhline(base["score"][0], color=color, ls="--", lw=1, label=f"{model} base")
