@@ -60,30 +60,42 @@ PP = {
 }
 
 
-def eval_sentiment(model_dir, tiny_model, examples, tmp_path, name):
-    from ftgen.evaluate import evaluate_cell
-
-    params = {
-        "prompt": PP,
+def eval_spec(prompt: dict, metrics: list[str], *, shots: int = 0, batch_size: int = 4, **extra) -> dict:
+    """An evaluate step's spec with the keys the planner gives it (ftgen.study.params.eval_params)."""
+    return {
+        "prompt": prompt,
         "format": 0,
-        "shots": 2,
-        "metrics": ["accuracy", "macro_f1"],
-        "batch_size": 3,
+        "shots": shots,
+        "metrics": metrics,
+        "batch_size": batch_size,
         "limit": None,
         "seed": 0,
         "bf16": False,
+        **extra,
     }
+
+
+def run_cell(
+    model, examples, spec: dict, out: Path, name: str = "p", *, base=None, cell=("tiny", "base", "d", "0", "0")
+):
+    """Score one eval cell (ftgen.evaluate) into `out`/<name>.{jsonl,json}: (scores.json, prediction rows)."""
+    from ftgen.evaluate import evaluate_cell
+
     res = evaluate_cell(
-        model=str(model_dir),
-        base=str(tiny_model),
+        model=str(model),
+        base=str(base or model),
         examples=str(examples),
-        spec=params,
-        predictions=str(tmp_path / f"{name}.jsonl"),
-        scores=str(tmp_path / f"{name}.json"),
-        cell=["tiny", name, "sent", "0", "2"],
+        spec=spec,
+        predictions=str(out / f"{name}.jsonl"),
+        scores=str(out / f"{name}.json"),
+        cell=list(cell),
     )
-    preds = [json.loads(line) for line in open(tmp_path / f"{name}.jsonl")]
-    return res, preds
+    return res, [json.loads(line) for line in open(out / f"{name}.jsonl")]
+
+
+def eval_sentiment(model_dir, tiny_model, examples, tmp_path, name):
+    spec = eval_spec(PP, ["accuracy", "macro_f1"], shots=2, batch_size=3)
+    return run_cell(model_dir, examples, spec, tmp_path, name, base=tiny_model, cell=("tiny", name, "sent", "0", "2"))
 
 
 # ----------------------------------------------------------------------------- multiple choice

@@ -15,11 +15,11 @@ import pytest
 import torch
 
 from ftgen.data import load_examples, prepare_dataset
-from ftgen.evaluate import choose, evaluate_cell
+from ftgen.evaluate import choose
 from ftgen.generation import fp32_head, loglikelihoods
 from ftgen.modeling import load_model, load_tokenizer, prepare_model
 from ftgen.prompts import continuation, encode_example, encode_pair
-from helpers import SHARP_LABELS, eval_sentiment, label_requests, write_jsonl
+from helpers import SHARP_LABELS, eval_sentiment, eval_spec, label_requests, run_cell, write_jsonl
 
 # ----------------------------------------------------------------------------- multiple choice
 # Multiple-choice evaluation (TruthfulQA-style: each example has its own options).
@@ -36,26 +36,7 @@ MC_PP = {
 
 
 def test_multiple_choice_scoring_picks_the_most_likely_option(tiny_model, mc_examples, tmp_path):
-    params = {
-        "prompt": MC_PP,
-        "format": 0,
-        "shots": 0,
-        "metrics": ["accuracy"],
-        "batch_size": 4,
-        "limit": None,
-        "seed": 0,
-        "bf16": False,
-    }
-    res = evaluate_cell(
-        model=str(tiny_model),
-        base=str(tiny_model),
-        examples=str(mc_examples),
-        spec=params,
-        predictions=str(tmp_path / "p.jsonl"),
-        scores=str(tmp_path / "s.json"),
-        cell=["tiny", "base", "mc", "0", "0"],
-    )
-    preds = [json.loads(line) for line in open(tmp_path / "p.jsonl")]
+    res, preds = run_cell(tiny_model, mc_examples, eval_spec(MC_PP, ["accuracy"]), tmp_path)
     test = {r["id"]: r for r in pl.read_parquet(mc_examples).iter_rows(named=True)}
     tok, model = load_tokenizer(tiny_model), load_model(tiny_model)
     for p in preds[:6]:  # the scorer's log-likelihoods are those of each (prompt, option) pair alone
@@ -105,26 +86,7 @@ def test_ties_are_counted_and_go_to_the_first_option():
 
 
 def test_predictions_record_prompt_group_and_tie_and_acc_norm(tiny_model, mc_examples, tmp_path):
-    params = {
-        "prompt": MC_PP,
-        "format": 0,
-        "shots": 0,
-        "metrics": ["accuracy"],
-        "batch_size": 4,
-        "limit": None,
-        "seed": 0,
-        "bf16": False,
-    }
-    res = evaluate_cell(
-        model=str(tiny_model),
-        base=str(tiny_model),
-        examples=str(mc_examples),
-        spec=params,
-        predictions=str(tmp_path / "p.jsonl"),
-        scores=str(tmp_path / "s.json"),
-        cell=["tiny", "base", "mc", "0", "0"],
-    )
-    preds = [json.loads(line) for line in open(tmp_path / "p.jsonl")]
+    res, preds = run_cell(tiny_model, mc_examples, eval_spec(MC_PP, ["accuracy"]), tmp_path)
     test = {r["id"]: r for r in pl.read_parquet(mc_examples).iter_rows(named=True)}
     tok, model = load_tokenizer(tiny_model), load_model(tiny_model)
     norm_hits = 0
@@ -195,27 +157,9 @@ def test_winogrande_partial_scoring(tiny_model, tmp_path):
         "max_length": 64,
         "max_new_tokens": 4,
     }
-    eval_params = {
-        "prompt": pp,
-        "format": 0,
-        "shots": 0,
-        "metrics": ["accuracy"],
-        "batch_size": 4,
-        "limit": None,
-        "seed": 0,
-        "bf16": False,
-    }
-    evaluate_cell(
-        model=str(tiny_model),
-        base=str(tiny_model),
-        examples=str(tmp_path / "w.parquet"),
-        spec=eval_params,
-        predictions=str(tmp_path / "p.jsonl"),
-        scores=str(tmp_path / "s.json"),
-        cell=["tiny", "base", "wino", "0", "0"],
-    )
+    _, preds = run_cell(tiny_model, tmp_path / "w.parquet", eval_spec(pp, ["accuracy"]), tmp_path)
     tok, model = load_tokenizer(tiny_model), load_model(tiny_model)
-    for p in map(json.loads, open(tmp_path / "p.jsonl")):
+    for p in preds:
         assert "acc_norm" not in p["scores"] and p["prompt"].endswith("because ")
         sentence = next(r["sentence"] for r in rows if r["id"] == p["id"])
         head, tail = sentence.split("_")
@@ -343,42 +287,15 @@ def test_api_model_answers_are_cached_retried_and_scored(server, tmp_path, monke
         "backoff_s": 0.0,
         "cache_dir": str(tmp_path / "cache"),
     }
-    params = {
-        "prompt": API_PP,
-        "format": 0,
-        "shots": 0,
-        "metrics": ["exact_match", "token_f1"],
-        "batch_size": 4,
-        "limit": None,
-        "seed": 0,
-        "bf16": False,
-        "api": api,
-    }
+    params = eval_spec(API_PP, ["exact_match", "token_f1"], api=api)
     out = tmp_path / "eval"
-    res = evaluate_cell(
-        model=str(model),
-        base=str(model),
-        examples=str(examples),
-        spec=params,
-        predictions=str(out / "p.jsonl"),
-        scores=str(out / "s.json"),
-        cell=["gpt4", "base", "qa", "0", "0"],
-    )
-    preds = [json.loads(line) for line in open(out / "p.jsonl")]
+    res, preds = run_cell(model, examples, params, out, cell=("gpt4", "base", "qa", "0", "0"))
     assert {p["prediction"] for p in preds} == {f"{c}ville" for c in cities}  # cut at the blank line
     assert res["scores"] == {"exact_match": 100.0, "token_f1": 100.0}
     assert all(p["prompt"].endswith("### Answer:") for p in preds)
     assert sum(seen.values()) == 5 and auth == {f"Bearer {KEY}"}  # one 500 retried
     # a rerun asks nothing: every answer comes from the cache
-    evaluate_cell(
-        model=str(model),
-        base=str(model),
-        examples=str(examples),
-        spec=params,
-        predictions=str(out / "p2.jsonl"),
-        scores=str(out / "s2.json"),
-        cell=["gpt4", "base", "qa", "0", "0"],
-    )
+    run_cell(model, examples, params, out, "p2", cell=("gpt4", "base", "qa", "0", "0"))
     assert sum(seen.values()) == 5 and open(out / "p2.jsonl").read() == open(out / "p.jsonl").read()
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert written and not any(KEY in p.read_text(errors="ignore") for p in written)

@@ -18,12 +18,11 @@ import torch
 from safetensors.torch import load_file
 from transformers import DataCollatorForSeq2Seq
 
-from ftgen.evaluate import evaluate_cell
 from ftgen.modeling import load_model, load_tokenizer
 from ftgen.prompts import encode_example
 from ftgen.tokenized import tokenize_dataset
 from ftgen.train import PackingCollator, TargetLogitsTrainer, finetune, schedule
-from helpers import PP, REPO, eval_sentiment
+from helpers import PP, REPO, eval_sentiment, eval_spec, run_cell
 
 # ----------------------------------------------------------------------------- LoRA fine-tuning
 RECIPE = {
@@ -398,26 +397,9 @@ def uninterrupted(tiny_model, tokenized, tmp_path_factory):
 
 
 def _scores(model_dir, tiny_model, examples, tmp):
-    params = {
-        "prompt": PP,
-        "format": 0,
-        "shots": 0,
-        "metrics": ["accuracy", "macro_f1"],
-        "batch_size": 4,
-        "limit": None,
-        "seed": 0,
-        "bf16": False,
-    }
-    res = evaluate_cell(
-        model=str(model_dir),
-        base=str(tiny_model),
-        examples=str(examples),
-        spec=params,
-        predictions=str(tmp / "p.jsonl"),
-        scores=str(tmp / "s.json"),
-        cell=["tiny", "x", "d", "0", "0"],
-    )
-    return res["scores"], [json.loads(line)["loglik"] for line in open(tmp / "p.jsonl")]
+    spec = eval_spec(PP, ["accuracy", "macro_f1"])
+    res, preds = run_cell(model_dir, examples, spec, tmp, base=tiny_model, cell=("tiny", "x", "d", "0", "0"))
+    return res["scores"], [p["loglik"] for p in preds]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])

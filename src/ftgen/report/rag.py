@@ -29,6 +29,23 @@ from .transfer import load_predictions
 REFERENCE_METRICS = ("exact_match", "token_f1")
 
 
+# what a row takes from an estimate (score, base comparison, test), in column order
+ESTIMATE_FLOATS = (
+    "score",
+    "score_lo",
+    "score_hi",
+    "score_se",
+    "base",
+    "base_se",
+    "delta",
+    "delta_lo",
+    "delta_hi",
+    "delta_se",
+    "p_value",
+)
+ESTIMATE_KEYS = ("n", "missing", "n_groups", "resampling_unit", *ESTIMATE_FLOATS, "n_boot")
+
+
 def load_judged_cell(judge_json: str, criteria: list[str], with_samples: bool) -> dict:
     """judge.json + its folder's judgements.jsonl and predictions.jsonl -> metric -> {id: value},
     and each item's bootstrap group (its gold passage; its own id where predictions have none).
@@ -158,27 +175,7 @@ def rag_table(cells: list[dict], spec: dict) -> pl.DataFrame:
                     "train_size": size,
                     "metric": metric,
                     "scale": "1-5" if judged else "0-100",
-                    **{
-                        k: est.get(k)
-                        for k in (
-                            "n",
-                            "missing",
-                            "n_groups",
-                            "resampling_unit",
-                            "score",
-                            "score_lo",
-                            "score_hi",
-                            "score_se",
-                            "base",
-                            "base_se",
-                            "delta",
-                            "delta_lo",
-                            "delta_hi",
-                            "delta_se",
-                            "p_value",
-                            "n_boot",
-                        )
-                    },
+                    **{k: est.get(k) for k in ESTIMATE_KEYS},
                     "sample_sd_mean": crit[name]["sample_sd_mean"] if judged else None,
                     "krippendorff_alpha": crit[name]["krippendorff_alpha"] if judged else None,
                     "transport_retries": counts["transport_retries"] if judged else None,
@@ -191,23 +188,7 @@ def rag_table(cells: list[dict], spec: dict) -> pl.DataFrame:
     )
     for r, h, f in zip(rows, holm, bh):
         r.update(p_holm=None if np.isnan(h) else float(h), p_bh=None if np.isnan(f) else float(f))
-    floats = (
-        "score",
-        "score_lo",
-        "score_hi",
-        "score_se",
-        "base",
-        "base_se",
-        "delta",
-        "delta_lo",
-        "delta_hi",
-        "delta_se",
-        "p_value",
-        "p_holm",
-        "p_bh",
-        "sample_sd_mean",
-        "krippendorff_alpha",
-    )
+    floats = (*ESTIMATE_FLOATS, "p_holm", "p_bh", "sample_sd_mean", "krippendorff_alpha")
     ints = ("n", "missing", "n_groups", "n_boot", "train_size", "transport_retries", "parse_retries")
     schema = {**{k: pl.Float64 for k in floats}, **{k: pl.Int64 for k in ints}, "resampling_unit": pl.String}
     return pl.DataFrame(rows, schema_overrides=schema, infer_schema_length=None).sort(
