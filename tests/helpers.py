@@ -240,7 +240,7 @@ def table_outputs(folder, stem="transfer"):
 
 # ----------------------------------------------------------------------------- Snakemake in a private copy
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
-COPY = ["Snakefile", "workflow", "config", "src", "tests/data", "profiles", "envs"]
+COPY = ["Snakefile", "workflow", "config", "src", "tests/data", "tests/fixtures", "profiles", "envs"]
 SMOKE = "config/studies/smoke.yaml"
 
 

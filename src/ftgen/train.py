@@ -134,13 +134,34 @@ def _world() -> tuple[int, int]:
     return int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_WORLD_SIZE", 1))
 
 
+def _single_process_rendezvous(recipe: dict) -> None:
+    """DeepSpeed in a process not started by torchrun (`ftgen launch` runs one process in place:
+    one GPU, or a CPU): the rank variables of a world of one, else DeepSpeed falls back to MPI
+    discovery (mpi4py) and the job dies before training."""
+    if recipe.get("deepspeed") and "RANK" not in os.environ:
+        import socket
+
+        with socket.socket() as sock:  # a free port for the rendezvous of one
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        os.environ.update(
+            RANK="0",
+            LOCAL_RANK="0",
+            WORLD_SIZE="1",
+            LOCAL_WORLD_SIZE="1",
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=str(port),
+        )
+
+
 def _init_cpu_distributed(recipe: dict) -> None:
-    """Several CPU processes: without this DeepSpeed sees every rank as rank 0 of 1.
+    """CPU processes: without this DeepSpeed sees every rank as rank 0 of 1 (several), or looks
+    for a CUDA/CCL backend (one).
 
     Must run after TrainingArguments (which registers the DeepSpeed config that ZeRO-3 needs
     at model construction) and before `from_pretrained`.
     """
-    if _world()[0] > 1 and not torch.cuda.is_available() and recipe.get("deepspeed"):
+    if not torch.cuda.is_available() and recipe.get("deepspeed"):
         import deepspeed
 
         deepspeed.init_distributed(dist_backend="gloo")
@@ -281,6 +302,7 @@ def finetune(
     train = train.select(range(recipe["size"])).remove_columns(["id", "truncated"])
     tok = load_tokenizer(model, padding_side="right")
     bf16 = resolve_bf16(recipe["bf16"])
+    _single_process_rendezvous(recipe)
     plan = schedule(recipe, len(train), _world()[0])
     args = _training_args(recipe, Path(checkpoints), plan, bf16)
     _init_cpu_distributed(recipe)

