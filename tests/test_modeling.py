@@ -3,6 +3,7 @@ local model source materialised as the same model."""
 
 import json
 
+import pytest
 import torch
 
 from ftgen.modeling import bf16_supported, load_model, load_tokenizer
@@ -26,3 +27,47 @@ def test_local_model_source_is_materialised(tiny_model, tmp_path):
     with torch.no_grad():
         assert torch.equal(a(ids).logits, b(ids).logits)
     assert json.loads((out / "manifest.json").read_text())["params"]["source"] == "local"
+
+
+@pytest.mark.parametrize(
+    ("family", "arch", "system_turn_ok"),
+    [
+        ("llama2", "LlamaForCausalLM", True),
+        ("mistral", "MistralForCausalLM", False),
+        ("mixtral", "MixtralForCausalLM", False),
+    ],
+)
+def test_tiny_stand_ins_have_their_family_architecture_and_tokenizer(tmp_path, family, arch, system_turn_ok):
+    """A rehearsal's stand-in for a hub family: its architecture (Mixtral: sparse MoE), a
+    SentencePiece-kind tokenizer (<s> prepended, "▁" word marks, byte fallback: any text round
+    trips) and the family's published chat template (Mistral's refuses a system turn)."""
+    import jinja2
+
+    from ftgen.modeling import prepare_model
+
+    out = tmp_path / family
+    spec = {"source": "tiny_random", "chat_template": True, "max_length": 2048, "tiny": {"family": family}}
+    prepare_model(spec=spec, model=str(out), log=lambda *_: None)
+    config = json.loads((out / "config.json").read_text())
+    assert config["architectures"] == [arch] and config["max_position_embeddings"] >= 2048
+    if family == "mixtral":
+        assert config["num_local_experts"] == 4 and config["num_experts_per_tok"] == 2
+    tok = load_tokenizer(out)
+    text = "Résumé: 日本 costs $5 — OK?"
+    ids = tok(text).input_ids
+    assert ids[0] == tok.bos_token_id == tok.convert_tokens_to_ids("<s>")
+    assert tok.decode(ids, skip_special_tokens=True) == text
+    assert "<0xE6>" in tok.convert_ids_to_tokens(ids)  # 日 is not in the vocabulary: bytes
+    assert tok.pad_token == tok.eos_token == "</s>"  # as prepare_model sets it for a hub model without one
+    chat = tok.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False, add_generation_prompt=True)
+    assert chat == "<s>[INST] Hi [/INST]"
+    system = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    if system_turn_ok:
+        assert "<<SYS>>" in tok.apply_chat_template(system, tokenize=False)
+    else:
+        with pytest.raises(jinja2.exceptions.TemplateError):
+            tok.apply_chat_template(system, tokenize=False)
+    model = load_model(out)
+    assert type(model).__name__ == arch
+    generated = model.generate(**tok(["Hi"], return_tensors="pt"), max_new_tokens=3, min_new_tokens=3, do_sample=False)
+    assert generated.shape[1] == len(tok("Hi").input_ids) + 3
