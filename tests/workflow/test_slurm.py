@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from ftgen.study import Study, load_yaml
+from ftgen.study.resources import RULE_GROUP
 from helpers import COPY, REPO, SNAKEMAKE, planned_jobs, write_study
 
 sys.path.insert(0, str(Path(__file__).parent / "slurm"))
@@ -214,3 +216,37 @@ def test_requeued_finetune_resumes_from_its_checkpoint(cluster, tmp_path):
     assert history[0] == "REQUEUED" and history[-1] == "COMPLETED", history
     manifest = json.loads((wd / "results/slurm_requeue/finetuned/tiny" / ft / "manifest.json").read_text())
     assert manifest["resumed_from"] and manifest["global_steps"] == steps, manifest
+
+
+# ----------------------------------------------------------------------------- a GPU config's rehearsal
+REHEARSED = "gupta2025"  # the GPU study rehearsed under SLURM (the others: tests/workflow/test_rehearsal.py)
+
+
+@pytest.fixture(scope="module")
+def slurm_rehearsal(cluster, tmp_path_factory):
+    """`snakemake --profile slurm --configfile config/studies/gupta2025.yaml --config
+    rehearsal=true`: the study's whole DAG as SLURM jobs, asking for the study's own GPU counts."""
+    wd = private_repo(tmp_path_factory.mktemp("rehearsal"))
+    args = ("--configfile", f"config/studies/{REHEARSED}.yaml", "--config", "rehearsal=true")
+    expected = planned_jobs(wd, *args)
+    since = time.strftime("%Y-%m-%dT%H:%M:%S")
+    rc, log = run_profile(wd, tmp_path_factory.mktemp("xdg"), cluster, *args)
+    assert rc == 0, log[-8000:]
+    return wd, expected, since
+
+
+def test_rehearsal_runs_under_slurm_with_the_study_gpus(slurm_rehearsal):
+    wd, expected, since = slurm_rehearsal
+    study = Study(load_yaml(wd / "config" / "studies" / f"{REHEARSED}.yaml"))  # the real study's requests
+    by_rule: dict[str, list[dict]] = {}
+    for job in sacct_jobs(since):
+        by_rule.setdefault(re.match(r"rule_([a-z0-9_]+?)(_wildcards_|$)", job["comment"])[1], []).append(job)
+    local = {"fetch_asset", "all"}
+    assert {r: len(j) for r, j in by_rule.items()} == {r: n for r, n in expected.items() if r not in local}
+    for rule, rows in by_rule.items():
+        want = study.group_resources(RULE_GROUP[rule])["gpu"]  # finetune 8, evaluate 1, as on the cluster
+        for job in rows:
+            assert job["state"] == "COMPLETED", job
+            gpus = re.search(r"gres/gpu=(\d+)", job["tres"])
+            assert (int(gpus[1]) if gpus else 0) == want, (rule, job)
+    assert (wd / "results" / "rehearsal" / REHEARSED / "tables" / "s3ft.md").stat().st_size > 0

@@ -43,8 +43,9 @@ REHEARSAL_SIZES = {
     "judge_max_tokens": 8,
 }
 # a rehearsal job's resources at most: a laptop, or one small node of a test cluster (GPU
-# counts stay as written, so a SLURM rehearsal still asks for the GPUs the study does)
-REHEARSAL_RESOURCES = {"threads": 1, "cpus_per_gpu": 1, "mem_mb": 3000, "runtime": 30}
+# counts stay as written, so a SLURM rehearsal still asks for the GPUs the study does; CPUs per
+# GPU are dropped: 8 GPUs x 8 CPUs would not fit a small test node)
+REHEARSAL_RESOURCES = {"threads": 1, "mem_mb": 3000, "runtime": 30}
 
 # hub model id (lower case) substring -> tiny family (ftgen.modeling.TINY_FAMILIES)
 MODEL_FAMILIES = (("mixtral", "mixtral"), ("mistral", "mistral"), ("llama", "llama2"))
@@ -106,7 +107,9 @@ def rehearse(config: dict) -> dict:
     for group, spec in (c.get("resources") or {}).items():
         if isinstance(spec, dict):
             c["resources"][group] = {
-                k: min(v, REHEARSAL_RESOURCES[k]) if k in REHEARSAL_RESOURCES else v for k, v in spec.items()
+                k: min(v, REHEARSAL_RESOURCES[k]) if k in REHEARSAL_RESOURCES else v
+                for k, v in spec.items()
+                if k != "cpus_per_gpu"
             }
     return c
 
