@@ -46,7 +46,14 @@ def test_every_rule_of_the_study_ran(rehearsal, study):
     """Every rule the real study plans (its GPU run, not the rehearsal) executed in the rehearsal."""
     wd, ran = rehearsal
     real = planned_jobs(wd, "--configfile", f"config/studies/{study}.yaml")
-    missing = sorted(rule for rule in real if ran[f"{study}_{rule}"] == 0)
+    # `all` only gathers targets (hpc.yaml's own `all` asks for each study's); the asset cache is
+    # fetched by the first study listed with it, for every study (workflow/studies.smk)
+    fetched = any(rule.endswith("_fetch_asset") for rule in ran)
+    missing = sorted(
+        rule
+        for rule in real
+        if rule != "all" and not ran[f"{study}_{rule}"] and not (rule == "fetch_asset" and fetched)
+    )
     assert not missing, f"{study}: rules planned for the cluster but never run in the rehearsal: {missing}"
 
 
