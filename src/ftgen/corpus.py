@@ -9,8 +9,10 @@ so no passage's questions are on both sides.
 
 from __future__ import annotations
 
+import ast
 import json
 import random
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,12 +69,43 @@ def read_squad_corpus(src: dict, asset: Path) -> Iterator[tuple[str, Passage | N
                 )
 
 
-def read_hf_corpus(src: dict, asset: Path | None) -> Iterator[tuple[str, Passage | None, QA | None]]:
+def parse_id_list(value) -> list[str]:
+    """Passage ids from a list column or a string holding a list: rag-mini-bioasq's
+    `relevant_passage_ids` is the string "[15829955, 29606283]" (JSON, else a Python literal
+    such as "['a', 'b']"); any other scalar (a plain string or number) is one id."""
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("[") and text.endswith("]"):
+            try:
+                items = json.loads(text)
+            except json.JSONDecodeError:
+                try:
+                    items = ast.literal_eval(text)
+                except (ValueError, SyntaxError):
+                    items = None
+            if isinstance(items, (list, tuple)):
+                return [str(v) for v in items]
+        return [text]
+    return [str(value)]
+
+
+def is_junk_text(text: str) -> bool:
+    """A passage whose text is empty or the string "nan" (a missing value written out as text,
+    as in some of rag-mini-bioasq's passages): nothing to retrieve."""
+    return not text or text.lower() == "nan"
+
+
+def read_hf_corpus(src: dict, asset: Path | None) -> Iterator[tuple]:
     """Hub datasets (the HPC path): one dataset of passages, one of questions, mapped by columns.
 
     `corpus: {name, config, split, columns: {id, text, title?}}`,
-    `qa: {name, config, split, columns: {id, question, answers, gold}}`; `answers` and `gold`
-    may be a string or a list column (e.g. rag-mini-bioasq's `relevant_passage_ids`).
+    `qa: {name, config, split, columns: {id, question, answers, gold}}`; `answers` may be a string
+    or a list column, `gold` a list column, one id, or a string holding a list (rag-mini-bioasq's
+    `relevant_passage_ids`: `parse_id_list`). Passages whose text is empty or "nan" are dropped
+    (counted), and so are the gold ids that pointed at them; a question left without gold is
+    skipped (counted). Any other gold id missing from the corpus stays an error (build_corpus).
     """
 
     def rows(spec):
@@ -92,13 +125,21 @@ def read_hf_corpus(src: dict, asset: Path | None) -> Iterator[tuple[str, Passage
     def as_list(value):
         return [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
 
+    junk: set[str] = set()
     for loc, raw in rows(src["corpus"]):
         text = str(col(loc, raw, src["corpus"], "text") or "").strip()
-        if not text:
-            raise DataError(f"{loc}: passage text is empty")
         pid = str(col(loc, raw, src["corpus"], "id"))
+        if is_junk_text(text):
+            junk.add(pid)
+            yield loc, None, None, 'passage text empty or "nan"'
+            continue
         yield loc, {"id": pid, "title": str(col(loc, raw, src["corpus"], "title") or ""), "text": text}, None
     for loc, raw in rows(src["qa"]):
+        gold = parse_id_list(col(loc, raw, src["qa"], "gold"))
+        kept = [g for g in gold if g not in junk]
+        if gold and not kept:
+            yield loc, None, None, 'question: every gold passage was dropped (empty or "nan")'
+            continue
         yield (
             loc,
             None,
@@ -106,7 +147,7 @@ def read_hf_corpus(src: dict, asset: Path | None) -> Iterator[tuple[str, Passage
                 "id": str(col(loc, raw, src["qa"], "id")),
                 "question": col(loc, raw, src["qa"], "question"),
                 "answers": as_list(col(loc, raw, src["qa"], "answers")),
-                "gold": as_list(col(loc, raw, src["qa"], "gold")),
+                "gold": kept,
             },
         )
 
@@ -119,19 +160,22 @@ def _records(value) -> list[dict]:
     return list(value or [])
 
 
-def read_qasper(src: dict, asset: Path | None) -> Iterator[tuple[str, Passage | None, QA | None]]:
-    """Qasper (allenai/qasper): every paragraph of every paper's full text is a passage; a question's
-    answers are its annotators' answers (free-form, extractive spans joined, or yes/no; unanswerable
-    ones dropped) and its gold passages the paragraphs quoted as evidence (figure/table evidence is
-    not in the text corpus). Questions with no answer or no textual evidence are skipped (counted).
+def read_qasper(src: dict, asset: Path | None) -> Iterator[tuple]:
+    """Qasper (allenai/qasper; its parquet export at refs/convert/parquet): every paragraph of every
+    paper's full text is a passage; a question's answers are its annotators' answers (free-form,
+    extractive spans joined, or yes/no; unanswerable ones dropped) and its gold passages the
+    paragraphs quoted as evidence (figure/table evidence is not in the text corpus). Questions with no answer or no textual evidence are skipped (counted).
+    The nested fields (full_text, qas, qas.answers) are sequences of structs: `datasets` returns
+    them as a dict of lists when the file carries its features, as a list of dicts when not; both
+    are read (`_records`).
     """
     ds = load_hf_split(src)
     for i, paper in enumerate(ds):
         loc = f"{src['name']}[{src['split']}]: row {i} ({paper.get('id')})"
         ids = set()
-        full = paper.get("full_text") or {}
-        for section, paragraphs in zip(full.get("section_name") or [], full.get("paragraphs") or []):
-            for para in paragraphs or []:
+        for sec in _records(paper.get("full_text")):  # sections: {section_name, paragraphs}
+            section = sec.get("section_name")
+            for para in sec.get("paragraphs") or []:
                 if para and para.strip():
                     pid = passage_id(para)
                     ids.add(pid)
@@ -160,7 +204,12 @@ def read_qasper(src: dict, asset: Path | None) -> Iterator[tuple[str, Passage | 
                     answers.append(text)
                     gold |= {passage_id(e) for e in ann.get("evidence") or []} & ids
             if not answers or not gold:
-                yield f"{loc}: question {q.get('question_id')}", None, None
+                yield (
+                    f"{loc}: question {q.get('question_id')}",
+                    None,
+                    None,
+                    "question: no answer or no textual evidence",
+                )
                 continue
             yield (
                 f"{loc}: question {q.get('question_id')}",
@@ -227,10 +276,10 @@ def build_corpus(
     asset_path = Path(asset) if asset else None
     passages: dict[str, dict] = {}
     qas: list[dict] = []
-    skipped = 0
-    for loc, passage, item in CORPUS_READERS[src["adapter"]](src, asset_path):
+    dropped: Counter = Counter()  # reason -> rows; a reader yields (loc, None, None[, reason]) for a row it skips
+    for loc, passage, item, *reason in CORPUS_READERS[src["adapter"]](src, asset_path):
         if passage is None and item is None:
-            skipped += 1
+            dropped[reason[0] if reason else "skipped by the adapter"] += 1
         if passage is not None:
             passages.setdefault(passage["id"], passage)
         if item is not None:
@@ -239,7 +288,7 @@ def build_corpus(
             item["question"] = str(item["question"]).strip()
             item["answers"] = [a.strip() for a in item["answers"] if a and a.strip()]
             if not item["answers"]:
-                skipped += 1  # unanswerable: nothing to judge against
+                dropped["question: no answer"] += 1  # unanswerable: nothing to judge against
                 continue
             qas.append(item)
     where = f"corpus {spec['name']!r}"
@@ -269,7 +318,8 @@ def build_corpus(
         "corpus": spec["name"],
         "passages": len(ids),
         "questions": len(qas),
-        "skipped_rows": skipped,
+        "skipped_rows": sum(dropped.values()),
+        "rows_dropped": dict(sorted(dropped.items())),
         "input_sha256": inputs,
         "corpus_sha256": sha256_file(corpus),
         "qa_sha256": sha256_file(qa),

@@ -453,8 +453,13 @@ def read_parquet(src: dict, asset: Path | None, inputs: list[str]) -> Iterator[t
 
 def load_hf_split(src: dict):
     """One split of a Hugging Face dataset: a folder written by `save_to_disk` (tests, air-gapped
-    sites) or a hub name with config, split, revision and data_dir (the HPC path; `data_dir`
-    picks one config's folder of a `refs/convert/parquet` export, e.g. XL-Sum's `english`)."""
+    sites) or a hub name with config, split, revision, data_dir and data_files (the HPC path;
+    `data_dir` picks one config's folder of a `refs/convert/parquet` export, e.g. XL-Sum's
+    `english`; `data_files` names the files of each split where the repo's own `configs:` do not).
+
+    A local folder in a hub repo's layout (tests/fixtures/hub) is read by the same call: it has no
+    revisions, and `datasets` ignores `revision` for a local folder (checked with datasets 5.2),
+    so the config's revision is passed through unchanged."""
     import datasets
 
     name = src["name"]
@@ -462,7 +467,11 @@ def load_hf_split(src: dict):
     if any(p.exists() for p in saved):
         ds = datasets.load_from_disk(name)
         return ds[src["split"]] if isinstance(ds, datasets.DatasetDict) else ds
-    extra = {"data_dir": src["data_dir"]} if src.get("data_dir") else {}
+    extra = {}
+    if src.get("data_dir"):
+        extra["data_dir"] = src["data_dir"]
+    if src.get("data_files"):
+        extra["data_files"] = src["data_files"]
     return datasets.load_dataset(name, src.get("config"), split=src["split"], revision=src.get("revision"), **extra)
 
 
