@@ -26,8 +26,7 @@ from pathlib import Path
 
 from .data import DataError, _get_path, _map_columns, hf_load_args, normalise
 from .step import Inputs, Int, Json, Output, UsageError
-from .study import Study, load_yaml, with_defaults
-from .study.rehearsal import HUB_FIXTURES, fixture_source
+from .study import Study, load_yaml, rehearsal, with_defaults
 
 ROWS = 100  # rows streamed per split: enough to see the columns and a spread of labels
 CONNECT_TIMEOUT = 5.0  # seconds for the one check whether the hub answers
@@ -192,9 +191,9 @@ def check_dataset(name: str, spec: dict, reader: Reader, offline: bool) -> Check
     check = Check(name)
     src = with_defaults(spec["source"], definition="source")  # as prepare-data reads it
     try:
-        src = fixture_source(src) if offline else src
+        src = rehearsal.fixture_source(src) if offline else src
     except FileNotFoundError as exc:
-        check.loads, check.problem = FAIL, f"no fixture: {exc}"
+        check.loads, check.problem = FAIL, str(exc)
         return check
     splits = [src["test_split"], src["split"]] if src.get("test_split") else [src["split"]]
     problems: list[str] = []
@@ -214,6 +213,9 @@ def check_dataset(name: str, spec: dict, reader: Reader, offline: bool) -> Check
     for hub_split, (need, parts) in rows_needed({**spec, "source": src}).items():
         have = reader.size({**src, "split": hub_split})
         label = f"{hub_split} " if len(splits) > 1 else ""
+        if offline:  # a fixture's card counts the fixture's rows, not the hub's: shown, not judged
+            sizes.append(f"{label}fixture {'unknown' if have is None else have} (needs {need})")
+            continue
         sizes.append(f"{label}{'unknown' if have is None else have} (needs {need})")
         if have is not None and have < need:
             problems.append(f"split {hub_split!r} has {have} rows, the study needs {need} ({parts})")
@@ -265,17 +267,17 @@ def check_corpus(name: str, spec: dict, reader: Reader, offline: bool) -> list[C
         check = Check(label)
         out.append(check)
         try:
-            sub = fixture_source(sub) if offline else sub
+            sub = rehearsal.fixture_source(sub) if offline else sub
             rows = reader.rows(sub)
         except FileNotFoundError as exc:
-            check.loads, check.problem = FAIL, f"no fixture: {exc}" if offline else str(exc)
+            check.loads, check.problem = FAIL, str(exc)
             continue
         except Exception as exc:
             check.loads, check.problem = FAIL, f"{_where(sub)}: {type(exc).__name__}: {_first_line(exc)}"
             continue
         check.loads = OK
         size = reader.size(sub)
-        check.rows = f"{'unknown' if size is None else size} (needs 1)"
+        check.rows = f"{'fixture ' if offline else ''}{'unknown' if size is None else size} (needs 1)"
         if not rows:
             check.problem = f"{_where(sub)}: no rows"
             continue
@@ -359,7 +361,7 @@ class Report:
         if self.offline:
             first = (
                 f"HUB NOT REACHABLE ({self.offline}): the dataset table comes from the fixtures in "
-                f"{HUB_FIXTURES}, not from the hub; models are not checked. This preflight did not pass."
+                f"{rehearsal.HUB_FIXTURES}, not from the hub; models are not checked. This preflight did not pass."
             )
             last = f"preflight FAILED: the hub was not reachable ({self.offline}); the table comes from the fixtures"
         else:
