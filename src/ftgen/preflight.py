@@ -41,7 +41,7 @@ class Check:
 
     name: str
     loads: str = NA
-    rows: str = "unknown"
+    rows: str = NA
     columns: str = NA
     labels: str = NA
     problem: str = ""
@@ -186,6 +186,14 @@ def _where(src: dict) -> str:
     return f"{src['name']}[{src.get('config') or 'default'}/{src['split']}]"
 
 
+def load_problem(exc: BaseException, src: dict) -> str:
+    """A split that did not load: the error, and for a gated dataset what to do."""
+    text = f"{_where(src)}: {type(exc).__name__}: {_first_line(exc)}"
+    if "gated" in str(exc).lower():
+        text += f" (accept its terms at https://huggingface.co/datasets/{src['name']} and set HF_TOKEN)"
+    return text
+
+
 def check_dataset(name: str, spec: dict, reader: Reader, offline: bool) -> Check:
     """One dataset of the study (`Study.preflight_params()["datasets"][name]`)."""
     check = Check(name)
@@ -203,7 +211,7 @@ def check_dataset(name: str, spec: dict, reader: Reader, offline: bool) -> Check
             rows_by_split[hub_split] = reader.rows({**src, "split": hub_split})
         except Exception as exc:  # the hub's or datasets' own error, named
             check.loads = FAIL
-            check.problem = f"{_where({**src, 'split': hub_split})}: {type(exc).__name__}: {_first_line(exc)}"
+            check.problem = load_problem(exc, {**src, "split": hub_split})
             return check
         if not rows_by_split[hub_split]:
             problems.append(f"{_where({**src, 'split': hub_split})}: no rows")
@@ -273,7 +281,7 @@ def check_corpus(name: str, spec: dict, reader: Reader, offline: bool) -> list[C
             check.loads, check.problem = FAIL, str(exc)
             continue
         except Exception as exc:
-            check.loads, check.problem = FAIL, f"{_where(sub)}: {type(exc).__name__}: {_first_line(exc)}"
+            check.loads, check.problem = FAIL, load_problem(exc, sub)
             continue
         check.loads = OK
         size = reader.size(sub)
