@@ -278,6 +278,57 @@ def test_gated_and_missing_models_say_what_to_do():
     assert pf.model_problem(raised(RepositoryNotFoundError), "x/y").startswith("not found")
 
 
+def test_the_hub_is_probed_once_and_a_connection_error_means_offline(monkeypatch):
+    import huggingface_hub
+
+    calls = []
+
+    class Session:
+        def __init__(self, error=None):
+            self.error = error
+
+        def head(self, url, timeout):
+            calls.append((url, timeout))
+            if self.error:
+                raise self.error
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub, "get_session", lambda: Session(ConnectionError("Name or service not known")))
+    why = pf.hub_unreachable()
+    assert "did not answer (ConnectionError: Name or service not known)" in why
+    assert calls[0][1] == pf.CONNECT_TIMEOUT
+    monkeypatch.setattr(huggingface_hub, "get_session", lambda: Session())
+    assert pf.hub_unreachable() is None
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert pf.hub_unreachable() == "HF_HUB_OFFLINE is set" and len(calls) == 2  # no probe when told
+
+
+def test_a_gated_dataset_and_a_failing_model_are_named(hub, monkeypatch):
+    from huggingface_hub.errors import GatedRepoError
+
+    def gated(*args, **kwargs):
+        inner = GatedRepoError.__new__(GatedRepoError)
+        Exception.__init__(inner, "403 Client Error")
+        raise ConnectionError("could not load") from inner
+
+    monkeypatch.setattr(pf.Reader, "rows", gated)
+    (check,) = pf.run_preflight([study({"pol": sentiment_spec("acme/polarity")})], offline=None).datasets
+    assert check.loads == "NO" and "https://huggingface.co/datasets/acme/polarity" in check.problem
+    assert "HF_TOKEN" in check.problem
+
+    import transformers
+
+    def missing(*args, **kwargs):
+        raise OSError("no such repo")
+
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", missing)
+    models = {"m": {"name": "acme/model", "revision": None}}
+    report = pf.run_preflight([study({}, models=models)], offline=None)
+    (model,) = report.models
+    assert (model.config, model.tokenizer, model.problem) == ("NO", "-", "OSError: no such repo")
+    assert not report.passed and report.text().strip().endswith("preflight FAILED: 1 problem(s)")
+
+
 def test_study_params_follow_the_study_and_expand_studies_lists(hub, tmp_path):
     cfg = copy.deepcopy(load_yaml(REPO / "config/studies/smoke.yaml"))
     cfg["datasets"]["sent_food"]["source"] = sentiment_spec("acme/polarity")["source"]
@@ -306,8 +357,24 @@ def test_the_command_fails_offline_naming_the_unreachable_hub():
     assert "HUB NOT REACHABLE" in lines[0] and "hub was not reachable" in lines[-1], proc.stdout + proc.stderr
 
 
-@pytest.mark.skipif(not hub_fixture("EdinburghNLP/xsum").is_dir(), reason="fixtures not yet present")
-def test_every_yang2024_dataset_has_its_columns_in_the_fixtures():
-    report = pf.run_preflight(pf.study_params([str(REPO / "config/studies/yang2024.yaml")]), offline="test")
-    bad = [(c.name, c.problem) for c in report.datasets if c.loads != "yes" or c.columns != "yes"]
+# one fixture of each GPU study: its fixtures have landed (tests/fixtures/hub/README.md)
+FIXTURE_OF = {
+    "yang2024": "EdinburghNLP/xsum",
+    "barnett2024": "rag-datasets/rag-mini-bioasq",
+    "gupta2025": "openai/gsm8k",
+}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(name, marks=pytest.mark.skipif(not hub_fixture(repo).is_dir(), reason="fixtures not yet present"))
+        for name, repo in FIXTURE_OF.items()
+    ],
+)
+def test_every_gpu_study_dataset_has_its_columns_and_labels_in_the_fixtures(name):
+    report = pf.run_preflight(pf.study_params([str(REPO / f"config/studies/{name}.yaml")]), offline="test")
+    assert report.datasets
+    bad = [(c.name, c.problem) for c in report.datasets if c.loads != "yes" or c.columns != "yes" or c.problem]
     assert not bad
+    assert all(c.labels in ("yes", "-") for c in report.datasets)

@@ -186,10 +186,21 @@ def _where(src: dict) -> str:
     return f"{src['name']}[{src.get('config') or 'default'}/{src['split']}]"
 
 
+def _causes(exc: BaseException) -> list[BaseException]:
+    """The error and the errors it was raised from (`raise ... from`, or during handling)."""
+    chain: list[BaseException] = []
+    while exc is not None and exc not in chain:
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return chain
+
+
 def load_problem(exc: BaseException, src: dict) -> str:
     """A split that did not load: the error, and for a gated dataset what to do."""
+    from huggingface_hub.errors import GatedRepoError
+
     text = f"{_where(src)}: {type(exc).__name__}: {_first_line(exc)}"
-    if "gated" in str(exc).lower():
+    if any(isinstance(e, GatedRepoError) or "gated" in str(e).lower() for e in _causes(exc)):
         text += f" (accept its terms at https://huggingface.co/datasets/{src['name']} and set HF_TOKEN)"
     return text
 
@@ -313,10 +324,7 @@ def model_problem(exc: BaseException, repo: str) -> str:
     """What to do about a failed load: gated access, a wrong name, or the error itself."""
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
-    chain, seen = exc, []
-    while chain is not None and chain not in seen:
-        seen.append(chain)
-        chain = chain.__cause__ or chain.__context__
+    seen = _causes(exc)
     page = f"https://huggingface.co/{repo}"
     if any(isinstance(e, GatedRepoError) for e in seen):
         return (
