@@ -34,6 +34,9 @@ def hub_repo(root, repo_id: str, splits: dict[str, list[dict]], config: str = "d
     card["configs"].append(
         {"config_name": config, "data_files": [{"split": s, "path": f"{config}/{s}-*.parquet"} for s in splits]}
     )
+    if sizes is False:  # a card without dataset_info: the split's size is not recorded
+        readme.write_text(f"---\n{yaml.safe_dump(card)}---\n")
+        return folder
     card["dataset_info"].append(
         {
             "config_name": config,
@@ -234,6 +237,14 @@ def test_too_few_rows_for_the_study(hub):
     spec = sentiment_spec(str(hub / "acme/gsm"), test_split="test")
     (check,) = pf.run_preflight([study({"gsm": spec})], offline=None).datasets
     assert check.rows == "test 5 (needs 4); train 40 (needs 12)" and check.problem == ""
+    # no size in the card: a split that ended within the streamed rows has the rows streamed
+    hub_repo(hub, "acme/small", {"train": polarity_rows(5)}, sizes=False)
+    (check,) = pf.run_preflight([study({"pol": sentiment_spec(str(hub / "acme/small"))})], offline=None).datasets
+    assert check.rows == "5 (needs 16)" and "has 5 rows, the study needs 16" in check.problem
+    (check,) = pf.run_preflight(
+        [study({"pol": sentiment_spec(str(hub / "acme/small"))})], rows=5, offline=None
+    ).datasets
+    assert check.rows == "unknown (needs 16)" and check.problem == ""  # 5 of 5 streamed: it may hold more
 
 
 def test_a_missing_fixture_is_its_row(hub):

@@ -6,7 +6,8 @@ provide for it (on a machine with hub access, e.g. the login node).
   (`ftgen.data.hf_load_args`); the columns the source names must exist, the label values seen
   must be keys of `label_map` (or `drop_labels`), the rows must pass the same normalisation as
   `prepare-data`, and the split must hold the rows the study draws from it (test + dev +
-  fewshot + the largest training size; its size from the builder's info, else "unknown");
+  fewshot + the largest training size; its size from the builder's info, else the rows
+  streamed when the split ended within them, else "unknown", not judged);
 - every `source: hub` model (and the dense retriever's encoder): its config and tokenizer load,
   or the gated / not-found error is named with what to do (HF_TOKEN, the repo's licence page).
 
@@ -94,7 +95,8 @@ class Reader:
         return self._rows[key]
 
     def size(self, src: dict) -> int | None:
-        """Rows in the split, from the builder's info (the dataset card); None: not recorded."""
+        """Rows in the split, from the builder's info (the dataset card), else the streamed rows
+        when the split ended before `rows` of them; None: not known."""
         args = hf_load_args(src)
         key = json.dumps(args, sort_keys=True)
         if key not in self._sizes:
@@ -107,6 +109,9 @@ class Reader:
                 self._sizes[key] = int(info.num_examples) if info is not None and info.num_examples else None
             except Exception:  # no builder info (a saved folder, a script dataset): unknown
                 self._sizes[key] = None
+            streamed = self._rows.get(key)
+            if self._sizes[key] is None and streamed is not None and len(streamed) < self.n:
+                self._sizes[key] = len(streamed)  # the whole split was streamed
         return self._sizes[key]
 
 
