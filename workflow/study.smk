@@ -12,6 +12,7 @@ include: "rules/evaluate.smk"
 include: "rules/rag.smk"
 include: "rules/s3ft.smk"
 include: "rules/report.smk"
+include: "rules/preflight.smk"
 
 
 def all_targets():

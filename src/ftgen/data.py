@@ -467,12 +467,24 @@ def load_hf_split(src: dict):
     if any(p.exists() for p in saved):
         ds = datasets.load_from_disk(name)
         return ds[src["split"]] if isinstance(ds, datasets.DatasetDict) else ds
+    return datasets.load_dataset(**hf_load_args(src))
+
+
+def hf_load_args(src: dict) -> dict:
+    """The `datasets.load_dataset` arguments of one split of a hub source (also what
+    `ftgen preflight` streams)."""
     extra = {}
     if src.get("data_dir"):
         extra["data_dir"] = src["data_dir"]
     if src.get("data_files"):
         extra["data_files"] = src["data_files"]
-    return datasets.load_dataset(name, src.get("config"), split=src["split"], revision=src.get("revision"), **extra)
+    return {
+        "path": src["name"],
+        "name": src.get("config"),
+        "split": src["split"],
+        "revision": src.get("revision"),
+        **extra,
+    }
 
 
 def read_hf(src: dict, asset: Path | None, inputs: list[str]) -> Iterator[tuple[str, Row]]:

@@ -4,6 +4,7 @@ that, so editing one value reruns exactly the jobs it affects. Slices are JSON-s
 from __future__ import annotations
 
 from .plan import FineTune
+from .rehearsal import HUB_ADAPTERS
 from .schema import deep_merge
 
 
@@ -112,6 +113,30 @@ class ParamSlices:
             "bootstrap": int(self.evaluate["bootstrap"]),
             "bootstrap_seed": int(self.evaluate["seed"]),
         }
+
+    def preflight_params(self) -> dict:
+        """What `ftgen preflight` checks (ftgen.preflight): every dataset and corpus whose source
+        reads the hub (with the largest training size drawn from it), every hub model."""
+        train_on = self.finetune["train_on"]
+        datasets = {
+            name: {**self.dataset_params(name), "train_size": max(self.sizes_for(name)) if name in train_on else 0}
+            for name, ds in self.datasets.items()
+            if ds["source"]["adapter"] in HUB_ADAPTERS
+        }
+        corpora = {
+            name: self.corpus_params(name)
+            for name, spec in (self.rag.get("corpora") or {}).items()
+            if spec["source"]["adapter"] in HUB_ADAPTERS
+        }
+        models = {
+            name: {"name": spec["name"], "revision": spec.get("revision")}
+            for name, spec in self.models.items()
+            if spec["source"] == "hub"
+        }
+        encoder = (self.rag.get("dense") or {}).get("model") or {}
+        if encoder.get("name"):
+            models["rag.dense.model"] = {"name": encoder["name"], "revision": encoder.get("revision")}
+        return {"study": self.name, "datasets": datasets, "corpora": corpora, "models": models}
 
     # ------------------------------------------------------------------ RAG + judge
     def corpus_params(self, corpus: str) -> dict:

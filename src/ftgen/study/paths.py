@@ -121,6 +121,11 @@ class Paths:
     def judge_steps(self) -> str:
         return f"{self.root}/judge/steps.json"
 
+    # ---- checks before a run
+    def preflight(self) -> str:
+        """`ftgen preflight`'s table: what the hub provides for the study (not part of `all`)."""
+        return f"{self.root}/preflight.md"
+
     # ---- tables and plots
     def table(self, name, ext) -> str:
         return f"{self.root}/tables/{name}.{ext}"

@@ -18,6 +18,7 @@ SLURM_ENV = {
 # rule -> its resource group (a key of the config's `resources:`), and the resources it declares
 # besides mem_mb and runtime: GPUs where a job can use them, nodes and processes for training
 RULE_GROUP = {
+    "preflight": "prepare",
     "prepare_model": "prepare",
     "prepare_dataset": "prepare",
     "build_corpus": "prepare",
