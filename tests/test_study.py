@@ -116,7 +116,7 @@ def test_a_two_way_dataset_prompt_names_only_its_labels():
 
 def _src_keys_read(*modules) -> dict:
     """Per function of `modules`: the `src` keys it reads (`src["k"]`, `src.get("k")`) and the
-    functions it passes `src` on to (the adapters' helpers: _map_columns, load_hf_split, ...)."""
+    functions it passes `src` on to (the adapters' helpers: map_columns, load_hf_split, ...)."""
     import ast
     import inspect
 

@@ -164,7 +164,8 @@ def read_qasper(src: dict, asset: Path | None) -> Iterator[tuple]:
     """Qasper (allenai/qasper; its parquet export at refs/convert/parquet): every paragraph of every
     paper's full text is a passage; a question's answers are its annotators' answers (free-form,
     extractive spans joined, or yes/no; unanswerable ones dropped) and its gold passages the
-    paragraphs quoted as evidence (figure/table evidence is not in the text corpus). Questions with no answer or no textual evidence are skipped (counted).
+    paragraphs quoted as evidence (figure/table evidence is not in the text corpus). Questions
+    with no answer or no textual evidence are skipped (counted).
     The nested fields (full_text, qas, qas.answers) are sequences of structs: `datasets` returns
     them as a dict of lists when the file carries its features, as a list of dicts when not; both
     are read (`_records`).

@@ -139,7 +139,7 @@ def read_parquet_file(path: str | Path, where: str | None = None) -> pl.DataFram
 
 
 # ----------------------------------------------------------------------------- adapters
-def _get_path(obj: dict, dotted: str) -> Any:
+def get_path(obj: dict, dotted: str) -> Any:
     for part in dotted.split("."):
         if not isinstance(obj, dict) or part not in obj:
             return None
@@ -182,7 +182,7 @@ def read_bigbench(src: dict, asset: Path, inputs: list[str]) -> Iterator[tuple[s
             continue  # e.g. MathQA rows whose answer is not a plain number: not checkable
         # `group` names a regex field (e.g. the Wikipedia page) or a dotted path in the example
         key = src.get("group")
-        group = None if key is None else fields[key] if key in fields else _get_path(ex, key)
+        group = None if key is None else fields[key] if key in fields else get_path(ex, key)
         yield (
             loc,
             {"id": str(i), "group": group, "inputs": fields, "references": refs, "label": label, "options": options},
@@ -355,7 +355,7 @@ def _column(loc: str, raw: dict, spec: str | dict, where: str) -> Any:
             raise DataError(f"{loc}: {where}: index {choice!r} does not select one of {spec['pick']}") from None
         return _column(loc, raw, name, where)
     name = spec["column"] if isinstance(spec, dict) else spec
-    value = raw[name] if name in raw else _get_path(raw, name) if "." in name else None  # "choices.text"
+    value = raw[name] if name in raw else get_path(raw, name) if "." in name else None  # "choices.text"
     if name not in raw and value is None:
         raise DataError(f"{loc}: field {name!r} missing (declared as {where})")
     if isinstance(spec, dict) and "item" in spec:
@@ -365,7 +365,7 @@ def _column(loc: str, raw: dict, spec: str | dict, where: str) -> Any:
     return value
 
 
-def _map_columns(loc: str, raw: dict, src: dict, inputs: list[str], index: int) -> Row:
+def map_columns(loc: str, raw: dict, src: dict, inputs: list[str], index: int) -> Row:
     """Map a tabular record to the schema using `columns`, `label`, `references`, `group`, `id`."""
     columns = src.get("columns", {f: f for f in inputs})
     fields = {field: _column(loc, raw, spec, f"source.columns.{field}") for field, spec in columns.items()}
@@ -422,7 +422,7 @@ def read_jsonl(src: dict, asset: Path | None, inputs: list[str]) -> Iterator[tup
     path = member_path(asset, src["member"]) if src.get("member") else src["path"]
     where = src.get("member") or src["path"]
     for lineno, loc, raw in json_records(path, where):
-        yield loc, _map_columns(loc, raw, src, inputs, lineno)
+        yield loc, map_columns(loc, raw, src, inputs, lineno)
 
 
 def read_csv(src: dict, asset: Path | None, inputs: list[str]) -> Iterator[tuple[str, Row]]:
@@ -442,13 +442,13 @@ def read_csv(src: dict, asset: Path | None, inputs: list[str]) -> Iterator[tuple
             raise DataError(f"{path}:{reader.line_num}: not valid CSV ({exc})") from None
         index += 1
         loc = f"{path}:{start}"
-        yield loc, _map_columns(loc, raw, src, inputs, index)
+        yield loc, map_columns(loc, raw, src, inputs, index)
 
 
 def read_parquet(src: dict, asset: Path | None, inputs: list[str]) -> Iterator[tuple[str, Row]]:
     for i, raw in enumerate(read_parquet_file(src["path"]).iter_rows(named=True)):
         loc = f"{src['path']}: row {i}"
-        yield loc, _map_columns(loc, raw, src, inputs, i)
+        yield loc, map_columns(loc, raw, src, inputs, i)
 
 
 def load_hf_split(src: dict):
@@ -509,7 +509,7 @@ def read_hf(src: dict, asset: Path | None, inputs: list[str]) -> Iterator[tuple[
         ds = load_hf_split({**src, "split": hub_split})
         for i, raw in enumerate(ds):
             loc = f"{name}[{src.get('config') or 'default'}/{hub_split}]: row {i}"
-            row = _map_columns(loc, raw, src, inputs, i)
+            row = map_columns(loc, raw, src, inputs, i)
             if src.get("test_split"):
                 row["id"] = f"{hub_split}/{row['id']}"
                 row["group"] = None if row["group"] is None else f"{hub_split}/{row['group']}"

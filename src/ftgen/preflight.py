@@ -25,7 +25,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .data import DataError, _get_path, _map_columns, hf_load_args, normalise
+from .data import DataError, get_path, hf_load_args, map_columns, normalise
 from .step import Inputs, Int, Json, Output, UsageError
 from .study import Study, load_yaml, rehearsal, with_defaults
 
@@ -118,7 +118,7 @@ class Reader:
 # ----------------------------------------------------------------------------- what a source names
 def named_columns(src: dict, inputs: list[str] | None = None) -> list[tuple[str, str]]:
     """(column or dotted path, where the source names it) for every column the source reads
-    (`ftgen.data._map_columns`: plain names, `{column:, item:}`, `{pick: [...], index:}`)."""
+    (`ftgen.data.map_columns`: plain names, `{column:, item:}`, `{pick: [...], index:}`)."""
     out: list[tuple[str, str]] = []
 
     def add(spec, where: str) -> None:
@@ -149,7 +149,7 @@ def missing_columns(row: dict, named: list[tuple[str, str]]) -> list[str]:
     return [
         f"{name!r} ({where})"
         for name, where in named
-        if name not in row and not ("." in name and _get_path(row, name) is not None)
+        if name not in row and not ("." in name and get_path(row, name) is not None)
     ]
 
 
@@ -264,7 +264,7 @@ def check_dataset(name: str, spec: dict, reader: Reader, offline: bool) -> Check
         ]
         try:
             normalise(
-                ((loc, _map_columns(loc, raw, src, spec["inputs"], i)) for i, (loc, raw) in enumerate(located)),
+                ((loc, map_columns(loc, raw, src, spec["inputs"], i)) for i, (loc, raw) in enumerate(located)),
                 {**spec, "source": src},
             )
         except DataError as exc:
