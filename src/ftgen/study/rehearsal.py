@@ -9,11 +9,13 @@ What changes, and nothing else (the study file is not copied or edited):
   all-MiniLM-L6-v2 is the real one from its pinned PyPI wheel; API endpoints (an `api` model,
   an `openai` judge) become a tiny local model (no key, no cost: the HTTP client is tested
   against a real local server in tests/test_judge.py and tests/test_evaluate.py);
-- data sizes shrink (REHEARSAL_SIZES), training stops after a few optimizer steps, generations
-  are short, resource requests fit one small node, and the grid is thinned: one training size
-  and seed, one variant of each kind per task (sft, fticl-fixed-k1, ...: the first of each),
-  the first prompt format, the largest shot count per task. Every dataset, task, variant kind,
-  model and rule stays, and the DeepSpeed configs run as written (ZeRO-3 + CPU offload on CPU);
+- data sizes shrink (REHEARSAL_SIZES; a RAG corpus to a seeded sample of passages), training
+  stops after a few optimizer steps, generations are short, resource requests fit one small
+  node, and the grid is thinned: one training size and seed, one variant of each kind per task
+  (sft, fticl-fixed-k1, ...: the first of each), the first prompt format, the largest shot
+  count per task, and under `scope: all` each fine-tune is scored in-domain and on one held-out
+  dataset of every task (`thin_scope`). Every dataset, task, variant kind, model and rule
+  stays, and the DeepSpeed configs run as written (ZeRO-3 + CPU offload on CPU);
 - results go to <results_dir>/rehearsal/<study>/, never over a real run's.
 """
 
@@ -37,6 +39,8 @@ REHEARSAL_SIZES = {
     "dev": 2,
     "train": 8,
     "test_per_group": 1,
+    "max_passages": 300,  # a RAG corpus's retrieval pool (a seeded sample, questions follow)
+    "max_questions": 60,
     "max_steps": 2,  # optimizer steps per fine-tune
     "max_new_tokens": 12,  # generation length
     "judge_samples": 2,
@@ -97,6 +101,8 @@ def rehearse(config: dict) -> dict:
     c["split"] = shrink_split(c["split"])
     for corpus in (c.get("rag") or {}).get("corpora", {}).values():
         corpus["source"] = fixture_source(corpus["source"])
+        for key in ("max_passages", "max_questions"):  # NQ's 17.5k passages: minutes to index
+            corpus[key] = min(corpus.get(key) or REHEARSAL_SIZES[key], REHEARSAL_SIZES[key])
     encoder = (c.get("rag") or {}).get("dense", {}).get("model")
     if encoder and str(encoder.get("name", "")).lower() in ENCODERS:
         c["rag"]["dense"]["model"] = dict(ENCODERS[encoder["name"].lower()])
