@@ -12,8 +12,8 @@ What changes, and nothing else (the study file is not copied or edited):
 - data sizes shrink (REHEARSAL_SIZES; a RAG corpus to a seeded sample of passages), training
   stops after a few optimizer steps, generations are short, resource requests fit one small
   node, and the grid is thinned: one training size and seed, one variant of each kind per task
-  (sft, fticl-fixed-k1, ...: the first of each), the first prompt format, the largest shot
-  count per task, and under `scope: all` each fine-tune is scored in-domain and on one held-out
+  (sft, fticl-fixed-k1, ...: the first of each), the first prompt format, the smallest shot
+  count per task (k-shot prompts are built in training, by the FTICL variants), and under `scope: all` each fine-tune is scored in-domain and on one held-out
   dataset of every task (`thin_scope`). Every dataset, task, variant kind, model and rule
   stays, and the DeepSpeed configs run as written (ZeRO-3 + CPU offload on CPU);
 - results go to <results_dir>/rehearsal/<study>/, never over a real run's.
@@ -185,9 +185,10 @@ def _thin_finetune(ft: dict) -> None:
 
 def _thin_evaluate(ev: dict) -> None:
     ev["formats"] = ev.get("formats", [0])[:1]
-    ev["shots"] = [max(ev.get("shots", [0]))]
+    # the smallest shot count (0 in the GPU studies): the one the plots are drawn at
+    ev["shots"] = [min(ev.get("shots", [0]))]
     if ev.get("shots_by_task"):
-        ev["shots_by_task"] = {t: [max(s)] for t, s in ev["shots_by_task"].items()}
+        ev["shots_by_task"] = {t: [min(s)] for t, s in ev["shots_by_task"].items()}
     if ev.get("limit"):
         ev["limit"] = min(ev["limit"], REHEARSAL_SIZES["test"])
 
