@@ -13,9 +13,10 @@ What changes, and nothing else (the study file is not copied or edited):
   stops after a few optimizer steps, generations are short, resource requests fit one small
   node, and the grid is thinned: one training size and seed, one variant of each kind per task
   (sft, fticl-fixed-k1, ...: the first of each), the first prompt format, the smallest shot
-  count per task (k-shot prompts are built in training, by the FTICL variants), and under `scope: all` each fine-tune is scored in-domain and on one held-out
-  dataset of every task (`thin_scope`). Every dataset, task, variant kind, model and rule
-  stays, and the DeepSpeed configs run as written (ZeRO-3 + CPU offload on CPU);
+  count per task (k-shot prompts are still built, in the FTICL variants' training data), and
+  under `scope: all` each fine-tune is scored in-domain and on one held-out dataset of every
+  task (`thin_scope`). Every dataset, task, variant kind, model and rule stays, and the
+  DeepSpeed configs run as written (ZeRO-3 + CPU offload on CPU);
 - results go to <results_dir>/rehearsal/<study>/, never over a real run's.
 """
 
