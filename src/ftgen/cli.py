@@ -28,7 +28,7 @@ STEPS: dict[str, tuple[str, str]] = {
     "tokenize": ("ftgen.tokenized:tokenize_dataset", "training examples -> tokenized HF dataset"),
     "finetune": ("ftgen.train:finetune", "LoRA / full fine-tuning with HF Trainer (+ DeepSpeed)"),
     "launch": ("ftgen.launch:launch", "run a step on all allocated devices: in place, torchrun or srun+torchrun"),
-    "evaluate": ("ftgen.evaluate:evaluate_cell", "score one (model, dataset, format, shots) cell"),
+    "evaluate": ("ftgen.serve:evaluate", "score one (model, dataset, format, shots) cell (in a model server)"),
     "aggregate": ("ftgen.report.transfer:aggregate", "eval cells -> transfer table"),
     "plot": ("ftgen.report.plots:make_plots", "transfer table -> the study's plots"),
     "build-corpus": ("ftgen.corpus:build_corpus", "RAG corpus adapter -> corpus.parquet + qa.parquet"),

@@ -16,7 +16,22 @@ from .generation import greedy_generate, loglikelihoods, option_loglikelihoods
 from .metrics import score
 from .modeling import default_device, load_model, load_tokenizer, resolve_bf16, set_threads
 from .prompts import continuation, encode_example, encode_pair, render_body, with_demos
+from .serve import folder_state
 from .step import EvalCell, Input, Json, Output, Threads
+
+# the model a process has loaded: a model server (ftgen.serve) scores many cells with one load
+_LOADED: dict[str, tuple] = {}
+
+
+def preload(model: str, base: str, device) -> tuple:
+    """(tokenizer, model) for a model folder, loaded once per process (again if a file in the
+    model or base folder changed)."""
+    key = json.dumps([folder_state(model), folder_state(base), str(device)])
+    if key not in _LOADED:
+        _LOADED.clear()  # one model per process
+        # fine-tuned folders carry the tokenizer they were trained with
+        _LOADED[key] = (load_tokenizer(model), load_model(model, device=device, base_dir=base))
+    return _LOADED[key]
 
 
 def choose(scores: list[float]) -> tuple[int, bool]:
@@ -91,8 +106,7 @@ def evaluate_cell(
             f"API model {api['name']!r} can only generate: {prompt_spec['task']!r} is scored by log-likelihood"
         )
     if not api:
-        tok = load_tokenizer(model)  # fine-tuned folders carry the tokenizer they were trained with
-        lm = load_model(model, device=device, base_dir=base)
+        tok, lm = preload(model, base, device)
     test = load_examples(examples, spec.get("split", "test"))  # "train": S3FT's base answers
     if spec.get("limit"):
         test = test[: spec["limit"]]

@@ -28,8 +28,8 @@ CONFIGS = (
 )
 
 
-def planned_jobs(configfile: str, workdir: Path) -> list[tuple[str, list[str], str, str]]:
-    """(rule, outputs, params JSON, resources JSON) of every job of the study (`--forceall`: whatever exists)."""
+def planned_dag(configfile: str, workdir: Path, targets: list[str] | None = None) -> list:
+    """Snakemake's jobs for the config (`--forceall`: whatever exists), for `targets` or `all`."""
     from snakemake.api import SnakemakeApi
     from snakemake.settings.enums import Quietness
     from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, ResourceSettings
@@ -41,23 +41,28 @@ def planned_jobs(configfile: str, workdir: Path) -> list[tuple[str, list[str], s
             workdir=workdir,
             config_settings=ConfigSettings(configfiles=[REPO / configfile]),
         )
-        dag_api = wf.dag(dag_settings=DAGSettings())
+        dag_api = wf.dag(dag_settings=DAGSettings(targets=frozenset(targets or ())))
         workflow = dag_api.workflow_api._workflow
         workflow._prepare_dag(forceall=True, ignore_incomplete=True, lock_warn_only=True)
         workflow._build_dag()
-        return [
-            (
-                job.rule.name,
-                sorted(map(str, job.output)),
-                json.dumps({k: v for k, v in job.params.items()}, sort_keys=True, default=str),
-                json.dumps(
-                    {k: v for k, v in job.resources.items() if not k.startswith("_") and k != "tmpdir"},
-                    sort_keys=True,
-                    default=str,
-                ),
-            )
-            for job in workflow.dag.jobs
-        ]
+        return list(workflow.dag.jobs)
+
+
+def planned_jobs(configfile: str, workdir: Path) -> list[tuple[str, list[str], str, str]]:
+    """(rule, outputs, params JSON, resources JSON) of every job of the study."""
+    return [
+        (
+            job.rule.name,
+            sorted(map(str, job.output)),
+            json.dumps({k: v for k, v in job.params.items()}, sort_keys=True, default=str),
+            json.dumps(
+                {k: v for k, v in job.resources.items() if not k.startswith("_") and k != "tmpdir"},
+                sort_keys=True,
+                default=str,
+            ),
+        )
+        for job in planned_dag(configfile, workdir)
+    ]
 
 
 def digest(jobs: list[tuple[str, list[str], str, str]]) -> dict:

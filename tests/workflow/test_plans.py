@@ -1,14 +1,18 @@
 """Every study plans the same jobs as before the issue-15 redesign (tests/plans/*.json, written
 from that code by tests/plans/listing.py): same rules, job counts, output paths, resources, and
-params — so finished results stay finished. One deliberate params change is listed below."""
+params — so finished results stay finished. The deliberate changes are listed below. And the
+evaluation of the largest study is a few cluster jobs, not one per cell."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import math
+from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
 
 PLANS = Path(__file__).resolve().parents[1] / "plans"
 spec = importlib.util.spec_from_file_location("listing", PLANS / "listing.py")
@@ -18,6 +22,12 @@ spec.loader.exec_module(listing)
 # rule -> why its params differ from the stored listing (their jobs rerun once)
 PARAMS_CHANGED = {
     "s3ft_report": "the eval folder it globbed is no longer a param: the predictions it reads are declared inputs",
+}
+
+# rule -> why its resources differ (resources never trigger reruns)
+RESOURCES_CHANGED = {
+    "evaluate": "eval_slots=1 (cells of a model tag share one cluster job and model server) and runtime "
+    "per cell (resources.evaluate.cell_runtime)",
 }
 
 
@@ -36,4 +46,35 @@ def test_plan_is_unchanged(configfile, monkeypatch):
         for key in ("jobs", "outputs", "resources", "params"):
             if key == "params" and rule.endswith(tuple(PARAMS_CHANGED)):  # config/hpc.yaml: <study>_<rule>
                 continue
+            if key == "resources" and rule.endswith(tuple(RESOURCES_CHANGED)):
+                continue
             assert now[key] == before[key], f"{configfile}: rule {rule}: {key} differ (sample now: {now['sample']})"
+
+
+def test_yang2024_evaluation_is_one_cluster_job_per_model_tag(monkeypatch):
+    """yang2024 plans 6,624 eval cells for 46 models (45 fine-tunes + base). Under the SLURM
+    profile the cells of one model tag are one group job that loads the model once (its cells
+    one after another: one eval slot per group job): submissions and loads are the group jobs."""
+    monkeypatch.chdir(listing.REPO)
+    jobs = [j for j in listing.planned_dag("config/studies/yang2024.yaml", listing.REPO) if j.rule.name == "evaluate"]
+    profile = yaml.safe_load((listing.REPO / "profiles" / "slurm" / "config.yaml").read_text())
+    pattern = jobs[0].rule._group  # `.group` is None outside cluster execution
+    per_group = dict(entry.split("=") for entry in profile["group-components"])
+    cells_per_job = int(per_group[pattern])
+    assert "eval_slots=1" in profile["resources"] and "eval_slots=local" in profile["set-resource-scopes"]
+    assert all(j.resources["eval_slots"] == 1 for j in jobs)
+    groups = Counter(pattern.format(**j.wildcards) for j in jobs)
+    submissions = sum(math.ceil(n / cells_per_job) for n in groups.values())
+    models = {(j.wildcards.model, j.wildcards.model_tag) for j in jobs}
+    assert len(jobs) == 6624 and len(models) == 46
+    assert submissions <= len(jobs) // 10  # <= 662, was one per cell
+    assert submissions <= 2 * len(models)  # model loads: one per group job
+    print(f"yang2024: {len(jobs)} eval cells -> {submissions} SLURM jobs, {len(models)} models")
+
+
+def test_one_cell_is_still_a_target(monkeypatch):
+    monkeypatch.chdir(listing.REPO)
+    cell = "results/yang2024/eval/llama2_7b/base/xsum/f0.k0/scores.json"
+    jobs = listing.planned_dag("config/studies/yang2024.yaml", listing.REPO, targets=[cell])
+    evaluate = [j for j in jobs if j.rule.name == "evaluate"]
+    assert [str(o) for j in evaluate for o in j.output if o.endswith("scores.json")] == [cell]

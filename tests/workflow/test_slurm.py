@@ -130,15 +130,37 @@ def sacct_jobs(since: str = "now-3hours") -> list[dict]:
     return rows
 
 
+def by_rule(jobs: list[dict]) -> dict[str, list[dict]]:
+    """sacct rows by rule; a group job of eval cells (comment rule_eval.<model>.<tag>) is `evaluate`."""
+    out: dict[str, list[dict]] = {}
+    for job in jobs:
+        rule = "evaluate" if job["comment"].startswith("rule_eval.") else None
+        rule = rule or re.match(r"rule_([a-z0-9_]+?)(_wildcards_|$)", job["comment"])[1]
+        out.setdefault(rule, []).append(job)
+    return out
+
+
+def expected_submissions(wd: Path, results: Path, planned: dict[str, int]) -> dict[str, int]:
+    """One SLURM job per planned job, but one per model tag for the eval cells (profiles/slurm:
+    group-components), and none for the rules that run locally."""
+    tags = {p.parents[2] for p in (wd / results / "eval").glob("*/*/*/*/scores.json")}  # <model>/<tag>/
+    out = {r: n for r, n in planned.items() if r not in {"fetch_asset", "all"}}
+    return {**out, "evaluate": len(tags)} if "evaluate" in out else out
+
+
+def model_servers(wd: Path, results: Path) -> set[str]:
+    """The model servers the eval cells' jobs used (each job's log names its server's socket)."""
+    logs = (wd / results / "logs" / "evaluate").rglob("*.log")
+    return {m[1] for log in logs for m in re.finditer(r"^model server (\S+)$", log.read_text(), re.M)}
+
+
 def test_every_job_ran_under_slurm_with_its_gpus(slurm_run):
     wd, log, expected = slurm_run
-    jobs = sacct_jobs()
-    by_rule: dict[str, list[dict]] = {}
-    for job in jobs:
-        by_rule.setdefault(re.match(r"rule_([a-z_]+?)(_wildcards_|$)", job["comment"])[1], []).append(job)
-    local = {"fetch_asset", "all"}
-    assert {r: len(j) for r, j in by_rule.items()} == {r: n for r, n in expected.items() if r not in local}
-    for rule, rows in by_rule.items():
+    jobs = by_rule(sacct_jobs())
+    assert {r: len(j) for r, j in jobs.items()} == expected_submissions(wd, R, expected)
+    tags = len(jobs["evaluate"])
+    assert tags < expected["evaluate"] and len(model_servers(wd, R)) == tags  # one model load per tag
+    for rule, rows in jobs.items():
         for job in rows:
             assert job["state"] == "COMPLETED", job
             assert job["partition"] == "debug", job  # from FTGEN_SLURM_PARTITION
@@ -238,12 +260,11 @@ def slurm_rehearsal(cluster, tmp_path_factory):
 def test_rehearsal_runs_under_slurm_with_the_study_gpus(slurm_rehearsal):
     wd, expected, since = slurm_rehearsal
     study = Study(load_yaml(wd / "config" / "studies" / f"{REHEARSED}.yaml"))  # the real study's requests
-    by_rule: dict[str, list[dict]] = {}
-    for job in sacct_jobs(since):
-        by_rule.setdefault(re.match(r"rule_([a-z0-9_]+?)(_wildcards_|$)", job["comment"])[1], []).append(job)
-    local = {"fetch_asset", "all"}
-    assert {r: len(j) for r, j in by_rule.items()} == {r: n for r, n in expected.items() if r not in local}
-    for rule, rows in by_rule.items():
+    results = Path("results") / "rehearsal" / REHEARSED
+    jobs = by_rule(sacct_jobs(since))
+    assert {r: len(j) for r, j in jobs.items()} == expected_submissions(wd, results, expected)
+    assert len(model_servers(wd, results)) == len(jobs["evaluate"])
+    for rule, rows in jobs.items():
         want = study.group_resources(RULE_GROUP[rule])["gpu"]  # finetune 8, evaluate 1, as on the cluster
         for job in rows:
             assert job["state"] == "COMPLETED", job

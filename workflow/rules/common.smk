@@ -39,3 +39,5 @@ wildcard_constraints:
 # An eval cell's wildcards, and as a path (the logs and benchmarks of the per-cell rules)
 CELL_WILDCARDS = ("{model}", "{model_tag}", "{dataset}", "{format}", "{shots}")
 CELL = PATHS.cell(*CELL_WILDCARDS)
+# the cluster job the evaluate cells of one model tag share (profiles/slurm: group-components)
+EVAL_GROUP = "eval.{model}.{model_tag}"

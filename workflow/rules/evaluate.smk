@@ -1,5 +1,8 @@
 # One job per (model tag, eval dataset, prompt format, shots). The base model is evaluated
-# once per cell and every fine-tuned model is compared with that same file.
+# once per cell and every fine-tuned model is compared with that same file. A cell's job hands it
+# to this machine's model server for its model (ftgen.serve): the cells of a model share one load.
+# On a cluster the cells of one model tag are one group job (profiles/slurm: group-components),
+# scored one after another (resource eval_slots, one per group job) by one loaded model.
 
 
 rule evaluate:
@@ -14,6 +17,8 @@ rule evaluate:
         PATHS.log("evaluate", CELL),
     benchmark:
         PATHS.benchmark("evaluate", CELL)
+    group:
+        EVAL_GROUP
     conda:
         ML_ENV
     threads: STUDY.threads_for("evaluate")

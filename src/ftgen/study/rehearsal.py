@@ -50,7 +50,7 @@ REHEARSAL_SIZES = {
 # a rehearsal job's resources at most: a laptop, or one small node of a test cluster (GPU
 # counts stay as written, so a SLURM rehearsal still asks for the GPUs the study does; CPUs per
 # GPU are dropped: 8 GPUs x 8 CPUs would not fit a small test node)
-REHEARSAL_RESOURCES = {"threads": 1, "mem_mb": 3000, "runtime": 30}
+REHEARSAL_RESOURCES = {"threads": 1, "mem_mb": 3000, "runtime": 30, "cell_runtime": 30}
 
 # hub model id (lower case) substring -> tiny family (ftgen.modeling.TINY_FAMILIES)
 MODEL_FAMILIES = (("mixtral", "mixtral"), ("mistral", "mistral"), ("llama", "llama2"))

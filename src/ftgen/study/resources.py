@@ -52,14 +52,21 @@ class RuleResources:
         return self.group_resources(RULE_GROUP[rule])["threads"]
 
     def resources_for(self, rule: str, env: Mapping[str, str] | None = None) -> dict:
-        """mem_mb, runtime (minutes; training asks attempt x runtime, after a TIMEOUT), GPUs /
-        nodes / processes where the rule uses them, and the site's SLURM settings."""
+        """mem_mb, runtime (minutes; training asks attempt x runtime, after a TIMEOUT; an eval
+        cell: cell_runtime), GPUs / nodes / processes where the rule uses them, and the site's SLURM settings."""
         group = RULE_GROUP[rule]
         res = self.group_resources(group)
         out = {**self.slurm_resources(group, env), "mem_mb": res["mem_mb"], "runtime": res["runtime"]}
         if group == "finetune":
             out["runtime"] = lambda wildcards, attempt: res["runtime"] * attempt
         out.update({key: res[key] for key in GROUP_EXTRA.get(group, ())})
+        if rule == "evaluate":
+            # a cluster group job holds the cells of one model tag and one model server; the
+            # profile grants each group job one slot (`resources: eval_slots=1`, scope local), so
+            # its cells run one after another and it asks SLURM for one cell's GPUs and memory
+            # and the sum of the cells' runtimes
+            out["runtime"] = res.get("cell_runtime") or res["runtime"]
+            out["eval_slots"] = 1
         return out
 
     def slurm_resources(self, group: str, env: Mapping[str, str] | None = None) -> dict:

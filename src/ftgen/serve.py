@@ -1,0 +1,251 @@
+"""Evaluation cells share one loaded model: `ftgen evaluate` hands its cell to a model server.
+
+Every eval cell stays its own Snakemake job (a cell is a target; adding a dataset or changing one
+cell's params reruns exactly those cells; a failed cell loses nothing else), but loading a
+checkpoint and importing torch cost more than scoring a few hundred examples. So the `evaluate`
+step is a light client: it finds the server for its model folder on this machine, starting one
+if none runs, sends the cell's arguments over a Unix socket and waits. The server loads the
+model once, runs `ftgen.evaluate.evaluate_cell` for one cell at a time (the same function, so
+the same numbers as in-process) and exits after `FTGEN_EVAL_SERVER_IDLE` seconds without work.
+
+A server is keyed by the model and base folders *and their files' sizes and mtimes*: a rebuilt
+fine-tune gets a new server, never a stale model. At most `FTGEN_EVAL_SERVERS` servers stay
+alive per machine (older idle ones are asked to exit first, so GPU memory holds a bounded
+number of models). `FTGEN_EVAL_SERVER=0` evaluates in-process (as does an API model, which has no
+weights to load). On SLURM the cells of one model tag are one group job (workflow/rules/
+evaluate.smk), so one allocation loads the model once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+from .step import EvalCell, Input, Json, Output, Threads
+
+IDLE_S = float(os.environ.get("FTGEN_EVAL_SERVER_IDLE", "60"))
+MAX_SERVERS = int(os.environ.get("FTGEN_EVAL_SERVERS", "2"))
+START_TIMEOUT_S = float(os.environ.get("FTGEN_EVAL_SERVER_START", "900"))
+
+
+class ServerError(RuntimeError):
+    """The cell failed in the server (its traceback is the message) or the server died."""
+
+
+def server_dir() -> Path:
+    """Per user and machine (sockets are node-local): $FTGEN_SERVER_DIR, else the temp dir."""
+    root = os.environ.get("FTGEN_SERVER_DIR") or os.path.join(tempfile.gettempdir(), f"ftgen-eval-{os.getuid()}")
+    path = Path(root)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
+
+
+def folder_state(folder: str) -> list:
+    """(name, size, mtime_ns) of every file below `folder`: changes whenever it is rewritten."""
+    root = Path(folder).resolve()
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    return [str(root)] + [(str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+
+
+def server_key(model: str, base: str, threads: int | None) -> str:
+    state = [folder_state(model), folder_state(base), threads, os.environ.get("CUDA_VISIBLE_DEVICES")]
+    return hashlib.sha256(json.dumps(state).encode()).hexdigest()[:20]
+
+
+def _send(sock_path: Path, message: dict, timeout: float | None = None) -> dict:
+    """One request, one JSON-line reply."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.settimeout(timeout)
+        conn.connect(str(sock_path))
+        conn.sendall(json.dumps(message).encode() + b"\n")
+        reply = b""
+        while not reply.endswith(b"\n"):
+            chunk = conn.recv(1 << 16)
+            if not chunk:
+                raise ServerError(f"model server {sock_path} closed the connection without an answer")
+            reply += chunk
+    return json.loads(reply)
+
+
+def _alive(sock_path: Path) -> bool:
+    try:
+        return _send(sock_path, {"ping": True}, timeout=5).get("ok", False)
+    except (OSError, ValueError, ServerError):
+        return False
+
+
+def _retire_idle_servers(directory: Path, keep: int) -> None:
+    """Ask the least recently used servers to exit until fewer than `keep` remain. A busy one
+    answers after its current cell (requests are served one at a time)."""
+    socks = sorted(directory.glob("*.sock"), key=lambda p: p.stat().st_mtime if p.exists() else 0)
+    for sock_path in socks[: max(0, len(socks) - keep + 1)]:
+        with contextlib.suppress(OSError, ValueError, ServerError):
+            _send(sock_path, {"quit": True}, timeout=5)
+
+
+def _start_server(directory: Path, key: str, model: str, base: str, threads: int | None) -> Path:
+    sock_path = directory / f"{key}.sock"
+    log_path = directory / f"{key}.log"
+    sock_path.unlink(missing_ok=True)
+    _retire_idle_servers(directory, MAX_SERVERS)
+    cmd = [sys.executable, "-m", "ftgen.serve", "--model", model, "--base", base, "--socket", str(sock_path)]
+    cmd += ["--idle", str(IDLE_S)] + (["--threads", str(threads)] if threads else [])
+    with open(log_path, "ab") as log_fh:
+        proc = subprocess.Popen(cmd, stdout=log_fh, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not _alive(sock_path):
+        if proc.poll() is not None:
+            tail = log_path.read_text(errors="replace")[-3000:]
+            raise ServerError(f"model server for {model} exited with status {proc.returncode}:\n{tail}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise ServerError(f"model server for {model} not ready after {START_TIMEOUT_S:.0f} s ({log_path})")
+        time.sleep(0.2)
+    return sock_path
+
+
+def server_for(model: str, base: str, threads: int | None) -> Path:
+    """The socket of the running server for this model folder, started if there is none."""
+    directory = server_dir()
+    key = server_key(model, base, threads)
+    sock_path = directory / f"{key}.sock"
+    with open(directory / f"{key}.lock", "w") as lock:  # one client starts it; the others wait
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _alive(sock_path):
+            sock_path = _start_server(directory, key, str(Path(model).resolve()), str(Path(base).resolve()), threads)
+    return sock_path
+
+
+def evaluate(
+    *,
+    model: Input,
+    base: Input,
+    examples: Input,
+    spec: Json,
+    predictions: Output,
+    scores: Output,
+    cell: EvalCell,
+    threads: Threads = None,
+    log=print,
+) -> dict:
+    """Score one cell (`ftgen.evaluate.evaluate_cell`), in this machine's server for `model`."""
+    kwargs = {
+        "model": model,
+        "base": base,
+        "examples": examples,
+        "spec": spec,
+        "predictions": predictions,
+        "scores": scores,
+        "cell": cell,
+        "threads": threads,
+    }
+    if spec.get("api") or os.environ.get("FTGEN_EVAL_SERVER", "1") == "0":
+        from .evaluate import evaluate_cell
+
+        return evaluate_cell(**kwargs, log=log)
+    absolute = {k: str(Path(v).resolve()) for k, v in kwargs.items() if k in ("examples", "predictions", "scores")}
+    for attempt in range(2):  # a server that retired between our check and our request: start anew
+        sock_path = server_for(model, base, threads)
+        log(f"model server {sock_path}")
+        try:
+            reply = _send(sock_path, {"evaluate": {**kwargs, **absolute}, "argv": sys.argv})
+        except (OSError, ServerError):
+            if attempt:
+                raise
+            continue
+        for line in reply.get("log", []):
+            log(line)
+        if not reply["ok"]:
+            raise ServerError(reply["error"])
+        return reply["result"]
+    raise ServerError(f"no model server for {model} answered")
+
+
+def serve(model: str, base: str, sock_path: str, idle: float, threads: int | None) -> None:
+    """Load the model once, then evaluate one cell per request until idle for `idle` seconds."""
+    from . import evaluate as ev
+    from .modeling import default_device, set_threads
+
+    set_threads(threads)
+    start = time.time()
+    ev.preload(model, base, default_device())
+    print(f"loaded {model} (base {base}) in {time.time() - start:.1f}s", flush=True)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(sock_path)
+    listener.listen(64)
+    listener.settimeout(idle)
+    served = 0
+    try:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                print(f"idle for {idle:.0f}s after {served} cells: exiting", flush=True)
+                return
+            with conn:
+                conn.settimeout(None)
+                request = b""
+                while not request.endswith(b"\n"):
+                    chunk = conn.recv(1 << 16)
+                    if not chunk:
+                        break
+                    request += chunk
+                if not request:
+                    continue
+                message = json.loads(request)
+                if "ping" in message:
+                    conn.sendall(b'{"ok": true}\n')
+                    continue
+                if "quit" in message:
+                    conn.sendall(b'{"ok": true}\n')
+                    print(f"asked to exit after {served} cells", flush=True)
+                    return
+                kwargs = message["evaluate"]
+                if Path(kwargs["model"]).resolve() != Path(model) or Path(kwargs["base"]).resolve() != Path(base):
+                    conn.sendall(json.dumps({"ok": False, "error": "wrong model server"}).encode() + b"\n")
+                    continue
+                lines: list[str] = []
+                own_argv, sys.argv = sys.argv, message["argv"]  # manifests name the job's command
+                try:
+                    result = ev.evaluate_cell(**kwargs, log=lines.append)
+                    reply = {"ok": True, "result": result, "log": lines}
+                except Exception:  # the cell fails, the server goes on with the next one
+                    reply = {"ok": False, "error": traceback.format_exc(), "log": lines}
+                finally:
+                    sys.argv = own_argv
+                served += 1
+                print(f"cell {kwargs['cell']}: {'ok' if reply['ok'] else 'FAILED'}", flush=True)
+                with contextlib.suppress(OSError):  # the client may have been killed meanwhile
+                    conn.sendall(json.dumps(reply).encode() + b"\n")
+                os.utime(sock_path)  # least recently used servers retire first
+    finally:
+        listener.close()
+        with contextlib.suppress(OSError):
+            os.unlink(sock_path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m ftgen.serve", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--base", required=True)
+    parser.add_argument("--socket", required=True)
+    parser.add_argument("--idle", type=float, default=IDLE_S)
+    parser.add_argument("--threads", type=int)
+    args = parser.parse_args(argv)
+    serve(args.model, args.base, args.socket, args.idle, args.threads)
+
+
+if __name__ == "__main__":
+    main()
