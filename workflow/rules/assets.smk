@@ -4,6 +4,8 @@
 
 
 rule fetch_asset:
+    input:
+        fixture=lambda wc: STUDY.asset_fixture(wc.filename),
     output:
         asset=PATHS.asset("{filename}"),
     log:

@@ -18,7 +18,7 @@ from .checks import check_output_dir, check_study
 from .params import ParamSlices
 from .paths import Paths
 from .plan import BASE, EvalCell, FineTune
-from .rehearsal import rehearse, rehearse_dataset, rehearse_task, thin_scope
+from .rehearsal import rehearse, rehearse_assets, rehearse_dataset, rehearse_task, thin_scope
 from .resources import RuleResources
 from .schema import REGISTRY_DIR, ConfigError, deep_merge, load_yaml, validate_schema, with_defaults
 from .targets import RuleInputs
@@ -46,6 +46,8 @@ class Study(ParamSlices, RuleResources, RuleInputs):
         self.cache_dir = Path(check_output_dir(self.config["cache_dir"], f"{source}: cache_dir"))
         self.paths = Paths(self.results_dir, self.cache_dir)
         self.assets = deep_merge(load_yaml(registry_dir / "assets.yaml"), config.get("assets", {}))
+        if self.rehearsal:
+            self.assets = rehearse_assets(self.assets)
         self.tasks = deep_merge(load_yaml(registry_dir / "tasks.yaml"), config.get("tasks", {}))
         if self.rehearsal:
             self.tasks = {name: rehearse_task(task) for name, task in self.tasks.items()}

@@ -23,6 +23,7 @@ What changes, and nothing else (the study file is not copied or edited):
 from __future__ import annotations
 
 import copy
+import hashlib
 import re
 from pathlib import Path
 
@@ -31,6 +32,11 @@ from .schema import with_defaults
 # tests/fixtures/hub/<owner>/<name>: a few rows of a hub dataset in the hub repo's own on-disk
 # layout (at the revision the study names), loadable by `datasets.load_dataset(<folder>, ...)`
 HUB_FIXTURES = Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "hub"
+
+# tests/fixtures/assets/<folder>: the members of a PyPI artifact a GPU study reads, with synthetic
+# rows (make_bigbench.py), built into a small tar instead of downloading the artifact
+ASSET_FIXTURES_DIR = HUB_FIXTURES.parent / "assets"
+ASSET_FIXTURES = {"bigbench": "bigbench"}  # asset name -> folder
 
 # adapters whose `name` is a hub dataset id (read by `ftgen.data.load_hf_split`)
 HUB_ADAPTERS = ("hf", "mbpp", "qasper")
@@ -119,6 +125,25 @@ def rehearse(config: dict) -> dict:
                 if k != "cpus_per_gpu"
             }
     return c
+
+
+def rehearse_assets(assets: dict) -> dict:
+    """The asset registry with each artifact that has a fixture (BIG-bench's 358 MB sdist) built
+    from it: same adapters and member paths, a few synthetic rows, pinned by the build's sha256."""
+    from ..assets import fixture_archive
+
+    out = dict(assets)
+    for name, folder in ASSET_FIXTURES.items():
+        if name in out:
+            path = ASSET_FIXTURES_DIR / folder
+            stem = out[name]["filename"].removesuffix(".tar.gz").removesuffix(".zip").removesuffix(".whl")
+            out[name] = {
+                **out[name],
+                "filename": f"{stem}.fixture.tar",
+                "fixture": str(path),
+                "sha256": hashlib.sha256(fixture_archive(path)).hexdigest(),
+            }
+    return out
 
 
 def rehearse_dataset(spec: dict) -> dict:

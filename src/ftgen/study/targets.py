@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from functools import cache
+from pathlib import Path
 
 from ..report import PLOTS
 from .plan import FineTune
@@ -34,6 +35,11 @@ class RuleInputs:
         if source["adapter"] == "rag":
             return [self.paths.retrieved(source["corpus"], self.retriever_for(source["corpus"]))]
         return [self.asset_path(source["asset"])] if source.get("asset") else []
+
+    def asset_fixture(self, filename: str) -> list[str]:
+        """The files a rehearsal builds an asset from (none for a real download)."""
+        folder = self.asset_named(filename)[1].get("fixture")
+        return sorted(str(p) for p in Path(folder).rglob("*") if p.is_file()) if folder else []
 
     def corpus_asset(self, corpus: str) -> list[str]:
         asset = self.rag["corpora"][corpus]["source"].get("asset")
