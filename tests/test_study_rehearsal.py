@@ -68,3 +68,22 @@ def test_rehearsal_plans_every_rule_of_the_study(name):
     real = planned_jobs(REPO, *args)
     rehearsed = planned_jobs(REPO, *args, "--config", "rehearsal=true")
     assert set(rehearsed) == set(real), set(real) ^ set(rehearsed)
+
+
+def test_a_rehearsal_builds_bigbench_from_its_fixture_and_pins_it(tmp_path):
+    """BIG-bench's sdist (358 MB) is a built fixture in a rehearsal: same member paths, read by
+    the same adapters, pinned by the sha256 of a build that is byte-identical every time."""
+    from ftgen.assets import fetch_asset, fixture_archive, member_path
+    from ftgen.data import BIGBENCH_ROOT, read_bigbench
+
+    real, rehearsed = studies("gupta2025")
+    spec = rehearsed.assets["bigbench"]
+    assert real.assets["bigbench"]["filename"] == "bigbench-1.0.0.tar.gz" and "fixture" not in real.assets["bigbench"]
+    assert spec["filename"] == "bigbench-1.0.0.fixture.tar"
+    assert fixture_archive(spec["fixture"]) == fixture_archive(spec["fixture"])
+    asset = fetch_asset(name="bigbench", spec=spec, asset=str(tmp_path / spec["filename"]), log=lambda *_: None)
+    assert member_path(asset, f"{BIGBENCH_ROOT}/misconceptions/task.json").exists()
+    source = rehearsed.datasets["misconceptions"]["source"]
+    rows = [row for _, row in read_bigbench({"file": "task.json", **source}, asset, ["statement"])]
+    assert len(rows) >= 16 and {r["label"] for r in rows} == {"T", "F"}
+    assert rehearsed.asset_fixture(spec["filename"]) and not real.asset_fixture(real.assets["bigbench"]["filename"])
