@@ -34,7 +34,7 @@ from ftgen.metrics import (
     score,
     token_f1,
 )
-from helpers import REPO
+from helpers import REPO, fetch_or_skip
 
 
 # ----------------------------------------------------------------------------- SQuAD reference
@@ -446,7 +446,7 @@ def test_metrics_known_values():
 # final numbers compared by value.
 @pytest.fixture(scope="module")
 def datasets(tmp_path_factory):
-    from ftgen.assets import fetch_asset
+    """name -> (examples, card) of a dataset prepared on first use (its asset fetched then)."""
     from ftgen.data import prepare_dataset
     from ftgen.study import Study, load_yaml
 
@@ -459,12 +459,13 @@ def datasets(tmp_path_factory):
     cfg["finetune"]["train_on"], cfg["finetune"]["sizes"] = ["humaneval"], [12]
     study = Study(cfg, source="t.yaml")
     paths = {}
-    for name in cfg["datasets"]:
+
+    def prepared(name):
+        if name in paths:
+            return paths[name]
         spec = study.dataset_params(name)
         asset = study.asset_path(spec["source"]["asset"])
-        fetch_asset(
-            name=spec["source"]["asset"], spec=study.assets[spec["source"]["asset"]], asset=asset, log=lambda *_: None
-        )
+        fetch_or_skip(spec["source"]["asset"], study.assets[spec["source"]["asset"]], asset)
         card = prepare_dataset(
             spec=spec,
             asset=str(asset),
@@ -473,11 +474,13 @@ def datasets(tmp_path_factory):
             manifest=str(out / f"{name}.manifest.json"),
         )
         paths[name] = (out / f"{name}.parquet", card)
-    return paths
+        return paths[name]
+
+    return prepared
 
 
 def test_humaneval_canonical_solutions_pass_and_broken_ones_fail(datasets):
-    path, card = datasets["humaneval"]
+    path, card = datasets("humaneval")
     assert card["rows_valid"] == 164
     rows = pl.read_parquet(path).head(6).to_dicts()
     inputs = [r["inputs"] for r in rows]
@@ -492,7 +495,7 @@ def test_humaneval_canonical_solutions_pass_and_broken_ones_fail(datasets):
 
 
 def test_mathqa_numeric_rows_and_the_value_check(datasets):
-    path, card = datasets["mathqa_numeric"]
+    path, card = datasets("mathqa_numeric")
     assert card["rows_valid"] == 5060  # the rows of MathQA whose answer is a plain number
     rows = pl.read_parquet(path).head(5).to_dicts()
     refs = [r["references"] for r in rows]

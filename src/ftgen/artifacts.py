@@ -253,3 +253,10 @@ def manifest(
         "argv": sys.argv,
         **extra,
     }
+
+
+def folder_state(folder: str) -> list:
+    """(name, size, mtime_ns) of every file below `folder`: changes whenever it is rewritten."""
+    root = Path(folder).resolve()
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    return [str(root)] + [(str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]

@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 import time
 
-from .artifacts import atomic_file, manifest, write_json
+from .artifacts import atomic_file, folder_state, manifest, write_json
 from .data import load_examples
 from .generation import greedy_generate, loglikelihoods, option_loglikelihoods
 from .metrics import score
 from .modeling import default_device, load_model, load_tokenizer, resolve_bf16, set_threads
 from .prompts import continuation, encode_example, encode_pair, render_body, with_demos
-from .serve import folder_state
 from .step import EvalCell, Input, Json, Output, Threads
 
 # the model a process has loaded: a model server (ftgen.serve) scores many cells with one load

