@@ -1,4 +1,4 @@
-"""The GPU studies' hub datasets, read from their fixtures (tests/fixtures/hub, the hub repos'
+"""The GPU studies' hub datasets, read from their fixtures (tests/fixtures/build/hub, the hub repos'
 layouts and schemas with synthetic rows) by the real steps, with each config's own source
 (config, revision, data_dir, split, columns): rows read, labels mapped, junk dropped and counted."""
 

@@ -1,4 +1,4 @@
-"""Every dataset of config/studies/yang2024.yaml read from its hub fixture (tests/fixtures/hub)
+"""Every dataset of config/studies/yang2024.yaml read from its hub fixture (tests/fixtures/build/hub)
 by the real `prepare_dataset` step, with the study's own source (config, revision, data_dir,
 split, columns, label map, drops) and rehearsal-sized splits. Expected counts are taken from the
 fixture files themselves, so the checks hold for any rows in the hub's schema."""

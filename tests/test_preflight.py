@@ -119,7 +119,7 @@ def mc_spec(name: str) -> dict:
 
 @pytest.fixture
 def hub(tmp_path, monkeypatch):
-    """Three tiny repos under a fixture root that stands in for tests/fixtures/hub."""
+    """Three tiny repos under a fixture root that stands in for tests/fixtures/build/hub."""
     root = tmp_path / "hub"
     hub_repo(root, "acme/polarity", {"train": polarity_rows()}, sizes={"train": 30})
     hub_repo(root, "acme/arc", {"test": mc_rows()}, config="ARC-Challenge")

@@ -59,6 +59,15 @@ def _loads(server_dir: Path) -> list[str]:
     ]
 
 
+def test_the_client_takes_exactly_evaluate_cells_arguments():
+    import inspect
+
+    from ftgen.evaluate import evaluate_cell
+    from ftgen.serve import evaluate
+
+    assert inspect.signature(evaluate).parameters.keys() == inspect.signature(evaluate_cell).parameters.keys()
+
+
 def test_cells_share_one_load_and_score_as_in_process(tiny_model, examples, tmp_path, server_env):
     model = tmp_path / "model"
     shutil.copytree(tiny_model, model)

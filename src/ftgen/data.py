@@ -457,7 +457,7 @@ def load_hf_split(src: dict):
     `data_dir` picks one config's folder of a `refs/convert/parquet` export, e.g. XL-Sum's
     `english`; `data_files` names the files of each split where the repo's own `configs:` do not).
 
-    A local folder in a hub repo's layout (tests/fixtures/hub) is read by the same call: it has no
+    A local folder in a hub repo's layout (tests/fixtures/build/hub) is read by the same call: it has no
     revisions, and `datasets` ignores `revision` for a local folder (checked with datasets 5.2),
     so the config's revision is passed through unchanged."""
     import datasets

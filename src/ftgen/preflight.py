@@ -12,7 +12,7 @@ provide for it (on a machine with hub access, e.g. the login node).
   or the gated / not-found error is named with what to do (HF_TOKEN, the repo's licence page).
 
 One table, and a non-zero exit status on any failure. Offline (HF_HUB_OFFLINE, or the hub not
-reachable) the same dataset checks run against the fixtures (tests/fixtures/hub/<repo id>,
+reachable) the same dataset checks run against the fixtures (tests/fixtures/build/hub/<repo id>,
 `ftgen.study.rehearsal.fixture_source`), models are not checked, and the run fails: a preflight
 that could not reach the hub did not pass.
 """

@@ -133,16 +133,8 @@ def evaluate(
     log=print,
 ) -> dict:
     """Score one cell (`ftgen.evaluate.evaluate_cell`), in this machine's server for `model`."""
-    kwargs = {
-        "model": model,
-        "base": base,
-        "examples": examples,
-        "spec": spec,
-        "predictions": predictions,
-        "scores": scores,
-        "cell": cell,
-        "threads": threads,
-    }
+    # the arguments of evaluate_cell (same signature; importing it here would import torch)
+    kwargs = {k: v for k, v in locals().items() if k != "log"}
     if spec.get("api") or os.environ.get("FTGEN_EVAL_SERVER", "1") == "0":
         from .evaluate import evaluate_cell
 

@@ -1,6 +1,6 @@
 """Dress rehearsal of the GPU study configs (ftgen.study.rehearsal): config/hpc.yaml, i.e.
 yang2024 + barnett2024 + gupta2025 in one DAG, run to completion on CPU with `--config
-rehearsal=true` (hub data from tests/fixtures/hub, tiny models of each hub model's family,
+rehearsal=true` (hub data from tests/fixtures/build/hub, tiny models of each hub model's family,
 DeepSpeed configs as written). Marked `rehearsal`: `.ci/run` runs it as its own step."""
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 own DAG, every rule of it, run on CPU in minutes before a cluster queues its GPU jobs.
 
 What changes, and nothing else (the study file is not copied or edited):
-- hub datasets are read from their fixtures, tests/fixtures/hub/<repo id>/ (a few rows in the
+- hub datasets are read from their fixtures, tests/fixtures/build/hub/<repo id>/ (a few rows in the
   hub repo's layout and schema), with the config's config/revision/data_dir/split/columns;
 - each hub model becomes a tiny random model of its family and tokenizer kind (Llama-2,
   Mistral, Mixtral MoE), loaded through the hub code path; the dense retriever
@@ -24,18 +24,27 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import os
 import re
 from pathlib import Path
 
 from .schema import with_defaults
 
-# tests/fixtures/hub/<owner>/<name>: a few rows of a hub dataset in the hub repo's own on-disk
-# layout (at the revision the study names), loadable by `datasets.load_dataset(<folder>, ...)`
-HUB_FIXTURES = Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "hub"
+# Fixtures are data: never committed. Their deterministic generators are (tests/fixtures/*/make_*.py);
+# `build_fixtures` runs them once into the git-ignored tests/fixtures/build/ (again when a
+# generator changes). build/hub/<owner>/<name>: a few rows of a hub dataset in the hub repo's own
+# on-disk layout (at the revision the study names), loadable by `datasets.load_dataset(<folder>, ...)`
+FIXTURES = Path(__file__).resolve().parents[3] / "tests" / "fixtures"
+FIXTURE_BUILD = FIXTURES / "build"
+FIXTURE_GENERATORS = {
+    "hub": ("hub/make_yang2024.py", "hub/make_barnett_gupta.py"),
+    "assets": ("assets/make_bigbench.py",),
+}
+HUB_FIXTURES = FIXTURE_BUILD / "hub"
 
-# tests/fixtures/assets/<folder>: the members of a PyPI artifact a GPU study reads, with synthetic
-# rows (make_bigbench.py), built into a small tar instead of downloading the artifact
-ASSET_FIXTURES_DIR = HUB_FIXTURES.parent / "assets"
+# build/assets/<folder>: the members of a PyPI artifact a GPU study reads, with synthetic rows
+# (make_bigbench.py), packed into a small tar instead of downloading the artifact
+ASSET_FIXTURES_DIR = FIXTURE_BUILD / "assets"
 ASSET_FIXTURES = {"bigbench": "bigbench"}  # asset name -> folder
 
 # adapters whose `name` is a hub dataset id (read by `ftgen.data.load_hf_split`)
@@ -67,8 +76,44 @@ ENCODERS = {
 TINY = {"layers": 2, "hidden": 64, "heads": 4, "kv_heads": 2, "vocab_size": 256, "seed": 0}
 
 
+def build_fixtures() -> None:
+    """Write every fixture with its generator into FIXTURE_BUILD, unless a build from the same
+    generators is there. One process builds (a lock), into a temp folder renamed into place, so
+    concurrent Snakemake runs and tests never read a half-written fixture."""
+    import fcntl
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    scripts = [FIXTURES / g for gens in FIXTURE_GENERATORS.values() for g in gens]
+    stamp = hashlib.sha256(b"".join(p.read_bytes() for p in scripts)).hexdigest()
+    done = FIXTURE_BUILD / ".generators.sha256"
+    if done.exists() and done.read_text() == stamp:
+        return
+    with open(FIXTURES / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if done.exists() and done.read_text() == stamp:
+            return
+        tmp = Path(tempfile.mkdtemp(dir=FIXTURES, prefix=".build-"))
+        env = {**os.environ, "PYTHONPATH": str(FIXTURES.parents[1] / "src")}
+        for kind, generators in FIXTURE_GENERATORS.items():
+            for gen in generators:
+                proc = subprocess.run(
+                    [sys.executable, str(FIXTURES / gen), str(tmp / kind)], env=env, capture_output=True, text=True
+                )
+                if proc.returncode:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    raise RuntimeError(f"fixture generator {gen} failed:\n{proc.stderr[-3000:]}")
+        (tmp / done.name).write_text(stamp)
+        shutil.rmtree(FIXTURE_BUILD, ignore_errors=True)
+        os.replace(tmp, FIXTURE_BUILD)
+
+
 def hub_fixture(repo_id: str) -> Path:
-    """The fixture folder standing in for hub dataset `repo_id` (it may not exist)."""
+    """The fixture folder standing in for hub dataset `repo_id` (built first when missing)."""
+    if not (HUB_FIXTURES / repo_id).is_dir() and HUB_FIXTURES == FIXTURE_BUILD / "hub":
+        build_fixtures()
     return HUB_FIXTURES / repo_id
 
 
@@ -93,7 +138,7 @@ def _fixture_path(repo_id: str) -> str:
     folder = hub_fixture(repo_id)
     if not folder.is_dir():
         raise FileNotFoundError(
-            f"no fixture for hub dataset {repo_id!r}: create {folder} (tests/fixtures/hub/README.md)"
+            f"no fixture for hub dataset {repo_id!r}: add a generator for {folder} (tests/fixtures/hub/README.md)"
         )
     return str(folder)
 
@@ -136,6 +181,8 @@ def rehearse_assets(assets: dict) -> dict:
     for name, folder in ASSET_FIXTURES.items():
         if name in out:
             path = ASSET_FIXTURES_DIR / folder
+            if not path.is_dir():
+                build_fixtures()
             stem = out[name]["filename"].removesuffix(".tar.gz").removesuffix(".zip").removesuffix(".whl")
             out[name] = {
                 **out[name],
