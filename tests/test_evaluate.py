@@ -19,7 +19,7 @@ from ftgen.evaluate import choose
 from ftgen.generation import fp32_head, loglikelihoods
 from ftgen.modeling import load_model, load_tokenizer, prepare_model
 from ftgen.prompts import continuation, encode_example, encode_pair
-from helpers import SHARP_LABELS, eval_sentiment, eval_spec, label_requests, run_cell, write_jsonl
+from helpers import PP, SHARP_LABELS, eval_sentiment, eval_spec, label_requests, run_cell, write_jsonl
 
 # ----------------------------------------------------------------------------- multiple choice
 # Multiple-choice evaluation (TruthfulQA-style: each example has its own options).
@@ -299,3 +299,36 @@ def test_api_model_answers_are_cached_retried_and_scored(server, tmp_path, monke
     assert sum(seen.values()) == 5 and open(out / "p2.jsonl").read() == open(out / "p.jsonl").read()
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert written and not any(KEY in p.read_text(errors="ignore") for p in written)
+
+
+# ----------------------------------------------------------------------------- compute record
+def test_cells_record_the_tokens_they_run_and_their_utilization(tiny_model, examples, tmp_path):
+    """scores.json carries the tokens run (counted independently here), tokens/s and MFU with the
+    FLOPs per token of ftgen.compute for this model."""
+    from ftgen.compute import forward_flops_per_token, model_shape
+
+    tok = load_tokenizer(tiny_model)
+    shape = model_shape(json.loads((tiny_model / "config.json").read_text()))
+    prompts = [
+        encode_example(tok, PP, 0, ex, [], None, budget=PP["max_length"]).prompt_ids
+        for ex in load_examples(examples, "test")
+    ]
+    res, _ = run_cell(tiny_model, examples, eval_spec(PP, ["accuracy"]), tmp_path, "cls")
+    comp = res["compute"]
+    # each context once, then every option's tokens after its first (a label is a few tokens)
+    options = sum(len(tok(" " + label, add_special_tokens=False)["input_ids"]) + 1 for label in PP["labels"])
+    assert sum(map(len, prompts)) < comp["scored_tokens"] <= sum(map(len, prompts)) + len(prompts) * options
+    assert comp["scored_tokens"] / comp["tokens_per_s"] == pytest.approx(res["wall_time_s"], abs=0.006)  # rounded
+    lo, hi = (forward_flops_per_token(shape, f(map(len, prompts))) for f in (min, max))
+    assert lo <= comp["flops_per_token"] <= hi * 1.01
+    assert 0 < comp["mfu"] < 1 and comp["device"] and comp["achieved_tflops"] > 0
+
+    gen = {**PP, "type": "generation", "labels": None, "max_new_tokens": 5}
+    res, _ = run_cell(tiny_model, examples, eval_spec(gen, ["rougeL"]), tmp_path, "gen")
+    comp = res["compute"]
+    budget = PP["max_length"] - gen["max_new_tokens"]
+    encoded = [encode_example(tok, gen, 0, ex, [], None, budget=budget) for ex in load_examples(examples, "test")]
+    assert comp["scored_tokens"] == sum(len(e.prompt_ids) for e in encoded)
+    assert 0 < comp["generated_tokens"] <= len(encoded) * gen["max_new_tokens"]
+    mean_context = comp["scored_tokens"] / len(encoded)
+    assert comp["flops_per_token"] == pytest.approx(forward_flops_per_token(shape, mean_context), rel=1e-3)

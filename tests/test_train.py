@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import DataCollatorForSeq2Seq
 
+from ftgen import compute
 from ftgen.modeling import load_model, load_tokenizer
 from ftgen.prompts import encode_example
 from ftgen.tokenized import tokenize_dataset
@@ -107,6 +108,12 @@ def test_same_seed_gives_identical_weights_and_scores(tiny_model, examples, tmp_
     assert any(v.abs().sum() > 0 for k, v in wa.items() if "lora_B" in k), "LoRA did not train"
     manifest = json.loads((a / "manifest.json").read_text())
     assert manifest["seed"] == 7 and manifest["tokens_per_s"] > 0 and manifest["input_sha256"]["tokenized"]
+    comp, config = manifest["compute"], json.loads((tiny_model / "config.json").read_text())
+    assert comp["model_shape"] == compute.model_shape(config).as_dict()
+    assert comp["flops_per_token_formula"].startswith("4N")  # LoRA: no weight gradients for frozen weights
+    assert comp["flops_per_token"] > 4 * comp["model_shape"]["matmul_params"]  # + attention
+    assert comp["achieved_tflops"] == pytest.approx(comp["tokens_per_s"] * comp["flops_per_token"] / 1e12, rel=0.01)
+    assert 0 < comp["mfu"] < 1 and comp["devices"] == 1
     ra, pa = eval_sentiment(a, tiny_model, examples, tmp_path, "ea")
     rb, pb = eval_sentiment(b, tiny_model, examples, tmp_path, "eb")
     assert ra["scores"] == rb["scores"] and pa == pb

@@ -31,6 +31,7 @@ STEPS: dict[str, tuple[str, str]] = {
     "evaluate": ("ftgen.serve:evaluate", "score one (model, dataset, format, shots) cell (in a model server)"),
     "aggregate": ("ftgen.report.transfer:aggregate", "eval cells -> transfer table"),
     "plot": ("ftgen.report.plots:make_plots", "transfer table -> the study's plots"),
+    "compute-table": ("ftgen.report.compute:compute_table", "fine-tune + eval records -> throughput and MFU table"),
     "build-corpus": ("ftgen.corpus:build_corpus", "RAG corpus adapter -> corpus.parquet + qa.parquet"),
     "index": ("ftgen.retrieval:build_index", "build a BM25 or dense index of a corpus"),
     "retrieve": ("ftgen.retrieval:retrieve", "top-k passages per question + recall@k"),

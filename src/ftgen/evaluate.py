@@ -11,6 +11,7 @@ import json
 import time
 
 from .artifacts import atomic_file, folder_state, manifest, write_json
+from .compute import device_peak, forward_flops_per_token, model_shape, utilization
 from .data import load_examples
 from .generation import greedy_generate, loglikelihoods, option_loglikelihoods
 from .metrics import score
@@ -124,6 +125,10 @@ def evaluate_cell(
         else:
             pairs_by_ex, prompts, truncated = _option_pairs(tok, prompt_spec, fmt, test, demos, options, budget)
         same_context = all(ctx == ex_pairs[0][0] for ex_pairs in pairs_by_ex for ctx, _ in ex_pairs)
+        contexts = [len(ctx) for p in pairs_by_ex for ctx, _ in (p[:1] if same_context else p)]
+        # tokens the model runs: each context once (with every option's tokens after the first), or
+        # every (context, option) pair in full
+        counts = {"scored_tokens": sum(contexts) + sum(len(c) - same_context for p in pairs_by_ex for _, c in p)}
         if same_context:
             # the usual case: every option continues the same context -> encode each context once
             # (examples may have different numbers of options, e.g. TruthfulQA MC1)
@@ -156,7 +161,7 @@ def evaluate_cell(
         from .judge import api_generate
 
         prompts = [with_demos(prompt_spec, fmt, render_body(prompt_spec, fmt, ex["inputs"]), demos) for ex in test]
-        truncated = 0
+        truncated, counts, contexts = 0, None, None
         answers = api_generate(api, prompts, prompt_spec["max_new_tokens"], prompt_spec.get("stop", "\n\n"), log=log)
         details, norm_predictions, ties = [{} for _ in test], None, None
     else:
@@ -166,6 +171,8 @@ def evaluate_cell(
         ]
         truncated = sum(e.truncated for e in encoded)
         prompts = [e.prompt_text for e in encoded]
+        contexts = [len(e.prompt_ids) for e in encoded]
+        counts = {"scored_tokens": sum(contexts)}
         answers = greedy_generate(
             lm,
             tok,
@@ -174,9 +181,24 @@ def evaluate_cell(
             spec["batch_size"],
             bf16,
             stop=prompt_spec.get("stop", "\n\n"),
+            counts=counts,
         )
         details, norm_predictions, ties = [{} for _ in test], None, None
     wall = time.time() - start
+    compute = None
+    if counts is not None and contexts:
+        # prompt tokens and decoded tokens are both forward passes of one token: one rate
+        shape = model_shape(lm.config.to_dict())
+        compute = {
+            **counts,
+            **utilization(
+                sum(counts.values()),
+                wall,
+                forward_flops_per_token(shape, sum(contexts) / len(contexts)),
+                device_peak(device, bf16),
+            ),
+            "flops_per_token_formula": "2N + 4 * layers * heads * head_dim * mean context length",
+        }
     # multiple choice is scored against the correct option (its references are all the options)
     refs = [[ex["label"]] if prompt_spec["type"] == "multiple_choice" else ex["references"] for ex in test]
     corpus, per = score(
@@ -217,6 +239,7 @@ def evaluate_cell(
         # examples whose best options scored exactly the same; the first in option order wins
         **({"ties": ties} if ties is not None else {}),
         "wall_time_s": round(wall, 2),
+        **({"compute": compute} if compute else {}),
         "bf16": bf16,
         "demonstrations": [d["id"] for d in demos],
         # the model folder's manifest pins its weights' provenance; hashing it is cheap

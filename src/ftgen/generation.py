@@ -220,8 +220,11 @@ def greedy_generate(
     bf16: bool = False,
     stop: str | None = "\n\n",
     desc: str = "generating",
+    counts: dict | None = None,
 ) -> list[str]:
-    """Batched greedy decoding with KV cache; each output is cut at the first `stop` (if any)."""
+    """Batched greedy decoding with KV cache; each output is cut at the first `stop` (if any).
+    `counts["generated_tokens"]` (if given) adds the positions decoded: rows x steps per batch,
+    what the device computed, including rows that had already stopped."""
     from transformers import StoppingCriteriaList, StopStringCriteria
 
     device = next(model.parameters()).device
@@ -252,6 +255,8 @@ def greedy_generate(
                     top_p=None,
                     top_k=None,
                 )
+            if counts is not None:
+                counts["generated_tokens"] = counts.get("generated_tokens", 0) + gen[:, ids.shape[1] :].numel()
             for row, i in enumerate(idx):
                 text = tok.decode(gen[row, ids.shape[1] :], skip_special_tokens=True)
                 out[i] = (text.split(stop)[0] if stop else text).strip()

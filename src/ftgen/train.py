@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from .artifacts import config_hash, manifest, read_json, write_json
+from .compute import device_peak, model_shape, train_flops_per_token, utilization
 from .modeling import load_tokenizer, resolve_bf16, set_threads
 from .step import Folder, Input, Json, Output, Threads
 from .study.schema import with_defaults
@@ -312,6 +313,7 @@ def finetune(
     # fp32 master weights.
     frozen_bf16 = bf16 and recipe["method"] == "lora" and recipe["bf16_frozen_weights"]
     lm = AutoModelForCausalLM.from_pretrained(model, dtype=torch.bfloat16 if frozen_bf16 else torch.float32)
+    shape = model_shape(lm.config.to_dict())
     if recipe["method"] == "lora":
         lora = recipe.get("lora", {})
         lm = get_peft_model(
@@ -350,6 +352,19 @@ def finetune(
         tokens = drawn * sum(lengths) / len(lengths)
     else:
         tokens = sum(lengths) * recipe["epochs"]
+    if resume:  # the clock covers this run's steps only
+        done_before = int(Path(resume).name.rsplit("-", 1)[1])
+        tokens *= (result.global_step - done_before) / max(1, result.global_step)
+    lora = recipe["method"] == "lora"
+    compute = utilization(
+        tokens,
+        wall,
+        train_flops_per_token(shape, sum(lengths) / len(lengths), lora=lora),
+        device_peak(args.device, bf16),
+        devices=args.world_size,
+    )
+    compute["flops_per_token_formula"] = f"{4 if lora else 6}N + 12 * layers * heads * head_dim * mean example length"
+    compute["model_shape"] = shape.as_dict()
 
     loss, covered = run_loss(trainer.state.log_history)
     summary = {
@@ -359,7 +374,8 @@ def finetune(
         "global_steps": result.global_step,
         "schedule": {**plan, "trainer_max_steps": trainer.state.max_steps},
         "wall_time_s": round(wall, 2),
-        "tokens_per_s": round(tokens / wall, 1) if wall > 0 else None,
+        "tokens_per_s": compute["tokens_per_s"],
+        "compute": compute,  # throughput and MFU (ftgen.compute)
         "trainable_params": trainable,
         "bf16": bf16,
         "frozen_weights_bf16": frozen_bf16,

@@ -82,6 +82,7 @@ def test_gupta2025_studies_plan_without_hub_access(s3ft_run):
         "finetune": 6,
         "evaluate": 11 + 6 * (1 + 8),
         "aggregate": 1,
+        "compute_table": 1,
         "s3ft_report": 1,
         "all": 1,
     }

@@ -80,7 +80,8 @@ def run_profile(wd: Path, xdg: Path, cluster, *args: str) -> tuple[int, str]:
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
     }
     subprocess.run(["bash", "-c", readme_install_line()], cwd=wd, env=env, check=True)
-    # the user's command, plus the test's targets/config and a faster status poll than a site wants
+    # the user's command (its submission rate included), plus the test's targets/config and a
+    # faster status poll than a site wants
     cmd = [
         SNAKEMAKE,
         "--profile",
@@ -91,6 +92,8 @@ def run_profile(wd: Path, xdg: Path, cluster, *args: str) -> tuple[int, str]:
         "3",
         "--seconds-between-status-checks",
         "3",
+        "--max-status-checks-per-second",
+        "1",
         "--latency-wait",
         "10",
     ]

@@ -102,7 +102,7 @@ def test_adding_an_eval_dataset_plans_only_its_jobs(smoke_run):
 
     study = write_study(wd, "smoke_plus_dataset.yaml", add)
     jobs = planned_jobs(wd, "--configfile", study)
-    assert jobs == {"prepare_dataset": 1, "evaluate": 4, "aggregate": 1, "plots": 1, "all": 1}
+    assert jobs == {"prepare_dataset": 1, "evaluate": 4, "aggregate": 1, "compute_table": 1, "plots": 1, "all": 1}
 
 
 def test_changing_one_hyperparameter_reruns_only_that_model(smoke_run):
@@ -111,7 +111,7 @@ def test_changing_one_hyperparameter_reruns_only_that_model(smoke_run):
         wd, "smoke_lr.yaml", lambda c: c["finetune"].update(overrides={"nli_a": {"learning_rate": 0.03}})
     )
     jobs = planned_jobs(wd, "--configfile", study)
-    assert jobs == {"finetune": 1, "evaluate": 6, "aggregate": 1, "plots": 1, "all": 1}
+    assert jobs == {"finetune": 1, "evaluate": 6, "aggregate": 1, "compute_table": 1, "plots": 1, "all": 1}
     out = smk(wd, "-n", "--configfile", study).stdout
     assert "nli_a.sft.f0.n12.s0" in out and "sent_food.sft" not in out.split("rule finetune")[1].split("rule")[0]
 
@@ -182,6 +182,7 @@ def test_yang2024_hpc_study_plans_without_hub_access(smoke_run):
         "finetune": finetunes,
         "evaluate": (1 + finetunes) * 18 * 2 * 4,
         "aggregate": 1,
+        "compute_table": 1,
         "plots": 1,
         "all": 1,
     }

@@ -56,3 +56,23 @@ rule plots:
     shell:
         "python -m ftgen plot --table {input.table:q} --format {params.format:q} --shots {params.shots:q} "
         "--outputs {output:q} > {log:q} 2>&1"
+
+
+rule compute_table:
+    input:
+        finetuned=lambda wc: STUDY.finetuned_folders(),
+        scores=lambda wc: STUDY.cell_paths(PATHS.scores),
+    output:
+        md=PATHS.table("compute", "md"),
+        csv=PATHS.table("compute", "csv"),
+    log:
+        PATHS.log("compute_table"),
+    benchmark:
+        PATHS.benchmark("compute_table")
+    conda:
+        DATA_ENV
+    resources:
+        **STUDY.resources_for("compute_table"),
+    shell:
+        "python -m ftgen compute-table --finetuned {input.finetuned:q} --scores {input.scores:q} "
+        "--md {output.md:q} --csv {output.csv:q} > {log:q} 2>&1"

@@ -36,6 +36,7 @@ RULE_GROUP = {
     "rag_report": "aggregate",
     "rag_plot": "aggregate",
     "s3ft_report": "aggregate",
+    "compute_table": "aggregate",
 }
 GROUP_EXTRA = {"finetune": ("gpu", "nodes", "procs"), "evaluate": ("gpu",), "retrieval": ("gpu",), "judge": ("gpu",)}
 

@@ -88,9 +88,12 @@ class RuleInputs:
             + self.cell_paths(self.paths.judgements, judged)
         )
 
+    def finetuned_folders(self) -> list[str]:
+        return [self.paths.finetuned(m, f.id) for m in self.model_names if not self.is_api(m) for f in self.finetunes]
+
     def all_targets(self) -> list[str]:
-        """`all`: the transfer table and every cell, plus the study kind's own tables and plots."""
-        tables = [self.paths.table("transfer", "csv"), self.paths.table("transfer", "md")]
+        """`all`: the transfer and compute tables and every cell, plus the study kind's own tables and plots."""
+        tables = [self.paths.table(name, e) for name in ("transfer", "compute") for e in ("csv", "md")]
         if self.s3ft:  # base / SFT / S3FT in-domain and on general benchmarks
             extra = [self.paths.table("s3ft", e) for e in ("csv", "md")] + [
                 self.paths.plot("s3ft", e) for e in ("png", "pdf")

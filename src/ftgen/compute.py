@@ -1,0 +1,162 @@
+"""Compute arithmetic shared by the fine-tune and evaluate manifests, `ftgen estimate` and
+benchmarks/gpu_check.py: a model's matmul parameters from its HF config, FLOPs per token, the
+device's peak and model FLOPs utilization (MFU).
+
+Conventions (PaLM, Chowdhery et al. 2022, appendix B): N = parameters that take part in a
+matmul for one token (all but the input embedding; the output head counts, tied or not; a
+mixture of experts counts the experts a token is routed to). Training costs 6N per token for full
+fine-tuning (forward 2N, backward 4N) and 4N for LoRA (the frozen weights get no weight
+gradients; the adapters' own FLOPs are negligible), plus attention 12 * layers * heads * head_dim *
+context; a forward pass (scoring, generation) costs 2N + 4 * layers * heads * head_dim * context.
+Model FLOPs, not hardware FLOPs: work an implementation skips (the project's target-only logits)
+or repeats (activation checkpointing) does not change them.
+"""
+
+from __future__ import annotations
+
+import functools
+import platform
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+# Dense bf16 tensor-core peak per device (TFLOP/s, no structured sparsity), from the vendors'
+# datasheets. Matched against torch.cuda.get_device_name() in order: the first substring wins.
+GPU_PEAK_TFLOPS = [
+    ("H200", 989.0),  # H200 SXM (same tensor cores as H100 SXM)
+    ("H100 PCIe", 756.0),
+    ("H100 NVL", 835.0),
+    ("H100", 989.0),  # H100 SXM5 ("NVIDIA H100 80GB HBM3")
+    ("GH200", 989.0),
+    ("A100", 312.0),  # SXM and PCIe
+    ("L40S", 362.0),
+    ("L40", 181.0),
+    ("A10G", 70.0),
+    ("A10", 125.0),
+    ("L4", 121.0),
+    ("RTX 4090", 165.0),
+    ("A6000", 155.0),
+    ("V100", 125.0),  # fp16: V100 has no bf16
+    ("MI300X", 1307.0),
+    ("MI250X", 383.0),
+]
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What the FLOPs formulas need from a decoder-only transformer's config."""
+
+    params: int  # all parameters (stored once; tied embeddings once)
+    matmul_params: int  # N: per token, experts routed to only
+    layers: int
+    heads: int
+    head_dim: int
+    vocab: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def model_shape(config: dict) -> Shape:
+    """Parameter counts of a Llama / Mistral / Mixtral style config (HF config.json keys)."""
+    d, inter, layers = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
+    heads = config["num_attention_heads"]
+    kv_heads = config.get("num_key_value_heads") or heads
+    head_dim = config.get("head_dim") or d // heads
+    vocab = config["vocab_size"]
+    experts, routed = config.get("num_local_experts") or 1, config.get("num_experts_per_tok") or 1
+    attn = d * heads * head_dim * 2 + d * kv_heads * head_dim * 2  # q, o; k, v
+    attn += (heads + 2 * kv_heads) * head_dim if config.get("attention_bias") else 0
+    mlp = 3 * d * inter  # gate, up, down
+    router = d * experts if experts > 1 else 0
+    head = vocab * d
+    tied = config.get("tie_word_embeddings", False)
+    params = vocab * d + layers * (attn + experts * mlp + router + 2 * d) + d + (0 if tied else head)
+    matmul = layers * (attn + min(routed, experts) * mlp + router) + head
+    return Shape(params, matmul, layers, heads, head_dim, vocab)
+
+
+def train_flops_per_token(shape: Shape, context: float, lora: bool) -> float:
+    """Model FLOPs to train on one token whose example is `context` tokens long."""
+    return (4 if lora else 6) * shape.matmul_params + 12 * shape.layers * shape.heads * shape.head_dim * context
+
+
+def forward_flops_per_token(shape: Shape, context: float) -> float:
+    return 2 * shape.matmul_params + 4 * shape.layers * shape.heads * shape.head_dim * context
+
+
+def gpu_peak_flops(name: str) -> float | None:
+    for key, tflops in GPU_PEAK_TFLOPS:
+        if key.lower() in name.lower():
+            return tflops * 1e12
+    return None
+
+
+def cpu_name() -> str:
+    try:
+        match = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
+    except OSError:
+        match = None
+    return match.group(1).strip() if match else platform.processor() or platform.machine()
+
+
+@functools.cache
+def cpu_peak_flops(threads: int, bf16: bool) -> float:
+    """Measured, not looked up: the best of a few square matmuls at this thread count and dtype
+    (bf16 where the run uses it). CPUs have no datasheet peak that torch reaches."""
+    import torch
+
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    n = 1024
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        torch.mm(a, b)  # warm-up (oneDNN picks its kernel)
+        best = float("inf")
+        for _ in range(5):
+            start = time.perf_counter()
+            torch.mm(a, b)
+            best = min(best, time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(before)
+    return 2 * n**3 / best
+
+
+def device_peak(device, bf16: bool) -> dict:
+    """{"device", "peak_flops", "peak_source"} for a torch device (cuda: the datasheet table;
+    cpu: measured at the current torch thread count)."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        peak = gpu_peak_flops(name)
+        return {"device": name, "peak_flops": peak, "peak_source": "datasheet bf16 dense" if peak else "unknown device"}
+    threads = torch.get_num_threads()
+    return {
+        "device": f"{cpu_name()} ({threads} threads)",
+        "peak_flops": cpu_peak_flops(threads, bf16),
+        "peak_source": f"measured {'bf16' if bf16 else 'fp32'} 1024^3 matmul",
+    }
+
+
+def _sig(x: float, digits: int = 4) -> float:
+    return float(f"{x:.{digits}g}")
+
+
+def utilization(tokens: float, seconds: float, flops_per_token: float, peak: dict, devices: int = 1) -> dict:
+    """tokens/s, FLOPs per token, achieved FLOP/s and MFU against `devices` x the device peak."""
+    rate = tokens / seconds if seconds > 0 else None
+    achieved = rate * flops_per_token if rate is not None else None
+    total_peak = peak["peak_flops"] * devices if peak.get("peak_flops") else None
+    return {
+        "tokens_per_s": round(rate, 1) if rate is not None else None,
+        "flops_per_token": _sig(flops_per_token),
+        "achieved_tflops": _sig(achieved / 1e12) if achieved is not None else None,
+        "peak_tflops": _sig(total_peak / 1e12) if total_peak else None,
+        "mfu": _sig(achieved / total_peak) if achieved is not None and total_peak else None,
+        "devices": devices,
+        **{k: peak[k] for k in ("device", "peak_source")},
+    }

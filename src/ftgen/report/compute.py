@@ -1,0 +1,76 @@
+"""tables/compute.md: what each fine-tune and each model's evaluation ran, how fast, and what
+fraction of its device's peak that was (MFU, ftgen.compute), from the records the jobs wrote in
+their manifests (fine-tunes) and scores.json files (eval cells)."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import polars as pl
+
+from ..step import Inputs, Output
+from .tables import to_markdown, write_markdown, write_table
+
+COLUMNS = ["job", "model", "jobs", "device", "tokens", "wall_s", "tokens_per_s", "flops_per_token", "tflops", "mfu"]
+
+
+def _row(job: str, model: str, records: list[dict], walls: list[float]) -> dict:
+    """One row over several records of one kind: rates from the summed tokens, time and FLOPs."""
+    tokens = [r["tokens_per_s"] * w for r, w in zip(records, walls)]
+    flops = sum(t * r["flops_per_token"] for t, r in zip(tokens, records))
+    wall = sum(walls)
+    peaks = {r["peak_tflops"] for r in records}
+    peak = peaks.pop() if len(peaks) == 1 else None  # all devices of the job; MFU only against one kind
+    return {
+        "job": job,
+        "model": model,
+        "jobs": len(records),
+        "device": "; ".join(sorted({r["device"] for r in records})),
+        "tokens": round(sum(tokens)),
+        "wall_s": round(wall, 1),
+        "tokens_per_s": round(sum(tokens) / wall, 1) if wall else None,
+        "flops_per_token": float(f"{flops / sum(tokens):.4g}") if sum(tokens) else None,
+        "tflops": float(f"{flops / wall / 1e12:.4g}") if wall else None,
+        "mfu": float(f"{flops / wall / 1e12 / peak:.4g}") if wall and peak else None,
+    }
+
+
+def compute_table(*, finetuned: Inputs, scores: Inputs, md: Output, csv: Output) -> pl.DataFrame:
+    """One row per fine-tune, one per evaluated model (its cells summed)."""
+    rows, missing = [], 0
+    for folder in finetuned:
+        man = json.loads((Path(folder) / "manifest.json").read_text())
+        if "compute" not in man:
+            missing += 1
+            continue
+        rows.append(_row("finetune", Path(folder).name, [man["compute"]], [man["wall_time_s"]]))
+    cells: dict[str, list[dict]] = defaultdict(list)
+    for path in scores:
+        res = json.loads(Path(path).read_text())
+        if "compute" in res and res["compute"].get("tokens_per_s"):
+            cells[res["cell"]["model_tag"]].append(res)
+        else:  # an API model's cell, or one scored before cells recorded their compute
+            missing += 1
+    for tag, results in cells.items():
+        rows.append(_row("evaluate", tag, [r["compute"] for r in results], [r["wall_time_s"] for r in results]))
+    table = pl.DataFrame(rows, schema=COLUMNS, orient="row") if rows else pl.DataFrame(schema=COLUMNS)
+    write_table(table, csv=csv)
+    write_markdown(
+        md,
+        "# Compute: throughput and model FLOPs utilization\n\n"
+        "Per fine-tune, and per evaluated model over all its eval cells. tokens: training tokens x epochs "
+        "(fine-tune; no padding), or tokens run through the model (evaluate: contexts, options and decoded "
+        "positions); wall_s: training loop / cell scoring only (no model loading); flops_per_token: model "
+        "FLOPs (6N full, 4N LoRA, 2N forward, plus attention; ftgen.compute); mfu: achieved FLOP/s over "
+        "the devices' peak (GPU: datasheet bf16 dense; CPU: a measured matmul at the job's threads)."
+        + (
+            f" {missing} jobs without a compute record (API models, or results from before it) are left out."
+            if missing
+            else ""
+        )
+        + "\n\n"
+        + to_markdown(table, floats=4),
+    )
+    return table
