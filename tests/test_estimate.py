@@ -1,0 +1,79 @@
+"""`ftgen estimate`: its CPU predictions against the per-rule times measured on CPU
+(benchmarks/out/*_time.json, Snakemake benchmark files of full runs), its plan against the
+study's (jobs, grouped submissions), and its memory model against ZeRO's partitioning."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ftgen import estimate
+from ftgen.compute import model_shape
+from ftgen.study import REPO_ROOT, Study, load_yaml
+
+MEASURED = {  # study config -> per-rule times measured on a 2-core CPU, each cell its own process
+    "config/config.yaml": "default_time.json",
+    "config/studies/yang2024-cpu.yaml": "yang2024_cpu_time.json",
+    "config/studies/gupta2025-cpu.yaml": "gupta2025_cpu_time.json",
+    "config/studies/barnett2024-cpu.yaml": "barnett2024_cpu_time.json",
+}
+RULE_OF = {"finetune": "finetune", "evaluate": "evaluate", "self_answers (S3FT)": "self_answers"}
+
+
+def study(path: str) -> Study:
+    return Study(load_yaml(REPO_ROOT / path), source=path)
+
+
+@pytest.mark.parametrize("configfile", list(MEASURED))
+def test_cpu_prediction_is_within_2x_of_the_measured_rule_times(configfile):
+    measured = json.loads((estimate.BENCH / MEASURED[configfile]).read_text())["rules"]
+    rows, _ = estimate.estimate_study(study(configfile), "cpu")
+    assert {r.rule for r in rows} >= {"finetune", "evaluate"}
+    for row in rows:
+        truth = measured[RULE_OF[row.rule]]
+        ratio = row.wall_s / truth["total_s"]
+        print(
+            f"{configfile} {row.rule}: predicted {row.wall_s:.0f} s, measured {truth['total_s']:.0f} s ({ratio:.2f}x)"
+        )
+        assert 0.5 <= ratio <= 2.0
+        if configfile == "config/config.yaml":  # its runs planned every job (the other files: partial reruns)
+            assert row.jobs == truth["jobs"]
+
+
+def test_yang2024_bill_matches_the_plan_and_the_cli_prints_it():
+    rows, inputs = estimate.estimate_study(study("config/studies/yang2024.yaml"), "a100")
+    by_rule = {r.rule: r for r in rows}
+    assert by_rule["finetune"].jobs == by_rule["finetune"].submissions == 45
+    # one SLURM job per model tag (tests/workflow/test_plans.py counts the same from the DAG)
+    assert by_rule["evaluate"].jobs == 6624 and by_rule["evaluate"].submissions == 46
+    assert all(r.device_hours > 0 and r.memory_gb < 80 for r in rows)  # fits an A100 80GB
+    assert any("312 TFLOP/s" in line for line in inputs)
+    out = subprocess.run(
+        [sys.executable, "-m", "ftgen", "estimate", "--configfile", "config/studies/yang2024.yaml"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "| evaluate | 6,624 | 46 |" in out and "Inputs:" in out
+
+
+def test_model_states_follow_zero_partitioning():
+    shape = model_shape(estimate.KNOWN_MODELS["meta-llama/Llama-2-7b-hf"])
+    n = shape.params
+    assert estimate.model_states(shape, lora=False, devices=8, deepspeed=None) == 16 * n
+    assert estimate.model_states(shape, False, 8, "config/deepspeed/zero3.json") == pytest.approx(16 * n / 8)
+    assert estimate.model_states(shape, False, 8, "config/deepspeed/zero2.json") == pytest.approx(2 * n + 14 * n / 8)
+    assert estimate.model_states(shape, False, 8, "config/deepspeed/zero3_offload.json") == pytest.approx(4 * n / 8)
+
+
+def test_a_gpu_check_on_the_device_replaces_the_assumed_mfu(tmp_path):
+    check = tmp_path / "gpu_check.json"
+    check.write_text(json.dumps({"device": "NVIDIA H100 80GB HBM3", "parts": {"train": {"runs": [{"mfu": 0.41}]}}}))
+    eff, source = estimate.gpu_efficiency("h100", check)
+    assert eff["train_mfu"] == 0.41 and "measured" in source
+    eff, source = estimate.gpu_efficiency("a100", check)
+    assert eff["train_mfu"] == estimate.GPU_EFFICIENCY["train_mfu"] and "assumed" in source
