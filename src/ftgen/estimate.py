@@ -84,6 +84,7 @@ GPU_EFFICIENCY = {  # assumed until a GPU check on the device says otherwise
     "load_gb_per_s": 1.0,  # weights from a shared file system
 }
 GPU_CHECK = BENCH / "gpu_check.json"
+OWN_ANSWER_TOKENS = 128  # S3FT: new tokens per own answer (a short solution or answer)
 
 
 @dataclass
@@ -263,7 +264,8 @@ def estimate_study(study: Study, device: str, calib: CpuCalibration | None = Non
             evaluate.jobs += 1
             evaluate.wall_s += seconds
             evaluate.device_hours += seconds * ev_devices / 3600
-            evaluate.disk_gb += n * 2e-6 * (1 + prompt.get("max_new_tokens", 0) / 10 + context / 50)
+            # predictions.jsonl: the prompt text (~4 bytes per token), the answer, scores and ids
+            evaluate.disk_gb += n * (4 * context + 4 * prompt.get("max_new_tokens", 0) + 300) / 1e9
         if not cpu:  # one model load per group job
             groups = sum(math.ceil(sum(c.model_tag == t for c in cells) / per_job) for t in tags)
             evaluate.submissions += groups
@@ -282,11 +284,13 @@ def estimate_study(study: Study, device: str, calib: CpuCalibration | None = Non
                 body, target = TASK_TOKENS.get(study.datasets[dataset]["task"], OTHER_TASK_TOKENS)
                 flops = n * body * forward_flops_per_token(shape, body)
                 if cpu:
-                    seconds = flops / calib.forward_flops + n * 128 * calib.decode_s_per_token + load_s
+                    seconds = flops / calib.forward_flops + n * OWN_ANSWER_TOKENS * calib.decode_s_per_token + load_s
                 else:
                     step_s = weights / (gpu["hbm_bytes_per_s"] * eff["decode_bandwidth"])
                     seconds = (
-                        flops / (gpu["peak_flops"] * eff["forward_mfu"]) + math.ceil(n / 16) * 256 * step_s + load_s
+                        flops / (gpu["peak_flops"] * eff["forward_mfu"])
+                        + math.ceil(n / 16) * OWN_ANSWER_TOKENS * step_s
+                        + load_s
                     )
                 own.jobs += 1
                 own.submissions += 1
