@@ -21,8 +21,13 @@ def _row(job: str, model: str, records: list[dict], walls: list[float]) -> dict:
     tokens = [r["tokens_per_s"] * w for r, w in zip(records, walls)]
     flops = sum(t * r["flops_per_token"] for t, r in zip(tokens, records))
     wall = sum(walls)
-    peaks = {r["peak_tflops"] for r in records}
-    peak = peaks.pop() if len(peaks) == 1 else None  # all devices of the job; MFU only against one kind
+    # what the jobs' devices could have done in their time (each record's peak: all its devices; a
+    # CPU peak is measured per process, so it differs a little from cell to cell)
+    possible = (
+        sum(r["peak_tflops"] * 1e12 * w for r, w in zip(records, walls))
+        if all(r.get("peak_tflops") for r in records)
+        else None
+    )
     return {
         "job": job,
         "model": model,
@@ -33,8 +38,23 @@ def _row(job: str, model: str, records: list[dict], walls: list[float]) -> dict:
         "tokens_per_s": round(sum(tokens) / wall, 1) if wall else None,
         "flops_per_token": float(f"{flops / sum(tokens):.4g}") if sum(tokens) else None,
         "tflops": float(f"{flops / wall / 1e12:.4g}") if wall else None,
-        "mfu": float(f"{flops / wall / 1e12 / peak:.4g}") if wall and peak else None,
+        "mfu": float(f"{flops / possible:.4g}") if possible else None,
     }
+
+
+def _readable(table: pl.DataFrame) -> pl.DataFrame:
+    """The markdown view: rates to 3 significant digits, MFU in percent (the CSV keeps the values)."""
+
+    def fmt(col: str, spec: str) -> pl.Expr:
+        return pl.col(col).map_elements(lambda v: format(v, spec), return_dtype=pl.String)
+
+    return table.with_columns(
+        fmt("wall_s", ".1f"),
+        fmt("tokens_per_s", ",.0f"),
+        fmt("flops_per_token", ".3g"),
+        fmt("tflops", ".3g"),
+        fmt("mfu", ".2%"),
+    )
 
 
 def compute_table(*, finetuned: Inputs, scores: Inputs, md: Output, csv: Output) -> pl.DataFrame:
@@ -71,6 +91,6 @@ def compute_table(*, finetuned: Inputs, scores: Inputs, md: Output, csv: Output)
             else ""
         )
         + "\n\n"
-        + to_markdown(table, floats=4),
+        + to_markdown(_readable(table)),
     )
     return table
