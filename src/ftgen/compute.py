@@ -103,24 +103,20 @@ def cpu_name() -> str:
 
 @functools.cache
 def cpu_peak_flops(threads: int, bf16: bool) -> float:
-    """Measured, not looked up: the best of a few square matmuls at this thread count and dtype
-    (bf16 where the run uses it). CPUs have no datasheet peak that torch reaches."""
+    """Measured, not looked up: the best of a few square matmuls at this dtype (bf16 where the run
+    uses it) with torch's current thread count `threads` (the cache key; the pool is not resized).
+    CPUs have no datasheet peak that torch reaches."""
     import torch
 
     dtype = torch.bfloat16 if bf16 else torch.float32
     n = 1024
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        torch.mm(a, b)  # warm-up (oneDNN picks its kernel)
-        best = float("inf")
-        for _ in range(5):
-            start = time.perf_counter()
-            torch.mm(a, b)
-            best = min(best, time.perf_counter() - start)
-    finally:
-        torch.set_num_threads(before)
+    torch.mm(a, b)  # warm-up (oneDNN picks its kernel)
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - start)
     return 2 * n**3 / best
 
 
