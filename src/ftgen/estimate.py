@@ -23,11 +23,12 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import yaml
 
 from .compute import Shape, forward_flops_per_token, model_shape, train_flops_per_token
-from .step import Inputs, Text
+from .step import Arg, Inputs
 from .study import REPO_ROOT, Study, load_yaml
 
 BENCH = REPO_ROOT / "benchmarks" / "out"
@@ -362,7 +363,10 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:,.1f} h"
 
 
-def estimate(*, configfile: Inputs, device: Text = "a100") -> None:
+DeviceKind = Annotated[str, Arg("value", choices=("a100", "h100", "h200", "cpu"), help="device the jobs run on")]
+
+
+def estimate(*, configfile: Inputs, device: DeviceKind = "a100") -> None:
     """`ftgen estimate --configfile FILE... [--device a100|h100|h200|cpu]`: print the bill."""
     for path in configfile:
         config = load_yaml(path)
