@@ -78,7 +78,7 @@ import random
 import sys
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")  # before torch touches CUDA
@@ -93,7 +93,7 @@ import torch  # noqa: I001 (after the environment above)
 
 from ftgen.compute import device_peak, forward_flops_per_token, model_shape, train_flops_per_token, utilization
 from ftgen.generation import greedy_generate, loglikelihoods, option_loglikelihoods
-from ftgen.train import PackingCollator, TargetLogitsTrainer
+from ftgen.train import TargetLogitsTrainer, trainer_and_collator
 
 SEED = 0
 TARGET_FRACTION = 0.10  # the last 10 % of an example's tokens are targets (at least one)
@@ -151,31 +151,21 @@ GPU = Settings(
     agree_contexts=128,
     budget_s=420.0,
 )
-CPU = Settings(
-    arch={
-        "vocab_size": 512,
-        "hidden_size": 64,
-        "intermediate_size": 128,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "max_position_embeddings": 1024,
-        "rms_norm_eps": 1e-5,
-        "tie_word_embeddings": False,
-    },
+# the tiny model: the same code and shape of run, smaller everywhere
+CPU = replace(
+    GPU,
+    arch=GPU.arch
+    | {"vocab_size": 512, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2}
+    | {"num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 1024},
     lengths=(16, 128),
-    batch=8,
     warmup_steps=1,
     steps=3,
     rows=(256, 32),
-    lr_lora=1e-4,
-    lr_full=1e-5,
     score_requests=32,
     option_contexts=16,
     gen_prompts=16,
     gen_lengths=(16, 64),
     max_new_tokens=16,
-    eval_batch=16,
     agree_contexts=32,
     budget_s=120.0,
 )
@@ -279,18 +269,6 @@ def train_examples(s: Settings) -> list[dict]:
     return out
 
 
-def padded_batch(features: list[dict], pad_id: int) -> dict:
-    """Right-padded to the batch's longest; labels -100 on prompt and padding."""
-    width = max(len(f["input_ids"]) for f in features)
-    ids = torch.full((len(features), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(features), width), dtype=torch.long)
-    labels = torch.full((len(features), width), -100, dtype=torch.long)
-    for i, f in enumerate(features):
-        n = len(f["input_ids"])
-        ids[i, :n], mask[i, :n], labels[i, :n] = torch.tensor(f["input_ids"]), 1, torch.tensor(f["labels"])
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
-
-
 def padded_loss(model, batch: dict) -> torch.Tensor:
     return model(**batch, use_cache=False).loss
 
@@ -319,7 +297,7 @@ def train_configs(s: Settings) -> list[dict]:
     return configs
 
 
-def train_one(cfg: dict, s: Settings, device: torch.device, bf16: bool, examples: list[dict], peak: dict) -> dict:
+def train_one(cfg: dict, s: Settings, device: torch.device, bf16: bool, examples: list[dict], peak: dict, tok) -> dict:
     from peft import LoraConfig, get_peft_model
 
     lora = cfg["method"] == "lora"
@@ -334,10 +312,11 @@ def train_one(cfg: dict, s: Settings, device: torch.device, bf16: bool, examples
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=s.lr_lora if lora else s.lr_full, weight_decay=0.0, fused=True)
 
-    if cfg["layout"] == "padded":
-        collate, loss_fn = (lambda f: padded_batch(f, 2)), padded_loss
-    else:
-        collate, loss_fn = PackingCollator(2, cfg["row_tokens"]), packed_loss
+    # the project's collators: DataCollatorForSeq2Seq (right-padded; the model's own loss), or
+    # PackingCollator rows (loss on target positions only)
+    packed = cfg["layout"] == "packed"
+    recipe = {"packing": packed, "packing_row_tokens": cfg["row_tokens"], "target_logits_only": True}
+    collate, loss_fn = trainer_and_collator(recipe, tok)[1], packed_loss if packed else padded_loss
     batches = [collate(examples[i : i + s.batch]) for i in range(0, len(examples), s.batch)]
     useful = [sum(len(f["input_ids"]) for f in examples[i : i + s.batch]) for i in range(0, len(examples), s.batch)]
     amp = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16)
@@ -391,6 +370,8 @@ def train_one(cfg: dict, s: Settings, device: torch.device, bf16: bool, examples
 def part_train(s: Settings, device: torch.device, bf16: bool, budget: Budget) -> dict:
     examples = train_examples(s)
     peak = device_peak(device, bf16)
+    tok = synthetic_tokenizer(s.arch["vocab_size"])
+    tok.padding_side = "right"  # as ftgen.train loads it for training
     mean_len = sum(len(f["input_ids"]) for f in examples) / len(examples)
     out = {
         "examples": len(examples),
@@ -408,7 +389,7 @@ def part_train(s: Settings, device: torch.device, bf16: bool, budget: Budget) ->
             continue
         t0 = time.perf_counter()
         try:
-            res = train_one(cfg, s, device, bf16, examples, peak)
+            res = train_one(cfg, s, device, bf16, examples, peak, tok)
         except Exception as exc:  # e.g. out of memory, a missing kernel: recorded, the rest still runs
             res = {**cfg, "error": f"{type(exc).__name__}: {exc}"[:2000], "traceback": traceback.format_exc()[-4000:]}
         free(device)  # outside `except`: the traceback's frames (holding the model) are gone by now

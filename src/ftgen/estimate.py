@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
@@ -28,8 +29,9 @@ from typing import Annotated
 import yaml
 
 from .compute import Shape, forward_flops_per_token, model_shape, train_flops_per_token
+from .modeling import tiny_architecture, tiny_spec
 from .step import Arg, Inputs
-from .study import REPO_ROOT, Study, load_yaml
+from .study import REPO_ROOT, Study, load_studies
 
 BENCH = REPO_ROOT / "benchmarks" / "out"
 PROFILE = REPO_ROOT / "profiles" / "slurm" / "config.yaml"
@@ -144,10 +146,8 @@ def gpu_efficiency(device: str, check: Path = GPU_CHECK) -> tuple[dict, str]:
 
 def shape_of(spec: dict) -> Shape:
     if spec["source"] == "tiny_random":
-        tiny = {"layers": 2, "hidden": 64, "heads": 4, "kv_heads": 2, "vocab_size": 512, **spec.get("tiny", {})}
-        config = dict(hidden_size=tiny["hidden"], intermediate_size=2 * tiny["hidden"], vocab_size=tiny["vocab_size"])
-        config.update(num_hidden_layers=tiny["layers"], num_attention_heads=tiny["heads"])
-        return model_shape(config | {"num_key_value_heads": tiny["kv_heads"]})
+        tiny = tiny_spec(spec)
+        return model_shape(tiny_architecture(tiny, tiny["vocab_size"]))
     name = spec.get("name") or spec.get("file")
     if name in KNOWN_MODELS:
         return model_shape(KNOWN_MODELS[name])
@@ -193,141 +193,153 @@ def _grouped(profile: Path = PROFILE) -> int:
     return int(groups[0].split("=")[1]) if groups else 1
 
 
+class CpuSpeed:
+    """How long model work takes on this kind of CPU (calibrated on SmolLM2, scaled by FLOPs).
+    Every eval cell is its own process here (the setting the CPU studies were measured in)."""
+
+    cells_per_load = 1
+
+    def __init__(self, calib: CpuCalibration):
+        self.calib, self.job_start_s, self.load_bytes_per_s = calib, calib.job_start_s, calib.load_gb_per_s * 1e9
+
+    def train_s(self, flops: float, devices: int, offload: bool) -> float:
+        return flops / self.calib.train_flops
+
+    def forward_s(self, flops: float) -> float:
+        return flops / self.calib.forward_flops
+
+    def decode_s(self, shape: Shape, n: int, new_tokens: int, batch: int) -> float:
+        """Compute-bound on a CPU: per example and new token, scaled from SmolLM2 by matmul parameters."""
+        return n * new_tokens * self.calib.decode_s_per_token * shape.matmul_params / SMOLLM2.matmul_params
+
+    def inputs(self) -> str:
+        c = self.calib
+        return (
+            f"CPU speeds (SmolLM2, scaled by FLOPs): train {c.train_flops / 1e9:.0f} GFLOP/s, scoring "
+            f"{c.forward_flops / 1e9:.0f} GFLOP/s, decoding {c.decode_s_per_token * 1e3:.0f} ms per example and "
+            f"new token; job start {c.job_start_s} s, load {c.load_gb_per_s} GB/s; from " + "; ".join(c.sources)
+        )
+
+
+class GpuSpeed:
+    """How long model work takes on a GPU kind: datasheet peak x MFU; decoding bound by HBM bandwidth
+    (the weights are read once per step). An eval group job loads its model once."""
+
+    def __init__(self, device: str):
+        self.gpu = GPU_ASSUMED[device]
+        self.eff, self.eff_source = gpu_efficiency(device)
+        self.job_start_s, self.load_bytes_per_s = self.eff["job_start_s"], self.eff["load_gb_per_s"] * 1e9
+        self.cells_per_load = _grouped()
+
+    def train_s(self, flops: float, devices: int, offload: bool) -> float:
+        mfu = self.eff["train_mfu_offload"] if offload else self.eff["train_mfu"]
+        return flops / (devices * self.gpu["peak_flops"] * mfu)
+
+    def forward_s(self, flops: float) -> float:
+        return flops / (self.gpu["peak_flops"] * self.eff["forward_mfu"])
+
+    def decode_s(self, shape: Shape, n: int, new_tokens: int, batch: int) -> float:
+        step_s = 2 * shape.params / (self.gpu["hbm_bytes_per_s"] * self.eff["decode_bandwidth"])
+        return math.ceil(n / batch) * new_tokens * step_s
+
+    def inputs(self) -> str:
+        g = self.gpu
+        return (
+            f"{g['name']}: {g['peak_flops'] / 1e12:.0f} TFLOP/s bf16 peak, {g['hbm_bytes_per_s'] / 1e12:.2f} TB/s "
+            f"HBM; efficiency ({self.eff_source}): "
+            + ", ".join(f"{k} {v}" for k, v in self.eff.items())
+            + f"; evaluation grouped per model tag ({self.cells_per_load} cells per SLURM job, one model load each)"
+        )
+
+
+def tokens_of(study: Study, dataset: str) -> tuple[int, int]:
+    """(prompt body, answer) tokens typical of the dataset's task."""
+    return TASK_TOKENS.get(study.datasets[dataset]["task"], OTHER_TASK_TOKENS)
+
+
 def estimate_study(study: Study, device: str, calib: CpuCalibration | None = None) -> tuple[list[Row], list[str]]:
     """Rows for fine-tuning, evaluation and (S3FT) the base model's own answers, plus the inputs used."""
     cpu = device == "cpu"
-    calib = calib or (cpu_calibration() if cpu else None)
-    eff, eff_source = (None, None) if cpu else gpu_efficiency(device)
-    gpu = None if cpu else GPU_ASSUMED[device]
-    start = calib.job_start_s if cpu else eff["job_start_s"]
-    load_rate = (calib.load_gb_per_s if cpu else eff["load_gb_per_s"]) * 1e9
-    per_job = _grouped() if not cpu else 1
+    speed = CpuSpeed(calib or cpu_calibration()) if cpu else GpuSpeed(device)
     finetune, evaluate, own = Row("finetune"), Row("evaluate"), Row("self_answers (S3FT)")
     ft_res, ev_res = study.resources_for("finetune"), study.resources_for("evaluate")
-    ev_devices = study.threads_for("evaluate") if cpu else max(1, ev_res["gpu"])
+    ft_devices = 1 if cpu else max(1, ft_res["gpu"])
+    # device-hours are CPU-core-hours on a CPU
+    ft_hours_per_s = (study.threads_for("finetune") if cpu else ft_devices) / 3600
+    ev_hours_per_s = (study.threads_for("evaluate") if cpu else max(1, ev_res["gpu"])) / 3600
+    ev_batch = study.evaluate["batch_size"]
     for model in study.model_names:
         if study.is_api(model):
             continue
         spec = study.models[model]
         shape, max_len = shape_of(spec), spec.get("max_length") or 1024
         weights = 2 * shape.params  # bf16 bytes
-        load_s = start + weights / load_rate
+        load_s = speed.job_start_s + weights / speed.load_bytes_per_s
         # ---- fine-tuning: one job per fine-tune, on resources.finetune.gpu devices
         for ft in study.finetunes:
             recipe = study.recipe(ft)
-            body, target = TASK_TOKENS.get(study.datasets[ft.dataset]["task"], OTHER_TASK_TOKENS)
+            body, target = tokens_of(study, ft.dataset)
             length = min(max_len, (body + target) * (1 + demos_of(ft.variant)))
-            tokens = ft.size * recipe["epochs"] * length
             lora = recipe["method"] == "lora"
-            flops = tokens * train_flops_per_token(shape, length, lora)
-            devices = max(1, ft_res["gpu"]) if not cpu else 1
-            if cpu:
-                seconds = flops / calib.train_flops
-            else:
-                offload = "offload" in str(recipe.get("deepspeed") or "")
-                mfu = eff["train_mfu_offload"] if offload else eff["train_mfu"]
-                seconds = flops / (devices * gpu["peak_flops"] * mfu)
-            seconds += load_s
+            flops = ft.size * recipe["epochs"] * length * train_flops_per_token(shape, length, lora)
+            offload = "offload" in str(recipe.get("deepspeed") or "")
+            seconds = speed.train_s(flops, ft_devices, offload) + load_s
             finetune.jobs += 1
             finetune.wall_s += seconds
-            finetune.device_hours += seconds * (study.threads_for("finetune") if cpu else devices) / 3600
-            states = model_states(shape, lora, devices, recipe.get("deepspeed"))
+            finetune.device_hours += seconds * ft_hours_per_s
+            states = model_states(shape, lora, ft_devices, recipe.get("deepspeed"))
             # activations (16-bit, no recomputation; sdpa keeps no attention scores): 34 * batch *
             # sequence * hidden bytes per layer (Korthikanti et al. 2022)
-            hidden = shape.heads * shape.head_dim
-            activations = 34 * recipe["per_device_batch_size"] * length * hidden * shape.layers
+            activations = 34 * recipe["per_device_batch_size"] * length * shape.heads * shape.head_dim * shape.layers
             finetune.memory_gb = max(finetune.memory_gb, (states + activations) / 1e9)
             # the model folder (bf16 weights, or the adapter) + one resume checkpoint (+ Adam states)
-            adapter = 0.01 * weights
-            finetune.disk_gb += ((adapter * 3) if lora else (weights + 14 * shape.params)) / 1e9
+            finetune.disk_gb += (0.03 * weights if lora else weights + 14 * shape.params) / 1e9
         finetune.submissions = finetune.jobs
-        # ---- evaluation: one job per cell; on SLURM one group job per model tag
+        # ---- evaluation: one job per cell; a model load per cell or per group job (speed.cells_per_load)
         cells = study.cells_for(model)
-        tags = {c.model_tag for c in cells}
         for cell in cells:
             params = study.eval_params(cell.dataset, cell.format, cell.shots, model)
             prompt = params["prompt"]
-            body, _ = TASK_TOKENS.get(study.datasets[cell.dataset]["task"], OTHER_TASK_TOKENS)
+            generation = prompt["type"] == "generation"
             n = study.datasets[cell.dataset]["split"]["test"]
             n = min(n, params["limit"]) if params.get("limit") else n
-            context = min(max_len, body * (1 + cell.shots))
-            options = len(prompt.get("labels") or []) or 4
-            scored = n * (context + (options if prompt["type"] != "generation" else 0))
-            flops = scored * forward_flops_per_token(shape, context)
-            ev_batch = params["batch_size"]
-            steps = math.ceil(n / ev_batch) * prompt.get("max_new_tokens", 0)
-            if prompt["type"] != "generation":
-                steps = 0
-            if cpu:  # decoding scaled from SmolLM2 by matmul parameters (compute-bound on a CPU)
-                decode_s = calib.decode_s_per_token * shape.matmul_params / SMOLLM2.matmul_params
-                seconds = flops / calib.forward_flops + n * prompt.get("max_new_tokens", 0) * decode_s * bool(steps)
-                seconds += load_s  # every cell its own process (the CPU study's measured setting)
-            else:
-                step_s = weights / (gpu["hbm_bytes_per_s"] * eff["decode_bandwidth"])
-                seconds = flops / (gpu["peak_flops"] * eff["forward_mfu"]) + steps * step_s
+            context = min(max_len, tokens_of(study, cell.dataset)[0] * (1 + cell.shots))
+            options = 0 if generation else len(prompt.get("labels") or []) or 4
+            seconds = speed.forward_s(n * (context + options) * forward_flops_per_token(shape, context))
+            new_tokens = prompt.get("max_new_tokens", 0) if generation else 0
+            seconds += speed.decode_s(shape, n, new_tokens, params["batch_size"])
             evaluate.jobs += 1
             evaluate.wall_s += seconds
-            evaluate.device_hours += seconds * ev_devices / 3600
+            evaluate.device_hours += seconds * ev_hours_per_s
             # predictions.jsonl: the prompt text (~4 bytes per token), the answer, scores and ids
             evaluate.disk_gb += n * (4 * context + 4 * prompt.get("max_new_tokens", 0) + 300) / 1e9
-        if not cpu:  # one model load per group job
-            groups = sum(math.ceil(sum(c.model_tag == t for c in cells) / per_job) for t in tags)
-            evaluate.submissions += groups
-            evaluate.wall_s += groups * load_s
-            evaluate.device_hours += groups * load_s * ev_devices / 3600
-        else:
-            evaluate.submissions += len(cells)
+        per_tag = Counter(c.model_tag for c in cells).values()
+        loads = sum(math.ceil(k / speed.cells_per_load) for k in per_tag)
+        evaluate.submissions += loads
+        evaluate.wall_s += loads * load_s
+        evaluate.device_hours += loads * load_s * ev_hours_per_s
         # bf16 weights + the KV cache of a batch at max_length (keys and values, every layer)
         kv_cache = ev_batch * max_len * shape.layers * 2 * shape.heads * shape.head_dim * 2
-        ev_batch = study.evaluate["batch_size"]
         evaluate.memory_gb = max(evaluate.memory_gb, (weights + kv_cache) / max(1, ev_res["gpu"]) / 1e9)
         # ---- S3FT: the base model answers its training sets (generation), one job per dataset
-        if study.s3ft:
-            for dataset in study.s3ft_train_on:
-                n = max(ft.size for ft in study.finetunes if ft.dataset == dataset)
-                body, target = TASK_TOKENS.get(study.datasets[dataset]["task"], OTHER_TASK_TOKENS)
-                flops = n * body * forward_flops_per_token(shape, body)
-                if cpu:
-                    seconds = flops / calib.forward_flops + n * OWN_ANSWER_TOKENS * calib.decode_s_per_token + load_s
-                else:
-                    step_s = weights / (gpu["hbm_bytes_per_s"] * eff["decode_bandwidth"])
-                    seconds = (
-                        flops / (gpu["peak_flops"] * eff["forward_mfu"])
-                        + math.ceil(n / 16) * OWN_ANSWER_TOKENS * step_s
-                        + load_s
-                    )
-                own.jobs += 1
-                own.submissions += 1
-                own.wall_s += seconds
-                own.device_hours += seconds * ev_devices / 3600
-                own.memory_gb = evaluate.memory_gb
+        for dataset in study.s3ft_train_on if study.s3ft else []:
+            n = max(ft.size for ft in study.finetunes if ft.dataset == dataset)
+            body = tokens_of(study, dataset)[0]
+            seconds = speed.forward_s(n * body * forward_flops_per_token(shape, body))
+            seconds += speed.decode_s(shape, n, OWN_ANSWER_TOKENS, ev_batch) + load_s
+            own.jobs += 1
+            own.submissions += 1
+            own.wall_s += seconds
+            own.device_hours += seconds * ev_hours_per_s
+            own.memory_gb = evaluate.memory_gb
     inputs = [
-        f"device: {device}"
-        + (
-            ""
-            if cpu
-            else f" ({gpu['name']}, {gpu['peak_flops'] / 1e12:.0f} TFLOP/s bf16 peak, "
-            f"{gpu['hbm_bytes_per_s'] / 1e12:.2f} TB/s HBM; efficiency {eff_source})"
-        ),
+        f"device: {device}",
         "prompt tokens per task (body, answer): "
         + ", ".join(f"{t} {b}/{a}" for t, (b, a) in TASK_TOKENS.items())
         + f", other {OTHER_TASK_TOKENS[0]}/{OTHER_TASK_TOKENS[1]}; x (1 + demonstrations), capped at max_length",
+        speed.inputs(),
     ]
-    if cpu:
-        inputs.append(
-            f"CPU speeds (SmolLM2, scaled by FLOPs): train {calib.train_flops / 1e9:.0f} GFLOP/s, scoring "
-            f"{calib.forward_flops / 1e9:.0f} GFLOP/s, decoding {calib.decode_s_per_token * 1e3:.0f} ms "
-            "per example and new token; "
-            f"job start {calib.job_start_s} s, load {calib.load_gb_per_s} GB/s; from " + "; ".join(calib.sources)
-        )
-    else:
-        inputs.append(
-            "GPU efficiency: "
-            + ", ".join(f"{k} {v}" for k, v in eff.items())
-            + f"; evaluation grouped per model tag ({per_job} cells per SLURM job, one model load each)"
-        )
-    rows = [r for r in (finetune, evaluate, own) if r.jobs]
-    return rows, inputs
+    return [r for r in (finetune, evaluate, own) if r.jobs], inputs
 
 
 def render(study: Study, rows: list[Row], inputs: list[str], device: str) -> str:
@@ -368,9 +380,6 @@ DeviceKind = Annotated[str, Arg("value", choices=("a100", "h100", "h200", "cpu")
 
 def estimate(*, configfile: Inputs, device: DeviceKind = "a100") -> None:
     """`ftgen estimate --configfile FILE... [--device a100|h100|h200|cpu]`: print the bill."""
-    for path in configfile:
-        config = load_yaml(path)
-        for sub in config.get("studies", [path]) if "studies" in config else [path]:
-            study = Study(load_yaml(sub), source=str(sub))
-            rows, inputs = estimate_study(study, device)
-            print(render(study, rows, inputs, device))
+    for study in load_studies(configfile):
+        rows, inputs = estimate_study(study, device)
+        print(render(study, rows, inputs, device))

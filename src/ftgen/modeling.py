@@ -135,14 +135,36 @@ def _sentencepiece_tokenizer(vocab_size: int, corpus: list[str]):
     return LlamaTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
 
 
+def tiny_spec(spec: dict) -> dict:
+    """A tiny model's `tiny:` section with its defaults."""
+    defaults = {"family": "llama", "layers": 2, "hidden": 64, "heads": 4, "kv_heads": 2, "vocab_size": 512, "seed": 0}
+    return defaults | spec.get("tiny", {})
+
+
+def tiny_architecture(tiny: dict, vocab_size: int) -> dict:
+    """The HF config keys of a tiny model's shape (its tokenizer decides the final vocabulary size)."""
+    arch = {
+        "vocab_size": vocab_size,
+        "hidden_size": tiny["hidden"],
+        "intermediate_size": tiny["hidden"] * 2,
+        "num_hidden_layers": tiny["layers"],
+        "num_attention_heads": tiny["heads"],
+        "num_key_value_heads": tiny["kv_heads"],
+        "tie_word_embeddings": tiny["family"] == "llama",
+    }
+    if tiny["family"] == "mixtral":  # a sparse MoE: every token routed to 2 of 4 experts
+        arch.update(num_local_experts=4, num_experts_per_tok=2)
+    return arch
+
+
 def build_tiny_model(out_dir: str | Path, spec: dict, corpus: list[str] | None = None):
     """A random-init causal LM of one family (`tiny.family`: Llama with a byte-level BPE by
     default; llama2 / mistral / mixtral with their SentencePiece kind of tokenizer and chat
     template) saved as a normal HF folder."""
     import transformers
 
-    tiny = {"layers": 2, "hidden": 64, "heads": 4, "kv_heads": 2, "vocab_size": 512, "seed": 0, **spec.get("tiny", {})}
-    family = tiny.get("family", "llama")
+    tiny = tiny_spec(spec)
+    family = tiny["family"]
     model_class, tokenizer_kind, template = TINY_FAMILIES[family]
     torch.manual_seed(tiny["seed"])
     texts = [TINY_CORPUS] + list(corpus or [])
@@ -150,21 +172,12 @@ def build_tiny_model(out_dir: str | Path, spec: dict, corpus: list[str] | None =
     fast = make_tokenizer(tiny["vocab_size"], texts)
     fast.chat_template = template
     eos, pad = fast.eos_token_id, fast.pad_token_id
-    arch = {
-        "vocab_size": len(fast),
-        "hidden_size": tiny["hidden"],
-        "intermediate_size": tiny["hidden"] * 2,
-        "num_hidden_layers": tiny["layers"],
-        "num_attention_heads": tiny["heads"],
-        "num_key_value_heads": tiny["kv_heads"],
+    arch = tiny_architecture(tiny, vocab_size=len(fast)) | {
         "max_position_embeddings": max(1024, int(spec.get("max_length") or 0)),
         "eos_token_id": eos,
         "pad_token_id": pad,
         "bos_token_id": fast.bos_token_id,
-        "tie_word_embeddings": family == "llama",
     }
-    if family == "mixtral":  # a sparse MoE: every token routed to 2 of 4 experts
-        arch.update(num_local_experts=4, num_experts_per_tok=2)
     cls = getattr(transformers, model_class)
     model = cls(cls.config_class(**arch))
     model.generation_config.pad_token_id = pad if pad is not None else eos

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from .data import DataError, get_path, hf_load_args, map_columns, normalise
 from .step import Inputs, Int, Json, Output, UsageError
-from .study import Study, load_yaml, rehearsal, with_defaults
+from .study import load_studies, rehearsal, with_defaults
 
 ROWS = 100  # rows streamed per split: enough to see the columns and a spread of labels
 CONNECT_TIMEOUT = 5.0  # seconds for the one check whether the hub answers
@@ -401,14 +401,7 @@ class Report:
 
 def study_params(configfiles: list[str]) -> list[dict]:
     """`Study.preflight_params()` of each study file (a file with `studies:` stands for its list)."""
-    out = []
-    for path in configfiles:
-        config = load_yaml(path)
-        if "studies" in config:
-            out += study_params([str(p) for p in config["studies"]])
-        else:
-            out.append(Study(config, source=str(path)).preflight_params())
-    return out
+    return [study.preflight_params() for study in load_studies(configfiles)]
 
 
 def run_preflight(studies: list[dict], rows: int = ROWS, offline: str | None = None) -> Report:

@@ -265,7 +265,9 @@ class TargetLogitsTrainer:
         return (loss, outputs) if return_outputs else loss
 
 
-def _trainer_and_collator(recipe: dict, tok):
+def trainer_and_collator(recipe: dict, tok):
+    """The Trainer class and batch collator a recipe trains with (padded rows, or packed ones with
+    the loss on target positions only); benchmarks/gpu_check.py times the same two."""
     from transformers import DataCollatorForSeq2Seq, Trainer
 
     if not recipe["packing"]:
@@ -333,7 +335,7 @@ def finetune(
         f"world_size={args.world_size} rank={args.process_index}"
     )
 
-    trainer_cls, collator = _trainer_and_collator(recipe, tok)
+    trainer_cls, collator = trainer_and_collator(recipe, tok)
     trainer = trainer_cls(model=lm, args=args, train_dataset=train, processing_class=tok, data_collator=collator)
     if trainer.is_world_process_zero():
         _prepare_checkpoint_dir(Path(checkpoints), written)

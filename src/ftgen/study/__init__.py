@@ -6,7 +6,7 @@ study.paths.scores("tiny", "base", "nli_a", 0, 0)    # where a cell's scores are
 study.eval_params("nli_a", 0, 0)                     # what its evaluate job receives
 """
 
-from .core import Study, check_config
+from .core import Study, check_config, load_studies
 from .paths import Paths
 from .plan import BASE, EvalCell, FineTune, wildcard_constraints
 from .schema import REPO_ROOT, ConfigError, deep_merge, load_yaml, validate_schema, with_defaults
@@ -23,6 +23,7 @@ __all__ = [
     "as_json",
     "check_config",
     "deep_merge",
+    "load_studies",
     "load_yaml",
     "validate_schema",
     "wildcard_constraints",

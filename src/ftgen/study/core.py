@@ -218,6 +218,18 @@ class Study(ParamSlices, RuleResources, RuleInputs):
         return files
 
 
+def load_studies(configfiles: list[str]) -> list[Study]:
+    """The studies of some study files; a file with `studies:` (config/hpc.yaml) stands for its list."""
+    out = []
+    for path in configfiles:
+        config = load_yaml(path)
+        if "studies" in config:
+            out += load_studies([str(p) for p in config["studies"]])
+        else:
+            out.append(Study(config, source=str(path)))
+    return out
+
+
 def check_config(*, files: InputFiles) -> None:
     """`ftgen check-config FILE...`: each study file loads and validates (file:line for YAML
     errors; Snakemake's own --configfile errors name neither)."""
