@@ -379,7 +379,9 @@ def main() -> int:
     overrides = dict(_key_value(kv, json.loads) for kv in args.set)
     variants = {"": {}}
     for text in args.variant:
-        label, *pairs = text.split()
+        label, *pairs = text.split() or [""]
+        if not label or "=" in label:
+            raise SystemExit(f"--variant: expected 'NAME KEY=VAL ...', got {text!r}")
         variants[label] = dict(_key_value(kv, str) for kv in pairs)
     model_dir, tokenized = workload_paths(args.workload)
     common = {
