@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -243,16 +242,6 @@ def spawn(name: str, folder: Path, model_dir: Path, recipe: dict, env: dict) -> 
     return json.loads(line[len("RESULT ") :])
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
 def machine() -> dict:
     """What decides the bf16 path's speed: the ISA flags, torch's kernel level and its oneDNN build."""
     import torch
@@ -274,6 +263,8 @@ def machine() -> dict:
 def report(results: dict, workload: dict, settings: dict, args) -> tuple[dict, str]:
     """One row per (configuration, variant); speed-ups against the plain baseline and against the
     baseline run under the same variant's environment."""
+    from ftgen.compute import cpu_name
+
     medians = {key: statistics.median(r["wall_s"] for r in runs) for key, runs in results.items()}
     base = medians[("baseline", "")]
     rows = []
