@@ -6,9 +6,13 @@
         --variant "tcmalloc LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"
 
 `--workload offline` mixes sets built without BIG-bench (benchmarks/config/throughput_offline.yaml).
+The project's trials run with the malloc the pipeline's fine-tune preloads (`ftgen launch`'s
+`cpu_allocator`, default `auto`: tcmalloc or jemalloc where installed; `--cpu-allocator system`
+for glibc's); the baseline runs with the environment as it is, as a plain script would.
 `--variant 'NAME KEY=VAL ...'` runs the configurations again under another environment (an
-allocator, oneDNN's ISA cap, thread settings), alternating with the plain runs, so that a machine
-setting and a lever are compared within one run; `--set KEY=JSON` overrides a recipe key (e.g.
+allocator, oneDNN's ISA cap, thread settings; the key `cpu_allocator` sets the project's setting
+instead), alternating with the plain runs, so that a machine setting and a lever are compared
+within one run; `--set KEY=JSON` overrides a recipe key (e.g.
 `packing_row_tokens`). Every result records the machine (ISA flags, torch's kernel level), whether
 bf16 was used, and the trial's system-CPU share and page faults.
 
@@ -225,17 +229,30 @@ def trial(name: str, folder: str, model_dir: str, recipe: dict) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         runner = run_baseline if CONFIGS[name] is None else run_project
         result = runner(Path(folder), Path(model_dir), recipe, Path(tmp))
+    from ftgen.allocator import loaded_allocator
+
     usage = resource.getrusage(resource.RUSAGE_SELF)
     result.update(
-        peak_rss_mb=usage.ru_maxrss / 1024, user_s=usage.ru_utime, sys_s=usage.ru_stime, minor_faults=usage.ru_minflt
+        malloc=loaded_allocator(),
+        peak_rss_mb=usage.ru_maxrss / 1024,
+        user_s=usage.ru_utime,
+        sys_s=usage.ru_stime,
+        minor_faults=usage.ru_minflt,
     )
     print("RESULT " + json.dumps(result))
 
 
-def spawn(name: str, folder: Path, model_dir: Path, recipe: dict, env: dict) -> dict:
+def spawn(name: str, folder: Path, model_dir: Path, recipe: dict, env: dict, cpu_allocator: str) -> dict:
+    """One trial in a fresh process: the project's under the malloc `ftgen launch` would preload."""
+    from ftgen.allocator import allocator_env
+
     cmd = [sys.executable, __file__, "--trial", name, "--folder", str(folder), "--model", str(model_dir)]
     cmd += ["--recipe", json.dumps(recipe)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env={**os.environ, **env})
+    env = {**os.environ, **env}
+    setting = env.pop("cpu_allocator", cpu_allocator)
+    if CONFIGS[name] is not None:
+        env = allocator_env(setting, 0, env)[0]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
     if proc.returncode != 0 or line is None:
         raise SystemExit(f"trial {name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
@@ -280,6 +297,7 @@ def report(results: dict, workload: dict, settings: dict, args) -> tuple[dict, s
                 "speedup_vs_baseline": round(base / wall, 2),
                 "speedup_vs_same_variant_baseline": round(medians.get(("baseline", variant), base) / wall, 2),
                 "bf16": runs[0].get("bf16", False),
+                "malloc": runs[0]["malloc"],
                 "sys_cpu_share": round(statistics.median(r["sys_s"] / (r["sys_s"] + r["user_s"]) for r in runs), 3),
                 "minor_faults_k": round(statistics.median(r["minor_faults"] for r in runs) / 1000),
                 "peak_rss_mb": round(max(r["peak_rss_mb"] for r in runs)),
@@ -292,6 +310,7 @@ def report(results: dict, workload: dict, settings: dict, args) -> tuple[dict, s
         "device": f"CPU: {cpu_name()}",
         "machine": machine(),
         "threads": args.threads,
+        "cpu_allocator": args.cpu_allocator,
         "repeats": args.repeat,
         "workload": workload,
         **settings,
@@ -314,16 +333,16 @@ def report(results: dict, workload: dict, settings: dict, args) -> tuple[dict, s
         + "".join(f" Variant `{v}`: `{' '.join(f'{k}={x}' for k, x in e.items())}`." for v, e in variants.items()),
         "",
         "| configuration | variant | median s | runs s | useful tokens/s | speed-up vs baseline | "
-        "vs same-variant baseline | bf16 | sys CPU share | minor faults (k) | peak RSS MB | "
+        "vs same-variant baseline | bf16 | malloc | sys CPU share | minor faults (k) | peak RSS MB | "
         "mean train loss | held-out loss |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         bold = "**" if r["config"] == PROJECT and not r["variant"] else ""
         lines.append(
             f"| {bold}{r['config']}{bold} | {r['variant']} | {r['median_s']} | {', '.join(map(str, r['runs_s']))} | "
             f"{r['tokens_per_s']} | {bold}{r['speedup_vs_baseline']}x{bold} | "
-            f"{r['speedup_vs_same_variant_baseline']}x | {r['bf16']} | {r['sys_cpu_share']} | "
+            f"{r['speedup_vs_same_variant_baseline']}x | {r['bf16']} | {r['malloc']} | {r['sys_cpu_share']} | "
             f"{r['minor_faults_k']} | {r['peak_rss_mb']} | {r['train_loss']} | {r['heldout_loss']} |"
         )
     return {**meta, "results": rows}, "\n".join(lines) + "\n"
@@ -337,6 +356,8 @@ def _key_value(text: str, parse) -> tuple[str, object]:
 
 
 def main() -> int:
+    from ftgen.allocator import SETTINGS
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--steps", type=int, default=12)
@@ -355,6 +376,12 @@ def main() -> int:
         default=[],
         metavar="'NAME KEY=VAL ...'",
         help="run every configuration again under this environment, alternating with the plain runs",
+    )
+    ap.add_argument(
+        "--cpu-allocator",
+        choices=SETTINGS,
+        default="auto",
+        help="the project's trials: the malloc `ftgen launch` preloads (config resources.finetune.cpu_allocator)",
     )
     ap.add_argument("--plain-baseline-only", action="store_true", help="variants run the project's configs only")
     ap.add_argument("--label", help="write benchmarks/out/train_throughput_<label>.{json,md}")
@@ -398,11 +425,12 @@ def main() -> int:
                 recipe = {**common, **(CONFIGS[name] or {})}
                 if CONFIGS[name] is not None:
                     recipe.update(overrides)
-                r = spawn(name, Path(tmp), model_dir, recipe, variants[variant])
+                r = spawn(name, Path(tmp), model_dir, recipe, variants[variant], args.cpu_allocator)
                 results[(name, variant)].append(r)
                 print(
                     f"repeat {rep + 1} {name:28s} {variant:10s} {r['wall_s']:7.1f} s  loss {r['train_loss']:.4f}  "
-                    f"held-out {r['heldout_loss']:.4f}  rss {r['peak_rss_mb']:.0f} MB  sys {r['sys_s']:.1f} s",
+                    f"held-out {r['heldout_loss']:.4f}  rss {r['peak_rss_mb']:.0f} MB  sys {r['sys_s']:.1f} s  "
+                    f"{r['malloc']}",
                     flush=True,
                 )
     data, md = report(results, workload, {"set": overrides, "variants": {k: v for k, v in variants.items() if k}}, args)

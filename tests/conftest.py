@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import SHARP_LABELS, mc_params, mc_rows, sentiment_rows, write_jsonl
+from helpers import PP, SHARP_LABELS, mc_params, mc_rows, sentiment_rows, write_jsonl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -58,6 +58,21 @@ def examples(tmp_path_factory):
         spec=params, examples=str(tmp / "examples.parquet"), card=str(tmp / "card.json"), manifest=str(tmp / "m.json")
     )
     return tmp / "examples.parquet"
+
+
+@pytest.fixture(scope="module")
+def tokenized(tiny_model, examples, tmp_path_factory):
+    """The sentiment examples tokenized for SFT (the fine-tune tests' training set)."""
+    from ftgen.tokenized import tokenize_dataset
+
+    out = tmp_path_factory.mktemp("tok") / "tok"
+    tokenize_dataset(
+        model=str(tiny_model),
+        examples=str(examples),
+        spec={"prompt": PP, "variant": "sft", "format": 0},
+        tokenized=str(out),
+    )
+    return out
 
 
 @pytest.fixture

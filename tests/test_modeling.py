@@ -2,11 +2,15 @@
 local model source materialised as the same model."""
 
 import json
+import os
+import platform
+import subprocess
+import sys
 
 import pytest
 import torch
 
-from ftgen.modeling import bf16_supported, load_model, load_tokenizer
+from ftgen.modeling import BF16_MIN_SPEEDUP, bf16_supported, load_model, load_tokenizer
 
 
 def test_tiny_model_artifact(tiny_model):
@@ -71,3 +75,17 @@ def test_tiny_stand_ins_have_their_family_architecture_and_tokenizer(tmp_path, f
     assert type(model).__name__ == arch
     generated = model.generate(**tok(["Hi"], return_tensors="pt"), max_new_tokens=3, min_new_tokens=3, do_sample=False)
     assert generated.shape[1] == len(tok("Hi").input_ids) + 3
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="oneDNN ISA names are x86's")
+def test_bf16_auto_measures_instead_of_trusting_cpu_flags():
+    """With oneDNN kept off the bf16 instructions, bf16 matmuls run slower than fp32 whatever
+    /proc/cpuinfo lists, and `bf16: auto` must then pick fp32."""
+    code = (
+        "from ftgen.modeling import bf16_matmul_speedup, bf16_supported, resolve_bf16; "
+        "print(bf16_matmul_speedup(), bf16_supported('cpu'), resolve_bf16('auto', 'cpu'))"
+    )
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    speedup, supported, resolved = out.split()
+    assert float(speedup) < BF16_MIN_SPEEDUP and supported == resolved == "False"

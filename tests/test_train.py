@@ -40,19 +40,6 @@ RECIPE = {
 }
 
 
-@pytest.fixture(scope="module")
-def tokenized(tiny_model, examples, tmp_path_factory):
-    """The sentiment examples tokenized for SFT: shared by the DeepSpeed and resume tests."""
-    out = tmp_path_factory.mktemp("tok") / "tok"
-    tokenize_dataset(
-        model=str(tiny_model),
-        examples=str(examples),
-        spec={"prompt": PP, "variant": "sft", "format": 0},
-        tokenized=str(out),
-    )
-    return out
-
-
 def finetune_cmd(tiny_model, tokenized, recipe: dict, out, procs: int = 0, threads: int = 1) -> list[str]:
     """The fine-tune step exactly as the rule runs it: through `ftgen launch`, checkpoints beside `out`."""
     return [

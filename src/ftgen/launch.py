@@ -16,6 +16,7 @@ import sys
 from collections.abc import Mapping
 from typing import Annotated
 
+from .allocator import SETTINGS, allocator_env
 from .step import Arg, Int
 
 
@@ -66,22 +67,33 @@ def launch_command(
     return ["srun", "--overlap", f"--nodes={nodes}", "--ntasks-per-node=1", "bash", "-c", inner]
 
 
-def launch(*, procs: Int = 0, nodes: Int = 1, step_argv: Annotated[list[str], Arg("rest")], log=print) -> None:
+def launch(
+    *,
+    procs: Int = 0,
+    nodes: Int = 1,
+    cpu_allocator: Annotated[str, Arg("value", choices=SETTINGS)] = "auto",
+    step_argv: Annotated[list[str], Arg("rest")],
+    log=print,
+) -> None:
     """Replace this process with the launch command (exit status and signals pass through).
 
-    `procs` 0: one process per visible GPU, or 1. `step_argv`: everything after `--`.
+    `procs` 0: one process per visible GPU, or 1. `cpu_allocator`: the malloc the step's processes
+    preload (ftgen.allocator; config `resources.finetune.cpu_allocator`). `step_argv`: everything
+    after `--`.
     """
     step_argv = step_argv[1:] if step_argv[:1] == ["--"] else step_argv
     if not step_argv:
         raise SystemExit("ftgen launch: give the step to run after --")
     gpus = visible_gpus()
-    argv = launch_command(step_argv, procs, nodes, gpus, os.environ)
+    env, allocator = allocator_env(cpu_allocator, gpus, os.environ, field="resources.finetune.cpu_allocator")
+    argv = launch_command(step_argv, procs, nodes, gpus, env)
     log(
         f"launch: nodes={nodes} gpus_visible={gpus} procs_per_node={procs or max(gpus, 1)} "
         f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')!r} "
         f"SLURM_JOB_ID={os.environ.get('SLURM_JOB_ID', '')!r}"
     )
+    log(f"launch: malloc: {allocator}")
     log("launch: " + shlex.join(argv))
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execvp(argv[0], argv)
+    os.execvpe(argv[0], argv, env)

@@ -28,8 +28,15 @@ TINY_CORPUS = (
 )
 
 
+# bf16 on a CPU only where its matmuls run at least this much faster than fp32 ones
+BF16_MIN_SPEEDUP = 1.2
+
+
 def bf16_supported(device: str | torch.device = "cpu") -> bool:
-    """bf16 only where the hardware runs it natively (CPU: AVX512-BF16 or AMX; GPU: Ampere+)."""
+    """bf16 where the hardware runs it natively and it pays: GPU Ampere+; CPU with AVX512-BF16 or
+    AMX whose bf16 matmuls are measured faster than fp32 ones. The flags alone are not enough:
+    oneDNN may not use them (ONEDNN_MAX_CPU_ISA capped below AMX made bf16 matmuls 0.5x fp32 on
+    a Xeon, and the project's fine-tune 1.7x slower than with AMX; docs/performance.md)."""
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
@@ -39,7 +46,15 @@ def bf16_supported(device: str | torch.device = "cpu") -> bool:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
         return False
-    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
+    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags)) and bf16_matmul_speedup() >= BF16_MIN_SPEEDUP
+
+
+def bf16_matmul_speedup() -> float:
+    """bf16 / fp32 matmul throughput on this CPU at torch's current thread count (ftgen.compute)."""
+    from .compute import cpu_peak_flops
+
+    threads = torch.get_num_threads()
+    return cpu_peak_flops(threads, True) / cpu_peak_flops(threads, False)
 
 
 def default_device() -> torch.device:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from .allocator import loaded_allocator
 from .artifacts import config_hash, manifest, read_json, write_json
 from .compute import device_peak, model_shape, train_flops_per_token, utilization
 from .modeling import load_tokenizer, resolve_bf16, set_threads
@@ -381,6 +382,7 @@ def finetune(
         "trainable_params": trainable,
         "bf16": bf16,
         "frozen_weights_bf16": frozen_bf16,
+        "cpu_allocator": loaded_allocator(),  # the malloc this process runs with (ftgen.allocator)
         "resumed_from": resume,
         "distributed": {
             "world_size": args.world_size,

@@ -22,7 +22,8 @@ rule finetune:
         recipe=lambda wc: as_json(STUDY.recipe(STUDY.finetune_of(wc))),
         checkpoints=lambda wc: PATHS.checkpoints(wc.model, STUDY.finetune_of(wc).id),
     shell:
-        "python -m ftgen launch --procs {resources.procs} --nodes {resources.nodes} -- "
+        "python -m ftgen launch --procs {resources.procs} --nodes {resources.nodes} "
+        "--cpu-allocator {resources.cpu_allocator:q} -- "
         "finetune --model {input.model:q} --tokenized {input.tokenized:q} "
         "--recipe {params.recipe:q} --finetuned {output.finetuned:q} --checkpoints {params.checkpoints:q} "
         "--threads {threads} > {log:q} 2>&1"

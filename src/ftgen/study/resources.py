@@ -38,7 +38,12 @@ RULE_GROUP = {
     "s3ft_report": "aggregate",
     "compute_table": "aggregate",
 }
-GROUP_EXTRA = {"finetune": ("gpu", "nodes", "procs"), "evaluate": ("gpu",), "retrieval": ("gpu",), "judge": ("gpu",)}
+GROUP_EXTRA = {
+    "finetune": ("gpu", "nodes", "procs", "cpu_allocator"),
+    "evaluate": ("gpu",),
+    "retrieval": ("gpu",),
+    "judge": ("gpu",),
+}
 
 
 class RuleResources:
