@@ -259,6 +259,36 @@ def spawn(name: str, folder: Path, model_dir: Path, recipe: dict, env: dict, cpu
     return json.loads(line[len("RESULT ") :])
 
 
+def matmul_probe(seconds: float, threads: int) -> dict:
+    """bf16 and fp32 1024^3 matmul GFLOP/s (best of 10) sampled once a second for `seconds`, in a
+    fresh process. On shared VMs the bf16 unit's throughput can change from second to second
+    (here: ~420 or ~1120 GFLOP/s), which moves every bf16 trial (summary: `probe_summary`)."""
+    code = (
+        "import json, sys, time, torch\n"
+        f"torch.set_num_threads({threads})\n"
+        "from ftgen.compute import cpu_peak_flops\n"
+        "peak = cpu_peak_flops.__wrapped__\n"
+        f"end = time.time() + {seconds}\n"
+        "while time.time() < end:\n"
+        f"    print(json.dumps([peak({threads}, True) / 1e9, peak({threads}, False) / 1e9]), flush=True)\n"
+        "    time.sleep(1)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    samples = [json.loads(line) for line in out.splitlines()]
+    return {"bf16_gflops": [round(x[0]) for x in samples], "fp32_gflops": [round(x[1]) for x in samples]}
+
+
+def probe_summary(probe: dict, best_bf16: float) -> dict:
+    """min/median/max, and the share of bf16 samples under half the best one of the whole run."""
+    bf16 = probe["bf16_gflops"]
+    return {
+        "bf16_min_median_max": [min(bf16), round(statistics.median(bf16)), max(bf16)],
+        "bf16_slow_share": round(sum(x < best_bf16 / 2 for x in bf16) / len(bf16), 2),
+        "fp32_median": round(statistics.median(probe["fp32_gflops"])),
+    }
+
+
 def machine() -> dict:
     """What decides the bf16 path's speed: the ISA flags, torch's kernel level and its oneDNN build."""
     import torch
@@ -332,6 +362,10 @@ def report(results: dict, workload: dict, settings: dict, args) -> tuple[dict, s
         + (f" Recipe overrides in the project's trials: `{json.dumps(settings['set'])}`." if settings["set"] else "")
         + "".join(f" Variant `{v}`: `{' '.join(f'{k}={x}' for k, x in e.items())}`." for v, e in variants.items()),
         "",
+        "Matmul probe (1024^3, best of 10, once a second, before and after the trials; GFLOP/s; slow share: "
+        "bf16 samples under half the run's best): "
+        + "; ".join(f"{when}: {json.dumps(p)}" for when, p in settings["probe_summary"].items()),
+        "",
         "| configuration | variant | median s | runs s | useful tokens/s | speed-up vs baseline | "
         "vs same-variant baseline | bf16 | malloc | sys CPU share | minor faults (k) | peak RSS MB | "
         "mean train loss | held-out loss |",
@@ -383,6 +417,7 @@ def main() -> int:
         default="auto",
         help="the project's trials: the malloc `ftgen launch` preloads (config resources.finetune.cpu_allocator)",
     )
+    ap.add_argument("--probe-s", type=float, default=20, help="seconds of matmul probe before and after the trials")
     ap.add_argument("--plain-baseline-only", action="store_true", help="variants run the project's configs only")
     ap.add_argument("--label", help="write benchmarks/out/train_throughput_<label>.{json,md}")
     ap.add_argument("--trial"), ap.add_argument("--folder"), ap.add_argument("--model"), ap.add_argument("--recipe")
@@ -420,6 +455,8 @@ def main() -> int:
     }
     with tempfile.TemporaryDirectory() as tmp:
         workload = {"name": args.workload, **build_workload(Path(tmp), tokenized, args.steps * args.batch, seed=0)}
+        probes = {"before": matmul_probe(args.probe_s, args.threads)}
+        print(f"matmul probe before: {probes['before']}", flush=True)
         for rep in range(args.repeat):
             for name, variant in results:
                 recipe = {**common, **(CONFIGS[name] or {})}
@@ -433,7 +470,16 @@ def main() -> int:
                     f"{r['malloc']}",
                     flush=True,
                 )
-    data, md = report(results, workload, {"set": overrides, "variants": {k: v for k, v in variants.items() if k}}, args)
+        probes["after"] = matmul_probe(args.probe_s, args.threads)
+        print(f"matmul probe after: {probes['after']}", flush=True)
+    best = max(x for p in probes.values() for x in p["bf16_gflops"])
+    settings = {
+        "set": overrides,
+        "variants": {k: v for k, v in variants.items() if k},
+        "matmul_probe": probes,
+        "probe_summary": {when: probe_summary(p, best) for when, p in probes.items()},
+    }
+    data, md = report(results, workload, settings, args)
     write_results("train_throughput" + (f"_{args.label}" if args.label else ""), data, md)
     return 0
 
