@@ -2,10 +2,10 @@
 
 On CPU, glibc's malloc returns large blocks to the kernel and faults them back in at every
 step; bf16 autocast and the per-step activations allocate exactly such blocks. tcmalloc and
-jemalloc keep them: the same fine-tune ran 1.2-1.6x faster with either preloaded on a 2-core Xeon
-(docs/performance.md; PyTorch's own CPU launcher, `torch.backends.xeon.run_cpu`, preloads them
+jemalloc keep them: the same fine-tune ran up to 1.5x faster with either preloaded on a 2-core
+Xeon (docs/performance.md; PyTorch's own CPU launcher, `torch.backends.xeon.run_cpu`, preloads them
 for the same reason). A preload must be in the environment before the process starts, so
-`ftgen launch` sets LD_PRELOAD for the process it execs (config `resources.<group>.cpu_allocator`).
+`ftgen launch` sets LD_PRELOAD for the process it execs (config `resources.finetune.cpu_allocator`).
 """
 
 from __future__ import annotations
