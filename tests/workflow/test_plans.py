@@ -28,6 +28,7 @@ PARAMS_CHANGED = {
 RESOURCES_CHANGED = {
     "evaluate": "eval_slots=1 (cells of a model tag share one cluster job and model server) and runtime "
     "per cell (resources.evaluate.cell_runtime)",
+    "finetune": "cpu_allocator (the malloc `ftgen launch` preloads: resources.finetune.cpu_allocator)",
 }
 
 
