@@ -8,11 +8,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 
 import pytest
 from safetensors.torch import load_file
 
-from ftgen.allocator import allocator_env, find_library, loaded_allocator
+from ftgen.allocator import allocator_env, find_library
 from helpers import REPO, smoke_study
 from test_train import RECIPE, finetune_cmd
 
@@ -80,4 +81,15 @@ def test_finetune_runs_under_the_preloaded_allocator_with_identical_weights(tiny
         weights[setting] = load_file(out / "adapter_model.safetensors")
     assert weights["tcmalloc"].keys() == weights["system"].keys()
     assert all((weights["tcmalloc"][k] == weights["system"][k]).all() for k in weights["system"])
-    assert loaded_allocator() in ("system", "tcmalloc", "jemalloc")
+
+
+@needs_tcmalloc
+def test_loaded_allocator_reads_the_process_memory_map():
+    """A child with tcmalloc preloaded reports it; one with LD_PRELOAD removed reports the system's."""
+    assert TCMALLOC, "FTGEN_REQUIRE_ALLOCATOR is set but no tcmalloc library was found"
+    code = "from ftgen.allocator import loaded_allocator; print(loaded_allocator())"
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    for preload, expected in ((TCMALLOC, "tcmalloc"), (None, "system")):
+        run_env = {**env, **({"LD_PRELOAD": preload} if preload else {})}
+        out = subprocess.run([sys.executable, "-c", code], env=run_env, capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == expected
