@@ -293,12 +293,10 @@ def machine() -> dict:
     """What decides the bf16 path's speed: the ISA flags, torch's kernel level and its oneDNN build."""
     import torch
 
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        flags = set()
+    from ftgen.compute import cpu_flags
+
     return {
-        "cpu_flags": sorted(flags & {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}),
+        "cpu_flags": sorted(cpu_flags() & {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}),
         "logical_cpus": os.cpu_count(),
         "affinity": len(os.sched_getaffinity(0)),
         "torch": torch.__version__,

@@ -101,6 +101,15 @@ def cpu_name() -> str:
     return match.group(1).strip() if match else platform.processor() or platform.machine()
 
 
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as /proc/cpuinfo lists them (empty where there is none)."""
+    try:
+        match = re.search(r"^flags\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
+    except OSError:
+        match = None
+    return set(match.group(1).split()) if match else set()
+
+
 @functools.cache
 def cpu_peak_flops(threads: int, bf16: bool) -> float:
     """Measured, not looked up: the best of a few square matmuls at this dtype (bf16 where the run

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 from pathlib import Path
 
@@ -29,8 +28,8 @@ TINY_CORPUS = (
 
 
 # bf16 on a CPU only where its matmuls run faster than fp32 ones. Measured on a 2-core Xeon: 2.2-4.9x
-# with AMX, down to ~1.2x while the VM's bf16 unit is in its slow state, 0.5-0.75x with oneDNN
-# capped at AVX512_CORE_BF16 (docs/performance.md); the threshold sits between the last two.
+# with AMX, 0.5-0.75x with oneDNN capped at AVX512_CORE_BF16 (docs/performance.md). The VM's bf16
+# unit also has a slow state (~390-450 GFLOP/s against fp32's 150-320): 1.0 keeps bf16 on there.
 BF16_MIN_SPEEDUP = 1.0
 
 
@@ -44,11 +43,9 @@ def bf16_supported(device: str | torch.device = "cpu") -> bool:
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     if device.type != "cpu":
         return False
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags)) and bf16_matmul_speedup() >= BF16_MIN_SPEEDUP
+    from .compute import cpu_flags
+
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags()) and bf16_matmul_speedup() >= BF16_MIN_SPEEDUP
 
 
 def bf16_matmul_speedup() -> float:
