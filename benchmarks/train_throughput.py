@@ -26,7 +26,7 @@ number of optimizer steps (one epoch over `steps x batch` examples) for every co
 - the rest call `ftgen.train.finetune` (what the `finetune` rule runs) with one lever added at a
   time: bf16 autocast, length-grouped batches (an alternative to packing), packing (positions
   restarting per example: the whole batch in one row, or rows of <= 256 tokens), logits + loss on
-  target positions only, frozen base weights stored in bf16, and
+  target positions only, frozen base weights stored in bf16, LoRA dropout drawn sparsely, and
   (a comparison, not a lever of ours) LoRA on all linear layers instead of q_proj, v_proj.
 
 Every trial runs in its own subprocess (so peak RSS is that trial's), configurations alternate
@@ -84,6 +84,11 @@ CONFIGS = {
     "+bf16+packed_rows256": {**PACKED_ROWS, "target_logits_only": False},
     "+bf16+packed_rows256+target_logits": PACKED_ROWS,
     "+bf16+packed_rows256+target_logits+frozen_bf16": {**PACKED_ROWS, "bf16_frozen_weights": True},
+    "+bf16+packed_rows256+target_logits+frozen_bf16+sparse_dropout": {
+        **PACKED_ROWS,
+        "bf16_frozen_weights": True,
+        "sparse_dropout": True,
+    },
     "same, LoRA on all linear layers": {
         **PACKED_ROWS,
         "bf16_frozen_weights": True,

@@ -10,7 +10,8 @@ position ids restarting per example, so almost no padding is computed and transf
 examples' attention apart (same examples per optimizer step as padded batches);
 `target_logits_only` (with packing): the vocabulary projection and loss run only where a target
 token is predicted, not on the prompt; `bf16_frozen_weights` (LoRA + bf16): the frozen base
-weights stored in bf16.
+weights stored in bf16; `sparse_dropout` (LoRA): the adapters' input dropout draws only the
+positions it drops (ftgen.dropout).
 
 The same function runs as one process or as every rank of a `torchrun` launch (see launch.py):
 on GPUs with NCCL, on CPUs with gloo (DeepSpeed included). Saving is collective (ZeRO-3 gathers
@@ -31,6 +32,7 @@ import torch
 from .allocator import loaded_allocator
 from .artifacts import config_hash, manifest, read_json, write_json
 from .compute import device_peak, model_shape, train_flops_per_token, utilization
+from .dropout import sparse_lora_dropout
 from .modeling import load_tokenizer, resolve_bf16, set_threads
 from .step import Folder, Input, Json, Output, Threads
 from .study.schema import with_defaults
@@ -329,9 +331,12 @@ def finetune(
                 target_modules=lora.get("target_modules", ["q_proj", "v_proj"]),
             ),
         )
+        if recipe["sparse_dropout"]:
+            sparse_lora_dropout(lm)
     trainable = sum(getattr(p, "ds_numel", p.numel()) for p in lm.parameters() if p.requires_grad)
     log(
         f"method={recipe['method']} trainable={trainable:,} bf16={bf16} frozen_bf16={frozen_bf16} "
+        f"sparse_dropout={recipe['sparse_dropout']} "
         f"packing={bool(recipe.get('packing'))} examples={len(train)} "
         f"world_size={args.world_size} rank={args.process_index}"
     )
