@@ -25,7 +25,8 @@ the last 10 % of each example's tokens are its targets.
 
 1. train: {LoRA (r 16, alpha 32, dropout 0.05 on q_proj, k_proj, v_proj, o_proj; frozen base
    weights in bf16, adapters fp32), full fine-tuning (fp32 master weights)} x {padded, packed} with
-   bf16 autocast, AdamW (fused), gradient clipping at 1.0, [8] examples per optimizer step, [3]
+   bf16 autocast (where `bf16: auto` would use it: every bf16 GPU; a CPU only if its bf16 matmuls
+   are measured faster than fp32), AdamW (fused), gradient clipping at 1.0, [8] examples per optimizer step, [3]
    warm-up steps then [10] timed steps on the same batches for every configuration. `padded`: right-
    padded to the batch's longest, attention mask, the model's own loss (vocabulary logits at every
    position: HF Trainer with DataCollatorForSeq2Seq). `packed`: ftgen.train.PackingCollator rows
@@ -37,7 +38,8 @@ the last 10 % of each example's tokens are its targets.
    measured matmul peak); peak memory from torch.cuda.max_memory_allocated; every loss finite. The
    loop is this script's own (no HF Trainer, accelerate or DeepSpeed: their overhead is not
    included, nor data loading: batches are collated before the clock starts).
-2. eval: weights fp32 on the device, bf16 autocast, as ftgen.evaluate loads and runs a model:
+2. eval: weights fp32 on the device, bf16 autocast (as above), as ftgen.evaluate loads and runs a
+   model, MFU from the FLOPs its forward passes ran (ftgen.compute.forward_flops):
    scoring tokens/s with ftgen.generation.loglikelihoods ([256] (context, continuation) requests)
    and option_loglikelihoods ([128] contexts x 3 options of 1-4 tokens), batch 16; batched greedy
    generation with ftgen.generation.greedy_generate ([48] prompts of [64..512] tokens, [128] new
@@ -91,8 +93,9 @@ sys.path.insert(0, str(REPO / "src"))
 
 import torch  # noqa: I001 (after the environment above)
 
-from ftgen.compute import device_peak, forward_flops_per_token, model_shape, train_flops_per_token, utilization
+from ftgen.compute import device_peak, forward_flops, model_shape, train_flops_per_token, utilization
 from ftgen.generation import greedy_generate, loglikelihoods, option_loglikelihoods
+from ftgen.modeling import resolve_bf16
 from ftgen.train import TargetLogitsTrainer, trainer_and_collator
 
 SEED = 0
@@ -449,7 +452,15 @@ def part_eval(s: Settings, device: torch.device, bf16: bool, model, tok, budget:
     peak = device_peak(device, bf16)
     vocab = s.arch["vocab_size"]
     out: dict = {"weights_dtype": "float32", "bf16_autocast": bf16, "batch_size": s.eval_batch}
-    formula = "2N + 4 * layers * heads * head_dim * mean context length"
+    # FLOPs of what the forward passes ran, as the evaluate step records them (ftgen.evaluate)
+    formula = (
+        "(forward_tokens * (2 (N - head) + 4 * layers * heads * head_dim * mean context length) "
+        "+ head_positions * 2 head) / tokens; head = vocab x hidden"
+    )
+
+    def flops_per_token(ran: dict, tokens: int, context: float) -> float:
+        return forward_flops(shape, ran["forward_tokens"], ran["head_positions"], context) / tokens
+
     # warm-up: one small batch of each call (kernels, autocast caches), not timed
     rng, gen = random.Random(SEED + 1), torch.Generator().manual_seed(SEED + 1)
     loglikelihoods(model, tok.pad_token_id, [(token_ids(gen, 32, vocab), [5, 6])] * 2, 2, bf16)
@@ -459,13 +470,14 @@ def part_eval(s: Settings, device: torch.device, bf16: bool, model, tok, budget:
     for n in lengths(rng, s.score_requests, *s.lengths):
         ids = token_ids(gen, n, vocab)
         reqs.append((ids[: n - n_targets(n)], ids[n - n_targets(n) :]))
-    scores, sec = timed(device, lambda: loglikelihoods(model, tok.pad_token_id, reqs, s.eval_batch, bf16))
+    ran: dict = {}
+    scores, sec = timed(device, lambda: loglikelihoods(model, tok.pad_token_id, reqs, s.eval_batch, bf16, counts=ran))
     tokens = sum(len(c) + len(t) for c, t in reqs)
     out["loglikelihoods"] = {
         "requests": len(reqs),
         "tokens": tokens,
         "seconds": round(sec, 4),
-        **utilization(tokens, sec, forward_flops_per_token(shape, tokens / len(reqs)), peak),
+        **utilization(tokens, sec, flops_per_token(ran, tokens, tokens / len(reqs)), peak),
         "flops_per_token_formula": formula,
         "all_finite": all(math.isfinite(x) for x in scores),
     }
@@ -475,8 +487,10 @@ def part_eval(s: Settings, device: torch.device, bf16: bool, model, tok, budget:
 
     # option_loglikelihoods: each context once, then every option on its KV cache
     contexts, options = mc_requests(s, s.option_contexts, 3, SEED + 2)
+    ran = {}
     rows, sec = timed(
-        device, lambda: option_loglikelihoods(model, tok.pad_token_id, contexts, options, s.eval_batch, bf16)
+        device,
+        lambda: option_loglikelihoods(model, tok.pad_token_id, contexts, options, s.eval_batch, bf16, counts=ran),
     )
     # as ftgen.evaluate counts them: each context once + every option's tokens after its first
     tokens = sum(len(c) for c in contexts) + sum(len(o) - 1 for opts in options for o in opts)
@@ -485,7 +499,7 @@ def part_eval(s: Settings, device: torch.device, bf16: bool, model, tok, budget:
         "options_per_context": 3,
         "tokens": tokens,
         "seconds": round(sec, 4),
-        **utilization(tokens, sec, forward_flops_per_token(shape, sum(map(len, contexts)) / len(contexts)), peak),
+        **utilization(tokens, sec, flops_per_token(ran, tokens, sum(map(len, contexts)) / len(contexts)), peak),
         "flops_per_token_formula": formula,
         "all_finite": all(math.isfinite(x) for r in rows for x in r),
     }
@@ -516,8 +530,10 @@ def part_eval(s: Settings, device: torch.device, bf16: bool, model, tok, budget:
         "prompt_tokens_per_s": round(prompt_tokens / pre_sec, 1),
         "generated_tokens_per_s": round(generated / sec, 1),  # the whole call, prefill included
         "decode_tokens_per_s": round((generated - pre_counts.get("generated_tokens", 0)) / decode_sec, 1),
-        "total": utilization(prompt_tokens + generated, sec, forward_flops_per_token(shape, mean_ctx), peak),
-        "flops_per_token_formula": formula + " (prompt + max_new_tokens / 2)",
+        "total": utilization(
+            prompt_tokens + generated, sec, flops_per_token(counts, prompt_tokens + generated, mean_ctx), peak
+        ),
+        "flops_per_token_formula": formula + " (context: prompt + max_new_tokens / 2)",
         "nonempty_outputs": sum(bool(t) for t in texts),
     }
     g = out["generation"]
@@ -715,7 +731,10 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device("cpu" if args.cpu else "cuda")
     budget = Budget(args.budget_s if args.budget_s is not None else s.budget_s)
     name = "gpu_check_cpu" if args.cpu else "gpu_check"
-    bf16 = True  # the GPU pipeline's setting, autocast on the CPU too so both modes run the same code
+    # as the pipeline's `bf16: auto`: on GPUs with bf16 and on CPUs whose bf16 matmuls are measured
+    # faster than fp32 ones; elsewhere (an AVX2-only CPU: 1 vs 128 GFLOP/s) bf16 would be a
+    # different, pathological path, and MFU against its 1024^3 peak meaningless
+    bf16 = resolve_bf16("auto", device)
     torch.manual_seed(SEED)
 
     peak = device_peak(device, bf16)

@@ -136,3 +136,43 @@ def test_compute_table_sums_tokens_time_and_flops(tmp_path):
     assert evaluate["flops_per_token"] == pytest.approx((1000 * 2e9 + 3000 * 3e9) / 4000, rel=1e-3)
     assert evaluate["mfu"] == pytest.approx((1000 * 2e9 + 3000 * 3e9) / 5 / 312e12, rel=1e-3)
     assert "1 jobs without a compute record" in (tmp_path / "c.md").read_text()
+
+
+@pytest.mark.parametrize("call", ["option_loglikelihoods", "loglikelihoods", "greedy_generate"])
+def test_eval_flops_match_torch_flop_counter(tiny_model, call):
+    """What ftgen.generation says its forward passes ran, priced by compute.forward_flops, is what
+    torch's flop counter counts on the same call: a prefix all contexts share, run once; options of
+    several tokens on the contexts' cache; greedy decoding. Batches of one row: no padding (which
+    the counter would count and the record leaves out)."""
+    from transformers import AutoModelForCausalLM
+
+    from ftgen import generation
+    from ftgen.modeling import load_tokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, attn_implementation="eager").eval()
+    tok, shape = load_tokenizer(tiny_model), compute.model_shape(model.config.to_dict())
+    gen = torch.Generator().manual_seed(0)
+    shared = torch.randint(10, 200, (12,), generator=gen).tolist()
+    contexts = [shared + torch.randint(10, 200, (n,), generator=gen).tolist() for n in (5, 9, 14, 20)]
+    options = [[[21], [22, 23], [24, 25, 26]] for _ in contexts]
+    counts: dict = {}
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        if call == "option_loglikelihoods":
+            generation.option_loglikelihoods(model, tok.pad_token_id, contexts, options, 1, counts=counts)
+        elif call == "loglikelihoods":
+            requests = [(c, o) for c, opts in zip(contexts, options) for o in opts]
+            generation.loglikelihoods(model, tok.pad_token_id, requests, 1, counts=counts)
+        else:
+            generation.greedy_generate(model, tok, contexts, 6, 1, stop=None, counts=counts)
+    mean_context = sum(map(len, contexts)) / len(contexts)
+    predicted = compute.forward_flops(shape, counts["forward_tokens"], counts["head_positions"], mean_context)
+    # every prompt's tokens once, but the 12 shared ones only once in all
+    prompts = {
+        "option_loglikelihoods": [c + o[0][1:] + o[1][1:] + o[2][1:] for c, o in zip(contexts, options)],
+        "loglikelihoods": [c + o for c, opts in zip(contexts, options) for o in opts],
+        "greedy_generate": [c + [0] * 5 for c in contexts],  # at most 6 steps: 5 tokens fed back
+    }[call]
+    once = sum(map(len, prompts)) - len(shared) * (len(prompts) - 1)
+    assert counts["forward_tokens"] == once or (call == "greedy_generate" and counts["forward_tokens"] <= once)
+    # attention is priced at the mean context length; norms and softmax are not matmuls
+    assert counter.get_total_flops() == pytest.approx(predicted, rel=0.05)

@@ -303,9 +303,10 @@ def test_api_model_answers_are_cached_retried_and_scored(server, tmp_path, monke
 
 # ----------------------------------------------------------------------------- compute record
 def test_cells_record_the_tokens_they_run_and_their_utilization(tiny_model, examples, tmp_path):
-    """scores.json carries the tokens run (counted independently here), tokens/s and MFU with the
-    FLOPs per token of ftgen.compute for this model."""
-    from ftgen.compute import forward_flops_per_token, model_shape
+    """scores.json carries the tokens scored (counted independently here), tokens/s, and MFU from
+    the FLOPs the forward passes ran (ftgen.compute.forward_flops; checked against torch's flop
+    counter in test_compute.py)."""
+    from ftgen.compute import forward_flops, model_shape
 
     tok = load_tokenizer(tiny_model)
     shape = model_shape(json.loads((tiny_model / "config.json").read_text()))
@@ -319,8 +320,9 @@ def test_cells_record_the_tokens_they_run_and_their_utilization(tiny_model, exam
     options = sum(len(tok(" " + label, add_special_tokens=False)["input_ids"]) + 1 for label in PP["labels"])
     assert sum(map(len, prompts)) < comp["scored_tokens"] <= sum(map(len, prompts)) + len(prompts) * options
     assert comp["scored_tokens"] / comp["tokens_per_s"] == pytest.approx(res["wall_time_s"], abs=0.006)  # rounded
-    lo, hi = (forward_flops_per_token(shape, f(map(len, prompts))) for f in (min, max))
-    assert lo <= comp["flops_per_token"] <= hi * 1.01
+    flops = forward_flops(shape, comp["forward_tokens"], comp["head_positions"], sum(map(len, prompts)) / len(prompts))
+    assert comp["flops_per_token"] == pytest.approx(flops / comp["scored_tokens"], rel=1e-3)
+    assert comp["forward_tokens"] <= comp["scored_tokens"] and comp["head_positions"] >= len(prompts)
     assert 0 < comp["mfu"] < 1 and comp["device"] and comp["achieved_tflops"] > 0
 
     gen = {**PP, "type": "generation", "labels": None, "max_new_tokens": 5}
@@ -330,5 +332,9 @@ def test_cells_record_the_tokens_they_run_and_their_utilization(tiny_model, exam
     encoded = [encode_example(tok, gen, 0, ex, [], None, budget=budget) for ex in load_examples(examples, "test")]
     assert comp["scored_tokens"] == sum(len(e.prompt_ids) for e in encoded)
     assert 0 < comp["generated_tokens"] <= len(encoded) * gen["max_new_tokens"]
-    mean_context = comp["scored_tokens"] / len(encoded)
-    assert comp["flops_per_token"] == pytest.approx(forward_flops_per_token(shape, mean_context), rel=1e-3)
+    # one position's logits per decoded token (+ 1 in the shared prompt prefix's own pass)
+    assert comp["generated_tokens"] <= comp["head_positions"] <= comp["generated_tokens"] + 1
+    tokens = comp["scored_tokens"] + comp["generated_tokens"]
+    assert comp["forward_tokens"] <= tokens - len(encoded)  # a row's last token is never fed back
+    flops = forward_flops(shape, comp["forward_tokens"], comp["head_positions"], comp["scored_tokens"] / len(encoded))
+    assert comp["flops_per_token"] == pytest.approx(flops / tokens, rel=1e-3)

@@ -11,7 +11,7 @@ import json
 import time
 
 from .artifacts import atomic_file, folder_state, manifest, write_json
-from .compute import device_peak, forward_flops_per_token, model_shape, utilization
+from .compute import device_peak, forward_flops, model_shape, utilization
 from .data import load_examples
 from .generation import greedy_generate, loglikelihoods, option_loglikelihoods
 from .metrics import score
@@ -129,6 +129,7 @@ def evaluate_cell(
         # tokens the model runs: each context once (with every option's tokens after the first), or
         # every (context, option) pair in full
         counts = {"scored_tokens": sum(contexts) + sum(len(c) - same_context for p in pairs_by_ex for _, c in p)}
+        ran: dict = {}  # what the forward passes ran (ftgen.generation)
         if same_context:
             # the usual case: every option continues the same context -> encode each context once
             # (examples may have different numbers of options, e.g. TruthfulQA MC1)
@@ -139,10 +140,11 @@ def evaluate_cell(
                 [[cont for _, cont in p] for p in pairs_by_ex],
                 spec["batch_size"],
                 bf16,
+                counts=ran,
             )
         else:  # an option's first token merges with the prompt's end, or (partial scoring) contexts differ
             flat = loglikelihoods(
-                lm, tok.pad_token_id, [pair for p in pairs_by_ex for pair in p], spec["batch_size"], bf16
+                lm, tok.pad_token_id, [pair for p in pairs_by_ex for pair in p], spec["batch_size"], bf16, counts=ran
             )
             rows, start_at = [], 0
             for opts in options:
@@ -172,7 +174,7 @@ def evaluate_cell(
         truncated = sum(e.truncated for e in encoded)
         prompts = [e.prompt_text for e in encoded]
         contexts = [len(e.prompt_ids) for e in encoded]
-        counts = {"scored_tokens": sum(contexts)}
+        counts, ran = {"scored_tokens": sum(contexts)}, {}
         answers = greedy_generate(
             lm,
             tok,
@@ -181,23 +183,24 @@ def evaluate_cell(
             spec["batch_size"],
             bf16,
             stop=prompt_spec.get("stop", "\n\n"),
-            counts=counts,
+            counts=ran,
         )
+        counts["generated_tokens"] = ran.get("generated_tokens", 0)
         details, norm_predictions, ties = [{} for _ in test], None, None
     wall = time.time() - start
     compute = None
     if counts is not None and contexts:
-        # prompt tokens and decoded tokens are both forward passes of one token: one rate
-        shape = model_shape(lm.config.to_dict())
+        # tokens/s: the prompts' and decoded tokens; FLOPs: what the forward passes ran for them
+        # (a shared prefix once, the head where logits were read; ftgen.compute.forward_flops)
+        shape, tokens = model_shape(lm.config.to_dict()), sum(counts.values())
+        flops = forward_flops(shape, ran["forward_tokens"], ran["head_positions"], sum(contexts) / len(contexts))
         compute = {
             **counts,
-            **utilization(
-                sum(counts.values()),
-                wall,
-                forward_flops_per_token(shape, sum(contexts) / len(contexts)),
-                device_peak(device, bf16),
-            ),
-            "flops_per_token_formula": "2N + 4 * layers * heads * head_dim * mean context length",
+            "forward_tokens": ran["forward_tokens"],
+            "head_positions": ran["head_positions"],
+            **utilization(tokens, wall, flops / tokens, device_peak(device, bf16)),
+            "flops_per_token_formula": "(forward_tokens * (2 (N - head) + 4 * layers * heads * head_dim * mean "
+            "context length) + head_positions * 2 head) / tokens; head = vocab x hidden",
         }
     # multiple choice is scored against the correct option (its references are all the options)
     refs = [[ex["label"]] if prompt_spec["type"] == "multiple_choice" else ex["references"] for ex in test]

@@ -5,6 +5,10 @@ row alone; requests are sorted by length so batches carry little padding. The to
 every request shares (a chat template's system turn, the task's instructions, few-shot
 demonstrations) is run once: its KV cache is copied into each batch, which then runs only the
 rest of each row (`[prefix][pads][row tail]`, pads masked out, positions continuing the prefix).
+
+Each function takes an optional `counts` dict and adds what its forward passes ran, for the FLOPs
+of `ftgen.compute.forward_flops`: `forward_tokens` (tokens through the model body, the shared
+prefix once, padding not counted) and `head_positions` (positions whose logits were computed).
 """
 
 from __future__ import annotations
@@ -17,6 +21,12 @@ import torch
 from tqdm.auto import tqdm
 
 MIN_SHARED_PREFIX = 8  # tokens; a shorter shared prefix is not worth a separate pass
+
+
+def _add(counts: dict | None, **amounts: int) -> None:
+    if counts is not None:
+        for key, n in amounts.items():
+            counts[key] = counts.get(key, 0) + int(n)
 
 
 def autocast(bf16: bool, device: torch.device):
@@ -80,7 +90,7 @@ class _SharedPrefix:
     prefix + tail, tail position ids, a copy of the prefix cache for the batch, or None).
     """
 
-    def __init__(self, model, contexts: list[list[int]], bf16: bool, device):
+    def __init__(self, model, contexts: list[list[int]], bf16: bool, device, counts: dict | None = None):
         n = 0
         if len(contexts) > 1:  # commonprefix compares the lexicographic min and max: O(prefix)
             n = min(len(os.path.commonprefix(contexts)), min(len(c) for c in contexts) - 1)
@@ -89,6 +99,7 @@ class _SharedPrefix:
             self.ids = torch.tensor([contexts[0][: self.n]], dtype=torch.long, device=device)
             with autocast(bf16, device):
                 self.cache = model(input_ids=self.ids, use_cache=True, logits_to_keep=1).past_key_values
+            _add(counts, forward_tokens=self.n, head_positions=1)
 
     def batch(self, seqs: list[list[int]], pad_id: int, device):
         ids, mask = left_pad([s[self.n :] for s in seqs], pad_id, device)
@@ -109,17 +120,19 @@ def loglikelihoods(
     batch_size: int = 16,
     bf16: bool = False,
     desc: str = "scoring",
+    counts: dict | None = None,
 ) -> list[float]:
     """Sum of log p(continuation | context) for each (context_ids, continuation_ids) request."""
     device = next(model.parameters()).device
     order = sorted(range(len(requests)), key=lambda i: -(len(requests[i][0]) + len(requests[i][1])))
     out = [0.0] * len(requests)
     with _cast_once(bf16, device), fp32_head(model):
-        prefix = _SharedPrefix(model, [ctx for ctx, _ in requests], bf16, device)
+        prefix = _SharedPrefix(model, [ctx for ctx, _ in requests], bf16, device, counts)
         for start in tqdm(range(0, len(order), batch_size), desc=desc, mininterval=5):
             idx = order[start : start + batch_size]
             ids, mask, positions, cache = prefix.batch([requests[i][0] + requests[i][1] for i in idx], pad_id, device)
             keep = max(len(requests[i][1]) for i in idx) + 1
+            _add(counts, forward_tokens=mask.sum() - prefix.n * len(idx), head_positions=len(idx) * keep)
             with autocast(bf16, device):
                 logits = model(
                     input_ids=ids,
@@ -149,6 +162,7 @@ def option_loglikelihoods(
     batch_size: int = 16,
     bf16: bool = False,
     desc: str = "scoring",
+    counts: dict | None = None,
 ) -> list[list[float]]:
     """Sum of log p(option | context) for every option of every context, running each context once.
 
@@ -162,10 +176,11 @@ def option_loglikelihoods(
     order = sorted(range(len(contexts)), key=lambda i: -len(contexts[i]))
     out: list[list[float]] = [[0.0] * len(opts) for opts in options]
     with _cast_once(bf16, device), fp32_head(model):
-        prefix = _SharedPrefix(model, contexts, bf16, device)
+        prefix = _SharedPrefix(model, contexts, bf16, device, counts)
         for start in tqdm(range(0, len(order), batch_size), desc=desc, mininterval=5):
             idx = order[start : start + batch_size]
             ids, mask, positions, cache = prefix.batch([contexts[i] for i in idx], pad_id, device)
+            _add(counts, forward_tokens=mask.sum() - prefix.n * len(idx), head_positions=len(idx))
             with autocast(bf16, device):
                 step_out = model(
                     input_ids=ids,
@@ -205,6 +220,7 @@ def option_loglikelihoods(
                         position_ids=next_pos[rows] + torch.arange(width, device=device)[None, :],
                     ).logits
                 lp = torch.log_softmax(logits.float(), dim=-1).gather(-1, tgt.to(device)[..., None])[..., 0]
+                _add(counts, forward_tokens=valid.sum(), head_positions=inp.numel())
                 for (r, k), score in zip(chunk, (lp * valid.to(device)).sum(-1).tolist()):
                     out[idx[r]][k] += score
     return out
@@ -224,14 +240,15 @@ def greedy_generate(
 ) -> list[str]:
     """Batched greedy decoding with KV cache; each output is cut at the first `stop` (if any).
     `counts["generated_tokens"]` (if given) adds the positions decoded: rows x steps per batch,
-    what the device computed, including rows that had already stopped."""
+    what the device computed, including rows that had already stopped; each step reads one
+    position's logits per row and feeds its token back in, but the last."""
     from transformers import StoppingCriteriaList, StopStringCriteria
 
     device = next(model.parameters()).device
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
     out = [""] * len(prompts)
     with _cast_once(bf16, device):
-        prefix = _SharedPrefix(model, prompts, bf16, device)
+        prefix = _SharedPrefix(model, prompts, bf16, device, counts)
         # built once (it indexes the whole vocabulary), not per batch as `stop_strings=` would
         criteria = StoppingCriteriaList([StopStringCriteria(tok, [stop])]) if stop else None
         for start in tqdm(range(0, len(order), batch_size), desc=desc, mininterval=5):
@@ -255,8 +272,9 @@ def greedy_generate(
                     top_p=None,
                     top_k=None,
                 )
-            if counts is not None:
-                counts["generated_tokens"] = counts.get("generated_tokens", 0) + gen[:, ids.shape[1] :].numel()
+            rows, steps = gen.shape[0], gen.shape[1] - ids.shape[1]
+            _add(counts, generated_tokens=rows * steps, head_positions=rows * steps)
+            _add(counts, forward_tokens=mask.sum() - prefix.n * rows + rows * max(steps - 1, 0))
             for row, i in enumerate(idx):
                 text = tok.decode(gen[row, ids.shape[1] :], skip_special_tokens=True)
                 out[i] = (text.split(stop)[0] if stop else text).strip()

@@ -81,9 +81,11 @@ def compute_table(*, finetuned: Inputs, scores: Inputs, md: Output, csv: Output)
         md,
         "# Compute: throughput and model FLOPs utilization\n\n"
         "Per fine-tune, and per evaluated model over all its eval cells. tokens: training tokens x epochs "
-        "(fine-tune; no padding), or tokens run through the model (evaluate: contexts, options and decoded "
+        "(fine-tune; no padding), or tokens scored and generated (evaluate: contexts, options and decoded "
         "positions); wall_s: training loop / cell scoring only (no model loading); flops_per_token: model "
-        "FLOPs (6N full, 4N LoRA, 2N forward, plus attention; ftgen.compute); mfu: achieved FLOP/s over "
+        "FLOPs (fine-tune: 6N full, 4N LoRA, plus attention; evaluate: what the forward passes ran, a prompt "
+        "prefix shared by the cell's prompts once, the output head where logits were taken; ftgen.compute) "
+        "per token; mfu: achieved FLOP/s over "
         "the devices' peak (GPU: datasheet bf16 dense; CPU: a measured matmul at the job's threads)."
         + (
             f" {missing} jobs without a compute record (API models, or results from before it) are left out."
