@@ -93,7 +93,14 @@ sys.path.insert(0, str(REPO / "src"))
 
 import torch  # noqa: I001 (after the environment above)
 
-from ftgen.compute import device_peak, forward_flops, model_shape, train_flops_per_token, utilization
+from ftgen.compute import (
+    FORWARD_FLOPS_FORMULA,
+    device_peak,
+    forward_flops,
+    model_shape,
+    train_flops_per_token,
+    utilization,
+)
 from ftgen.generation import greedy_generate, loglikelihoods, option_loglikelihoods
 from ftgen.modeling import resolve_bf16
 from ftgen.train import TargetLogitsTrainer, trainer_and_collator
@@ -453,10 +460,7 @@ def part_eval(s: Settings, device: torch.device, bf16: bool, model, tok, budget:
     vocab = s.arch["vocab_size"]
     out: dict = {"weights_dtype": "float32", "bf16_autocast": bf16, "batch_size": s.eval_batch}
     # FLOPs of what the forward passes ran, as the evaluate step records them (ftgen.evaluate)
-    formula = (
-        "(forward_tokens * (2 (N - head) + 4 * layers * heads * head_dim * mean context length) "
-        "+ head_positions * 2 head) / tokens; head = vocab x hidden"
-    )
+    formula = FORWARD_FLOPS_FORMULA
 
     def flops_per_token(ran: dict, tokens: int, context: float) -> float:
         return forward_flops(shape, ran["forward_tokens"], ran["head_positions"], context) / tokens

@@ -60,7 +60,7 @@ class Shape:
     heads: int
     head_dim: int
     vocab: int
-    head_params: int = 0  # the output projection (vocab x hidden), part of N
+    head_params: int  # the output projection (vocab x hidden), part of N
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -90,15 +90,23 @@ def train_flops_per_token(shape: Shape, context: float, lora: bool) -> float:
     return (4 if lora else 6) * shape.matmul_params + 12 * shape.layers * shape.heads * shape.head_dim * context
 
 
-def forward_flops_per_token(shape: Shape, context: float) -> float:
-    return 2 * shape.matmul_params + 4 * shape.layers * shape.heads * shape.head_dim * context
-
-
 def forward_flops(shape: Shape, tokens: float, head_positions: float, context: float) -> float:
     """Forward passes that run `tokens` through the body (attending to `context` keys on average)
     and project `head_positions` of them to the vocabulary."""
     body = 2 * (shape.matmul_params - shape.head_params) + 4 * shape.layers * shape.heads * shape.head_dim * context
     return tokens * body + head_positions * 2 * shape.head_params
+
+
+# what an evaluate record's flops_per_token is, in words (ftgen.evaluate, benchmarks/gpu_check.py)
+FORWARD_FLOPS_FORMULA = (
+    "(forward_tokens * (2 (N - head) + 4 * layers * heads * head_dim * mean context length) "
+    "+ head_positions * 2 head) / tokens; head = vocab x hidden"
+)
+
+
+def forward_flops_per_token(shape: Shape, context: float) -> float:
+    """One token through the whole model, the head included (2N + attention)."""
+    return forward_flops(shape, 1, 1, context)
 
 
 def gpu_peak_flops(name: str) -> float | None:

@@ -11,7 +11,7 @@ import json
 import time
 
 from .artifacts import atomic_file, folder_state, manifest, write_json
-from .compute import device_peak, forward_flops, model_shape, utilization
+from .compute import FORWARD_FLOPS_FORMULA, device_peak, forward_flops, model_shape, utilization
 from .data import load_examples
 from .generation import greedy_generate, loglikelihoods, option_loglikelihoods
 from .metrics import score
@@ -199,8 +199,7 @@ def evaluate_cell(
             "forward_tokens": ran["forward_tokens"],
             "head_positions": ran["head_positions"],
             **utilization(tokens, wall, flops / tokens, device_peak(device, bf16)),
-            "flops_per_token_formula": "(forward_tokens * (2 (N - head) + 4 * layers * heads * head_dim * mean "
-            "context length) + head_positions * 2 head) / tokens; head = vocab x hidden",
+            "flops_per_token_formula": FORWARD_FLOPS_FORMULA,
         }
     # multiple choice is scored against the correct option (its references are all the options)
     refs = [[ex["label"]] if prompt_spec["type"] == "multiple_choice" else ex["references"] for ex in test]

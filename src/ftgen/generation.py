@@ -273,8 +273,9 @@ def greedy_generate(
                     top_k=None,
                 )
             rows, steps = gen.shape[0], gen.shape[1] - ids.shape[1]
+            fed_back = rows * max(steps - 1, 0)
             _add(counts, generated_tokens=rows * steps, head_positions=rows * steps)
-            _add(counts, forward_tokens=mask.sum() - prefix.n * rows + rows * max(steps - 1, 0))
+            _add(counts, forward_tokens=mask.sum() - prefix.n * rows + fed_back)
             for row, i in enumerate(idx):
                 text = tok.decode(gen[row, ids.shape[1] :], skip_special_tokens=True)
                 out[i] = (text.split(stop)[0] if stop else text).strip()
