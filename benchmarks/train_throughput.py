@@ -271,8 +271,8 @@ def matmul_probe(seconds: float, threads: int) -> dict:
     code = (
         "import json, sys, time, torch\n"
         f"torch.set_num_threads({threads})\n"
-        "from ftgen.compute import cpu_peak_flops\n"
-        "peak = cpu_peak_flops.__wrapped__\n"
+        "from ftgen.compute import cpu_matmul_probe\n"
+        "peak = lambda threads, bf16: cpu_matmul_probe.__wrapped__(threads, bf16)[0]\n"
         f"end = time.time() + {seconds}\n"
         "while time.time() < end:\n"
         f"    print(json.dumps([peak({threads}, True) / 1e9, peak({threads}, False) / 1e9]), flush=True)\n"

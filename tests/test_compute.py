@@ -4,6 +4,7 @@ as torch's own FlopCounterMode counts them on a real forward / backward pass."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -104,6 +105,20 @@ def test_utilization_and_peaks():
     assert compute.gpu_peak_flops("Some Future GPU") is None
     cpu = compute.device_peak("cpu", bf16=False)
     assert cpu["peak_flops"] > 1e9 and "threads" in cpu["device"]
+    assert re.fullmatch(r"measured fp32 (1024|512|256)\^3 matmul", cpu["peak_source"])
+
+
+def test_the_cpu_peak_probe_shrinks_where_the_dtype_is_slow():
+    """A dtype this CPU has no unit for (bf16 on AVX2: ~1.2 GFLOP/s here) is timed on small
+    matmuls: one 1024^3 bf16 matmul took 2.5 s, and every evaluate and fine-tune job probed 13."""
+    assert compute.probe_size(100e9) == 1024  # fp32 on 2 AVX2 cores: 90 GFLOP/s
+    assert compute.probe_size(1.2e9) == 256
+    assert compute.probe_size(5e9) == 512
+    sides = [compute.probe_size(rate) for rate in (1e8, 1e9, 3e9, 1e10, 3e10, 1e12)]
+    assert sides == sorted(sides)  # faster never means a smaller probe
+    for rate in (1e8, 1e9, 3e9, 1e10, 3e10, 1e12):  # one matmul stays short unless even 256^3 is slow
+        side = compute.probe_size(rate)
+        assert side == 256 or 2 * side**3 / rate <= compute.PROBE_MM_S
 
 
 def test_compute_table_sums_tokens_time_and_flops(tmp_path):

@@ -1,21 +1,24 @@
 """The model server behind `ftgen evaluate` (ftgen.serve): cells scored through it, each by its
 own `python -m ftgen evaluate` process as Snakemake runs them, load the model once and write
 exactly what in-process evaluation writes; a failing cell fails alone; a rewritten model
-folder gets a new server; idle servers exit."""
+folder gets a new server; idle servers exit; a request in flight blocks neither a ping nor
+another client, and a server asked to exit answers it first."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from ftgen.serve import server_key
+from ftgen.serve import _send, server_for, server_key
 from helpers import PP, eval_spec
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -116,3 +119,69 @@ def test_an_idle_server_exits(tiny_model, examples, tmp_path, server_env):
         time.sleep(0.2)
     assert not list((tmp_path / "servers").glob("*.sock"))
     assert "exiting" in next((tmp_path / "servers").glob("*.log")).read_text()
+
+
+def _cell_request(model: Path, examples: Path, out: Path, name: str) -> bytes:
+    kwargs = {"model": str(model), "base": str(model), "examples": str(examples)}
+    kwargs |= {"spec": eval_spec(PP, ["accuracy"]), "predictions": str(out / f"{name}.jsonl")}
+    kwargs |= {"scores": str(out / f"{name}.json"), "cell": ["tiny", "base", name, "0", "0"], "threads": 1}
+    return json.dumps({"evaluate": kwargs, "argv": ["ftgen", "evaluate"]}).encode() + b"\n"
+
+
+def test_a_request_in_flight_blocks_neither_pings_nor_other_clients(
+    tiny_model, examples, tmp_path, server_env, monkeypatch
+):
+    """A client mid-request (here: one that has sent half its request) held the single-threaded
+    server, so other clients' 5 s pings timed out, each started a second server for the same
+    model and unlinked the first one's socket (the GPU study rehearsal: 3-4 loads of one model,
+    servers dying on BrokenPipe and FileNotFoundError). Now pings answer at once and a second
+    client's cell is scored by the same server; then the first request completes."""
+    monkeypatch.setenv("FTGEN_SERVER_DIR", server_env["FTGEN_SERVER_DIR"])
+    out = tmp_path / "out"
+    out.mkdir()
+    sock_path = server_for(str(tiny_model), str(tiny_model), 1)
+    request = _cell_request(tiny_model, examples, out, "slow")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as held:
+        held.connect(str(sock_path))
+        held.sendall(request[:20])
+        start = time.monotonic()
+        assert _send(sock_path, {"ping": True}, timeout=5) == {"ok": True}
+        assert time.monotonic() - start < 2
+        _evaluate(server_env, tiny_model, examples, eval_spec(PP, ["accuracy"]), out, "other")
+        held.sendall(request[20:])
+        reply = json.loads(held.makefile().readline())
+    assert reply["ok"], reply
+    assert (
+        json.loads((out / "slow.json").read_text())["scores"] == json.loads((out / "other.json").read_text())["scores"]
+    )
+    assert len(_loads(tmp_path / "servers")) == 1
+
+
+def test_a_server_asked_to_exit_answers_the_requests_it_holds(tiny_model, examples, tmp_path, server_env, monkeypatch):
+    """`quit` (a client retiring the least recently used server) takes the socket away from new
+    clients at once, answers the request already in flight, then exits."""
+    monkeypatch.setenv("FTGEN_SERVER_DIR", server_env["FTGEN_SERVER_DIR"])
+    out = tmp_path / "out"
+    out.mkdir()
+    sock_path = server_for(str(tiny_model), str(tiny_model), 1)
+    request = _cell_request(tiny_model, examples, out, "held")
+    replies = []
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as held:
+        held.connect(str(sock_path))
+        held.sendall(request[:20])
+        assert _send(sock_path, {"quit": True}, timeout=5) == {"ok": True}
+        deadline = time.monotonic() + 10
+        while sock_path.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not sock_path.exists()  # new clients start a successor instead of queueing here
+        reader = threading.Thread(target=lambda: replies.append(held.makefile().readline()))
+        reader.start()
+        held.sendall(request[20:])
+        reader.join(timeout=120)
+    assert json.loads(replies[0])["ok"]
+    assert (out / "held.json").exists()
+    log = next((tmp_path / "servers").glob("*.log"))
+    deadline = time.monotonic() + 10
+    while "asked to exit after 1 cells: exiting" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "asked to exit after 1 cells: exiting" in log.read_text()

@@ -133,24 +133,51 @@ def cpu_flags() -> set[str]:
     return set(match.group(1).split()) if match else set()
 
 
-@functools.cache
-def cpu_peak_flops(threads: int, bf16: bool) -> float:
-    """Measured, not looked up: the best of a few square matmuls at this dtype (bf16 where the run
-    uses it) with torch's current thread count `threads` (the cache key; the pool is not resized).
-    CPUs have no datasheet peak that torch reaches."""
+PROBE_SIZES = (1024, 512, 256)  # square matmul sides, largest first
+PROBE_MM_S = 0.1  # the largest side whose one matmul is estimated to take at most this long
+
+
+def probe_size(flops_per_s: float) -> int:
+    """The matmul side the peak probe times: 1024 where one such matmul is quick at the rate a
+    256^3 one ran, smaller where this dtype is slow on this CPU (bf16 without a bf16 unit runs at
+    ~1 GFLOP/s: thirteen 1024^3 matmuls took 33 s, in every evaluate and fine-tune job)."""
+    for n in PROBE_SIZES:
+        if 2 * n**3 / flops_per_s <= PROBE_MM_S:
+            return n
+    return PROBE_SIZES[-1]
+
+
+def _mm_seconds(a, b, repeats: int) -> float:
     import torch
 
-    dtype = torch.bfloat16 if bf16 else torch.float32
-    n = 1024
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    for _ in range(3):  # warm-up: oneDNN picks and JIT-builds its kernel
-        torch.mm(a, b)
     best = float("inf")
-    for _ in range(10):
+    for _ in range(repeats):
         start = time.perf_counter()
         torch.mm(a, b)
         best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best
+    return best
+
+
+@functools.cache
+def cpu_matmul_probe(threads: int, bf16: bool) -> tuple[float, int]:
+    """(FLOP/s, side): the best of ten square matmuls at this dtype (bf16 where the run uses it)
+    with torch's current thread count `threads` (the cache key; the pool is not resized). The
+    side is 1024 unless a 256^3 matmul shows that this dtype is slow here (`probe_size`), so the
+    probe takes well under a second."""
+    import torch
+
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    small = torch.randn(256, 256, dtype=dtype)
+    _mm_seconds(small, small, 3)  # warm-up: oneDNN picks and JIT-builds its kernel
+    n = probe_size(2 * 256**3 / _mm_seconds(small, small, 3))
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    _mm_seconds(a, b, 3)  # warm-up at the probed side
+    return 2 * n**3 / _mm_seconds(a, b, 10), n
+
+
+def cpu_peak_flops(threads: int, bf16: bool) -> float:
+    """Measured, not looked up (CPUs have no datasheet peak that torch reaches): `cpu_matmul_probe`."""
+    return cpu_matmul_probe(threads, bf16)[0]
 
 
 def device_peak(device, bf16: bool) -> dict:
@@ -164,10 +191,11 @@ def device_peak(device, bf16: bool) -> dict:
         peak = gpu_peak_flops(name)
         return {"device": name, "peak_flops": peak, "peak_source": "datasheet bf16 dense" if peak else "unknown device"}
     threads = torch.get_num_threads()
+    flops, side = cpu_matmul_probe(threads, bf16)
     return {
         "device": f"{cpu_name()} ({threads} threads)",
-        "peak_flops": cpu_peak_flops(threads, bf16),
-        "peak_source": f"measured {'bf16' if bf16 else 'fp32'} 1024^3 matmul",
+        "peak_flops": flops,
+        "peak_source": f"measured {'bf16' if bf16 else 'fp32'} {side}^3 matmul",
     }
 
 

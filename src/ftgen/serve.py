@@ -27,6 +27,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -73,7 +74,7 @@ def _send(sock_path: Path, message: dict, timeout: float | None = None) -> dict:
 
 def _alive(sock_path: Path) -> bool:
     try:
-        return _send(sock_path, {"ping": True}, timeout=5).get("ok", False)
+        return _send(sock_path, {"ping": True}, timeout=15).get("ok", False)
     except (OSError, ValueError, ServerError):
         return False
 
@@ -157,8 +158,88 @@ def evaluate(
     raise ServerError(f"no model server for {model} answered")
 
 
+class _Server:
+    """One model, many connections: every connection gets a thread, so a ping is answered while
+    a cell runs (a client that waited on a busy server took it for dead and started a second
+    one); cells run one at a time under `cell_lock`. Exits when idle for `idle` seconds, or when
+    asked to, once no request is in flight."""
+
+    def __init__(self, model: str, base: str, sock_path: str, idle: float):
+        self.model, self.base, self.sock_path, self.idle = model, base, sock_path, idle
+        self.cell_lock = threading.Lock()
+        self.state = threading.Condition()
+        self.in_flight = 0
+        self.last_done = time.monotonic()
+        self.retiring = False
+        self.served = 0
+
+    def should_exit(self) -> str | None:
+        """Why to stop taking connections now, or None."""
+        with self.state:
+            if self.retiring:
+                return "asked to exit"
+            if not self.in_flight and time.monotonic() - self.last_done >= self.idle:
+                return f"idle for {self.idle:.0f}s"
+        return None
+
+    def start(self, conn: socket.socket) -> None:
+        conn.settimeout(None)
+        with self.state:
+            self.in_flight += 1
+        threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
+
+    def wait_done(self) -> None:
+        with self.state:
+            self.state.wait_for(lambda: not self.in_flight)
+
+    def handle(self, conn: socket.socket) -> None:
+        try:
+            with conn:
+                request = b""
+                while not request.endswith(b"\n"):
+                    chunk = conn.recv(1 << 16)
+                    if not chunk:
+                        return
+                    request += chunk
+                reply = self.answer(json.loads(request))
+                with contextlib.suppress(OSError):  # the client may have given up or been killed
+                    conn.sendall(json.dumps(reply).encode() + b"\n")
+        finally:
+            with self.state:
+                self.in_flight -= 1
+                self.last_done = time.monotonic()
+                self.state.notify_all()
+
+    def answer(self, message: dict) -> dict:
+        if "ping" in message:
+            return {"ok": True}
+        if "quit" in message:
+            with self.state:
+                self.retiring = True
+            return {"ok": True}
+        from . import evaluate as ev
+
+        kwargs = message["evaluate"]
+        if Path(kwargs["model"]).resolve() != Path(self.model) or Path(kwargs["base"]).resolve() != Path(self.base):
+            return {"ok": False, "error": "wrong model server"}
+        lines: list[str] = []
+        with self.cell_lock:
+            own_argv, sys.argv = sys.argv, message["argv"]  # manifests name the job's command
+            try:
+                reply = {"ok": True, "result": ev.evaluate_cell(**kwargs, log=lines.append), "log": lines}
+            except Exception:  # the cell fails, the server goes on with the next one
+                reply = {"ok": False, "error": traceback.format_exc(), "log": lines}
+            finally:
+                sys.argv = own_argv
+            self.served += 1
+        print(f"cell {kwargs['cell']}: {'ok' if reply['ok'] else 'FAILED'}", flush=True)
+        with contextlib.suppress(OSError):  # least recently used servers retire first
+            os.utime(self.sock_path)
+        return reply
+
+
 def serve(model: str, base: str, sock_path: str, idle: float, threads: int | None) -> None:
-    """Load the model once, then evaluate one cell per request until idle for `idle` seconds."""
+    """Load the model once, then evaluate cells (one at a time) until idle for `idle` seconds."""
     from . import evaluate as ev
     from .modeling import default_device, set_threads
 
@@ -166,57 +247,33 @@ def serve(model: str, base: str, sock_path: str, idle: float, threads: int | Non
     start = time.time()
     ev.preload(model, base, default_device())
     print(f"loaded {model} (base {base}) in {time.time() - start:.1f}s", flush=True)
+    server = _Server(model, base, sock_path, idle)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(sock_path)
+    bound = os.stat(sock_path).st_ino
     listener.listen(64)
-    listener.settimeout(idle)
-    served = 0
+    listener.settimeout(0.2)  # how often the exit conditions are looked at
     try:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                print(f"idle for {idle:.0f}s after {served} cells: exiting", flush=True)
-                return
-            with conn:
-                conn.settimeout(None)
-                request = b""
-                while not request.endswith(b"\n"):
-                    chunk = conn.recv(1 << 16)
-                    if not chunk:
-                        break
-                    request += chunk
-                if not request:
-                    continue
-                message = json.loads(request)
-                if "ping" in message:
-                    conn.sendall(b'{"ok": true}\n')
-                    continue
-                if "quit" in message:
-                    conn.sendall(b'{"ok": true}\n')
-                    print(f"asked to exit after {served} cells", flush=True)
-                    return
-                kwargs = message["evaluate"]
-                if Path(kwargs["model"]).resolve() != Path(model) or Path(kwargs["base"]).resolve() != Path(base):
-                    conn.sendall(json.dumps({"ok": False, "error": "wrong model server"}).encode() + b"\n")
-                    continue
-                lines: list[str] = []
-                own_argv, sys.argv = sys.argv, message["argv"]  # manifests name the job's command
-                try:
-                    result = ev.evaluate_cell(**kwargs, log=lines.append)
-                    reply = {"ok": True, "result": result, "log": lines}
-                except Exception:  # the cell fails, the server goes on with the next one
-                    reply = {"ok": False, "error": traceback.format_exc(), "log": lines}
-                finally:
-                    sys.argv = own_argv
-                served += 1
-                print(f"cell {kwargs['cell']}: {'ok' if reply['ok'] else 'FAILED'}", flush=True)
-                with contextlib.suppress(OSError):  # the client may have been killed meanwhile
-                    conn.sendall(json.dumps(reply).encode() + b"\n")
-                os.utime(sock_path)  # least recently used servers retire first
+        while not (reason := server.should_exit()):
+            with contextlib.suppress(TimeoutError):
+                server.start(listener.accept()[0])
+        # new clients find no socket (and start a successor); those already queued are answered
+        _unlink_own(sock_path, bound)
+        listener.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                server.start(listener.accept()[0])
+        server.wait_done()
+        print(f"{reason} after {server.served} cells: exiting", flush=True)
     finally:
         listener.close()
-        with contextlib.suppress(OSError):
+        _unlink_own(sock_path, bound)
+
+
+def _unlink_own(sock_path: str, inode: int) -> None:
+    """Remove the socket file if it is still this server's (a successor may have bound the path)."""
+    with contextlib.suppress(OSError):
+        if os.stat(sock_path).st_ino == inode:
             os.unlink(sock_path)
 
 
