@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from ftgen.serve import _send, server_for, server_key
+from ftgen import serve
+from ftgen.serve import _send, server_for, server_key, servers_to_retire
 from helpers import PP, eval_spec
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -185,3 +186,27 @@ def test_a_server_asked_to_exit_answers_the_requests_it_holds(tiny_model, exampl
     while "asked to exit after 1 cells: exiting" not in log.read_text() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert "asked to exit after 1 cells: exiting" in log.read_text()
+
+
+GIB = 1 << 30
+
+
+@pytest.mark.parametrize(
+    "servers, available, fixed, retired",
+    [
+        ([], 8 * GIB, None, 0),
+        (["cpu"] * 3, 20 * GIB, None, 0),  # CPU with room: models stay loaded
+        (["cpu"] * 8, 20 * GIB, None, 1),  # at most 8: the oldest makes room
+        (["cpu"] * 3, 4 * GIB, None, 3),  # 1 GiB each; one more must leave 6 of 24 GiB free
+        (["cpu"] * 3, 5 * GIB, None, 2),
+        (["cpu"] * 3, 7 * GIB, None, 0),
+        (["cuda", "cuda"], 20 * GIB, None, 1),  # a GPU holds 2
+        (["cuda"], 20 * GIB, None, 0),
+        (["cpu"] * 3, 1 * GIB, "3", 1),  # FTGEN_EVAL_SERVERS fixes the count, memory aside
+    ],
+)
+def test_which_servers_make_room(servers, available, fixed, retired, monkeypatch):
+    monkeypatch.setattr(serve, "MAX_SERVERS", fixed)
+    pool = [{"rss": GIB, "device": device, "age": i} for i, device in enumerate(servers)]
+    out = servers_to_retire(pool, available, total=24 * GIB)
+    assert out == pool[:retired]  # least recently used first

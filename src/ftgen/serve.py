@@ -9,9 +9,11 @@ model once, runs `ftgen.evaluate.evaluate_cell` for one cell at a time (the same
 the same numbers as in-process) and exits after `FTGEN_EVAL_SERVER_IDLE` seconds without work.
 
 A server is keyed by the model and base folders *and their files' sizes and mtimes*: a rebuilt
-fine-tune gets a new server, never a stale model. At most `FTGEN_EVAL_SERVERS` servers stay
-alive per machine (older idle ones are asked to exit first, so GPU memory holds a bounded
-number of models). `FTGEN_EVAL_SERVER=0` evaluates in-process (as does an API model, which has no
+fine-tune gets a new server, never a stale model. Before one more starts, the least recently
+used are asked to exit so that at most 2 run on a GPU machine, or on CPU at most 8 that leave a
+quarter of the memory free (`servers_to_retire`; `FTGEN_EVAL_SERVERS` fixes the count).
+Each connection has its own thread, so a ping is answered while a cell runs.
+`FTGEN_EVAL_SERVER=0` evaluates in-process (as does an API model, which has no
 weights to load). On SLURM the cells of one model tag are one group job (workflow/rules/
 evaluate.smk), so one allocation loads the model once.
 """
@@ -32,11 +34,16 @@ import time
 import traceback
 from pathlib import Path
 
+import psutil
+
 from .artifacts import folder_state
 from .step import EvalCell, Input, Json, Output, Threads
 
 IDLE_S = float(os.environ.get("FTGEN_EVAL_SERVER_IDLE", "60"))
-MAX_SERVERS = int(os.environ.get("FTGEN_EVAL_SERVERS", "2"))
+# servers kept per machine: a GPU holds 2 models; CPU RAM holds as many as leave RESERVE free
+MAX_SERVERS = os.environ.get("FTGEN_EVAL_SERVERS")
+GPU_SERVERS, CPU_SERVERS = 2, 8
+RESERVE = 0.25  # share of the machine's memory no new CPU server may take
 START_TIMEOUT_S = float(os.environ.get("FTGEN_EVAL_SERVER_START", "900"))
 
 
@@ -72,27 +79,58 @@ def _send(sock_path: Path, message: dict, timeout: float | None = None) -> dict:
     return json.loads(reply)
 
 
-def _alive(sock_path: Path) -> bool:
+def _stats(sock_path: Path) -> dict | None:
+    """A live server's {"rss", "device"}, None if it does not answer."""
     try:
-        return _send(sock_path, {"ping": True}, timeout=15).get("ok", False)
+        reply = _send(sock_path, {"ping": True}, timeout=15)
     except (OSError, ValueError, ServerError):
-        return False
+        return None
+    return reply if reply.get("ok") else None
 
 
-def _retire_idle_servers(directory: Path, keep: int) -> None:
-    """Ask the least recently used servers to exit until fewer than `keep` remain. A busy one
-    answers after its current cell (requests are served one at a time)."""
+def _alive(sock_path: Path) -> bool:
+    return _stats(sock_path) is not None
+
+
+def servers_to_retire(servers: list[dict], available: int, total: int) -> list[dict]:
+    """The least recently used servers (`servers` oldest first, each {"rss", "device"}) to ask
+    to exit before one more starts: GPU machines keep `GPU_SERVERS` (device memory), CPU ones up
+    to `CPU_SERVERS` while the newcomer, sized as the largest running one, leaves `RESERVE` of
+    the memory free. `FTGEN_EVAL_SERVERS` fixes the count instead. Cells are scheduled across
+    many models at once: the GPU study rehearsal loaded 100 servers for 157 cells with 2 kept."""
+    fixed = MAX_SERVERS is not None
+    if fixed:
+        cap = int(MAX_SERVERS)
+    else:
+        cap = GPU_SERVERS if any(s["device"] != "cpu" for s in servers) else CPU_SERVERS
+    need = max((s["rss"] for s in servers), default=0)
+    alive, retire = list(servers), []
+    while alive:
+        too_many = len(alive) >= cap
+        too_big = not fixed and available - need < RESERVE * total
+        if not (too_many or too_big):
+            break
+        retire.append(alive.pop(0))
+        available += retire[-1]["rss"]
+    return retire
+
+
+def _retire_idle_servers(directory: Path) -> None:
+    """Ask servers to exit, least recently used first, to make room for one more
+    (`servers_to_retire`). A busy one first answers the requests it holds."""
     socks = sorted(directory.glob("*.sock"), key=lambda p: p.stat().st_mtime if p.exists() else 0)
-    for sock_path in socks[: max(0, len(socks) - keep + 1)]:
+    servers = [{**stats, "sock": sock} for sock in socks if (stats := _stats(sock))]
+    memory = psutil.virtual_memory()
+    for server in servers_to_retire(servers, memory.available, memory.total):
         with contextlib.suppress(OSError, ValueError, ServerError):
-            _send(sock_path, {"quit": True}, timeout=5)
+            _send(server["sock"], {"quit": True}, timeout=5)
 
 
 def _start_server(directory: Path, key: str, model: str, base: str, threads: int | None) -> Path:
     sock_path = directory / f"{key}.sock"
     log_path = directory / f"{key}.log"
     sock_path.unlink(missing_ok=True)
-    _retire_idle_servers(directory, MAX_SERVERS)
+    _retire_idle_servers(directory)
     cmd = [sys.executable, "-m", "ftgen.serve", "--model", model, "--base", base, "--socket", str(sock_path)]
     cmd += ["--idle", str(IDLE_S)] + (["--threads", str(threads)] if threads else [])
     with open(log_path, "ab") as log_fh:
@@ -164,8 +202,8 @@ class _Server:
     one); cells run one at a time under `cell_lock`. Exits when idle for `idle` seconds, or when
     asked to, once no request is in flight."""
 
-    def __init__(self, model: str, base: str, sock_path: str, idle: float):
-        self.model, self.base, self.sock_path, self.idle = model, base, sock_path, idle
+    def __init__(self, model: str, base: str, sock_path: str, idle: float, device: str):
+        self.model, self.base, self.sock_path, self.idle, self.device = model, base, sock_path, idle, device
         self.cell_lock = threading.Lock()
         self.state = threading.Condition()
         self.in_flight = 0
@@ -212,7 +250,7 @@ class _Server:
 
     def answer(self, message: dict) -> dict:
         if "ping" in message:
-            return {"ok": True}
+            return {"ok": True, "rss": psutil.Process().memory_info().rss, "device": self.device}
         if "quit" in message:
             with self.state:
                 self.retiring = True
@@ -245,9 +283,10 @@ def serve(model: str, base: str, sock_path: str, idle: float, threads: int | Non
 
     set_threads(threads)
     start = time.time()
-    ev.preload(model, base, default_device())
+    device = default_device()
+    ev.preload(model, base, device)
     print(f"loaded {model} (base {base}) in {time.time() - start:.1f}s", flush=True)
-    server = _Server(model, base, sock_path, idle)
+    server = _Server(model, base, sock_path, idle, device.type)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(sock_path)
     bound = os.stat(sock_path).st_ino
