@@ -4,6 +4,8 @@
     python benchmarks/default_study_time.py              # summarise the last run's benchmark files
     python benchmarks/default_study_time.py --study smoke
     python benchmarks/default_study_time.py --run --study smoke --env FTGEN_EVAL_SERVER=0 --label no_server
+    python benchmarks/default_study_time.py --run --study eval_grid_offline \
+        --configfile benchmarks/config/throughput_offline.yaml --configfile benchmarks/config/eval_grid_offline.yaml
     python benchmarks/default_study_time.py --study yang2024_cpu --wall-s 5400 \
         --command "--cores 2 --configfile config/studies/yang2024-cpu.yaml"   # a run timed elsewhere
 
@@ -51,6 +53,9 @@ def main() -> int:
     ap.add_argument("--cores", default="2")
     ap.add_argument("--wall-s", type=float, help="end-to-end wall time of a run timed outside this script")
     ap.add_argument("--command", help="the snakemake arguments of that run")
+    ap.add_argument(
+        "--configfile", action="append", default=[], help="run these (in order) instead of config/studies/<study>.yaml"
+    )
     ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="set for the run")
     ap.add_argument("--label", help="suffix of the output files (a variant of the same study)")
     args = ap.parse_args()
@@ -61,7 +66,9 @@ def main() -> int:
     if args.run:
         shutil.rmtree(REPO / "results" / args.study, ignore_errors=True)
         cmd = [str(Path(sys.executable).parent / "snakemake"), "--cores", args.cores]
-        if args.study != "default":
+        if args.configfile:
+            cmd += ["--configfile", *args.configfile]
+        elif args.study != "default":
             cmd += ["--configfile", f"config/studies/{args.study}.yaml"]
         start = time.time()
         subprocess.run(cmd, cwd=REPO, check=True, env=env)

@@ -2,7 +2,8 @@
 own `python -m ftgen evaluate` process as Snakemake runs them, load the model once and write
 exactly what in-process evaluation writes; a failing cell fails alone; a rewritten model
 folder gets a new server; idle servers exit; a request in flight blocks neither a ping nor
-another client, and a server asked to exit answers it first."""
+another client, cells of one model run at once on CPU, and a server asked to exit answers what
+it holds first."""
 
 from __future__ import annotations
 
@@ -88,6 +89,75 @@ def test_cells_share_one_load_and_score_as_in_process(tiny_model, examples, tmp_
     assert (served / "a.jsonl").read_text() == (local / "a.jsonl").read_text()
     assert _scores(served / "a.json") == _scores(local / "a.json")
     assert _scores(served / "b.json")["scores"] == _scores(served / "a.json")["scores"]
+
+
+def test_cells_sent_at_once_score_as_in_process(tiny_model, examples, tmp_path, server_env):
+    """Two jobs' cells of one model at the same time: one server, scored concurrently on CPU,
+    each cell's files as in-process evaluation writes them."""
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    served, local = tmp_path / "served", tmp_path / "local"
+    served.mkdir(), local.mkdir()
+    specs = {"k0": eval_spec(PP, ["accuracy"], batch_size=3), "k2": eval_spec(PP, ["accuracy"], shots=2, batch_size=5)}
+    server_for(str(model), str(model), 1)  # started first, so that both clients find it
+    jobs = [
+        threading.Thread(target=_evaluate, args=(server_env, model, examples, spec, served, name))
+        for name, spec in specs.items()
+    ]
+    for job in jobs:
+        job.start()
+    for job in jobs:
+        job.join()
+    assert len(_loads(tmp_path / "servers")) == 1
+    for name, spec in specs.items():
+        _evaluate({**server_env, "FTGEN_EVAL_SERVER": "0"}, model, examples, spec, local, name)
+        assert (served / f"{name}.jsonl").read_text() == (local / f"{name}.jsonl").read_text()
+        assert _scores(served / f"{name}.json") == _scores(local / f"{name}.json")
+
+
+@pytest.mark.parametrize("device, at_once", [("cpu", True), ("cuda", False)])
+def test_cells_run_at_once_on_cpu_and_one_at_a_time_on_a_gpu(device, at_once, tmp_path, monkeypatch):
+    """On CPU a server runs the cells of all waiting clients at once: Snakemake gave each waiting
+    job its own cores, and scoring them one at a time left a 2-core laptop's second core idle
+    while two cells of one model waited. A GPU scores one cell at a time. Each cell's manifest
+    names its own job's command. (`evaluate_cell` is replaced by one that waits on an event, so
+    that one cell is held inside the server while the other is sent.)"""
+    from ftgen import evaluate as ev
+    from ftgen.artifacts import COMMAND
+
+    release, started, finished = threading.Event(), [], []
+
+    def cell(**kwargs):
+        name = kwargs["cell"][2]
+        started.append(name)
+        if name == "held":
+            assert release.wait(30)
+        finished.append(name)
+        return {"argv": COMMAND.get()}
+
+    monkeypatch.setattr(ev, "evaluate_cell", cell)
+    server = serve._Server(str(tmp_path), str(tmp_path), str(tmp_path / "s.sock"), 60, device)
+    replies = {}
+
+    def send(name):
+        kwargs = {"model": str(tmp_path), "base": str(tmp_path), "cell": ["m", "base", name, "0", "0"]}
+        replies[name] = server.answer({"evaluate": kwargs, "argv": ["ftgen", "evaluate", name]})
+
+    held = threading.Thread(target=send, args=("held",))
+    held.start()
+    deadline = time.monotonic() + 10
+    while "held" not in started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert started == ["held"]
+    other = threading.Thread(target=send, args=("other",))
+    other.start()
+    other.join(timeout=0.5 if not at_once else 10)
+    assert other.is_alive() is not at_once  # on a GPU it waits for the held cell
+    release.set()
+    held.join(timeout=10), other.join(timeout=10)
+    assert finished == (["other", "held"] if at_once else ["held", "other"])
+    assert {name: r["result"]["argv"][-1] for name, r in replies.items()} == {"held": "held", "other": "other"}
+    assert server.served == 2
 
 
 def test_a_failing_cell_fails_alone_and_a_rebuilt_model_gets_a_new_server(tiny_model, examples, tmp_path, server_env):

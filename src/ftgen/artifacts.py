@@ -15,12 +15,16 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextvars import ContextVar
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 # the checkout this package runs from (src/ftgen/ -> the repo): its git revision goes in manifests
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# the command a manifest names: this process's argv, or (in a model server, per cell and thread)
+# the argv of the job that sent the cell
+COMMAND: ContextVar[list[str] | None] = ContextVar("COMMAND", default=None)
 
 TRACKED_PACKAGES = (
     "ftgen",
@@ -250,7 +254,7 @@ def manifest(
         "inputs": {k: str(v) for k, v in (inputs or {}).items()},
         "input_sha256": sums,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "argv": sys.argv,
+        "argv": COMMAND.get() or sys.argv,
         **extra,
     }
 

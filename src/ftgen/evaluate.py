@@ -8,6 +8,7 @@ first blank line. Demonstrations come from the eval dataset's few-shot pool, nev
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 from .artifacts import atomic_file, folder_state, manifest, write_json
@@ -19,19 +20,22 @@ from .modeling import default_device, load_model, load_tokenizer, resolve_bf16, 
 from .prompts import continuation, encode_example, encode_pair, render_body, with_demos
 from .step import EvalCell, Input, Json, Output, Threads
 
-# the model a process has loaded: a model server (ftgen.serve) scores many cells with one load
+# the model a process has loaded: a model server (ftgen.serve) scores many cells with one load,
+# several at once on CPU
 _LOADED: dict[str, tuple] = {}
+_LOADING = threading.Lock()
 
 
 def preload(model: str, base: str, device) -> tuple:
     """(tokenizer, model) for a model folder, loaded once per process (again if a file in the
     model or base folder changed)."""
     key = json.dumps([folder_state(model), folder_state(base), str(device)])
-    if key not in _LOADED:
-        _LOADED.clear()  # one model per process
-        # fine-tuned folders carry the tokenizer they were trained with
-        _LOADED[key] = (load_tokenizer(model), load_model(model, device=device, base_dir=base))
-    return _LOADED[key]
+    with _LOADING:
+        if key not in _LOADED:
+            _LOADED.clear()  # one model per process
+            # fine-tuned folders carry the tokenizer they were trained with
+            _LOADED[key] = (load_tokenizer(model), load_model(model, device=device, base_dir=base))
+        return _LOADED[key]
 
 
 def choose(scores: list[float]) -> tuple[int, bool]:

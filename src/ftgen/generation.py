@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+import threading
 
 import torch
 from tqdm.auto import tqdm
@@ -45,6 +46,10 @@ def _cast_once(bf16: bool, device: torch.device):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=False)
 
 
+_HEADS = threading.Lock()
+_HEAD_USERS: dict[int, int] = {}  # id(head) -> calls inside fp32_head: the last one out restores it
+
+
 @contextlib.contextmanager
 def fp32_head(model, enabled: bool = True):
     """Project the scored positions to the vocabulary in fp32 even when the body runs in bf16.
@@ -53,24 +58,32 @@ def fp32_head(model, enabled: bool = True):
     steps of 1/16 and exact ties are common (on a 64-example sentiment cell 4-8 tied, all resolved
     to the first label). The output projection's input (after the final norm) is fp32 in a
     mixed-precision model; only the projection is cast down. Here it runs outside autocast, on
-    an fp32 copy of the weight made once per call (a no-op for fp32 weights).
+    an fp32 copy of the weight (a no-op for fp32 weights) made once for calls that overlap (a
+    model server scores several cells of one model at once on CPU).
     """
     head = model.get_output_embeddings() if enabled else None
     if head is None or not isinstance(head, torch.nn.Linear):
         yield
         return
-    weight = head.weight.float()
-    bias = None if head.bias is None else head.bias.float()
+    with _HEADS:  # a model server scores several cells of one model at once on CPU
+        if not _HEAD_USERS.get(id(head)):
+            weight = head.weight.float()
+            bias = None if head.bias is None else head.bias.float()
 
-    def forward(hidden):
-        with torch.autocast(device_type=hidden.device.type, enabled=False):
-            return torch.nn.functional.linear(hidden.float(), weight, bias)
+            def forward(hidden):
+                with torch.autocast(device_type=hidden.device.type, enabled=False):
+                    return torch.nn.functional.linear(hidden.float(), weight, bias)
 
-    head.forward = forward
+            head.forward = forward
+        _HEAD_USERS[id(head)] = _HEAD_USERS.get(id(head), 0) + 1
     try:
         yield
     finally:
-        del head.forward  # the class's own forward again
+        with _HEADS:
+            _HEAD_USERS[id(head)] -= 1
+            if not _HEAD_USERS[id(head)]:
+                del _HEAD_USERS[id(head)]
+                del head.forward  # the class's own forward again
 
 
 def left_pad(seqs: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -5,8 +5,11 @@ cell's params reruns exactly those cells; a failed cell loses nothing else), but
 checkpoint and importing torch cost more than scoring a few hundred examples. So the `evaluate`
 step is a light client: it finds the server for its model folder on this machine, starting one
 if none runs, sends the cell's arguments over a Unix socket and waits. The server loads the
-model once, runs `ftgen.evaluate.evaluate_cell` for one cell at a time (the same function, so
-the same numbers as in-process) and exits after `FTGEN_EVAL_SERVER_IDLE` seconds without work.
+model once, runs `ftgen.evaluate.evaluate_cell` for each cell (the same function, so the same
+numbers as in-process) and exits after `FTGEN_EVAL_SERVER_IDLE` seconds without work. On CPU the
+cells of waiting clients run at once, each on its job's threads (the cores Snakemake gave the
+waiting jobs; one at a time, a 2-core laptop scoring two cells of one model left a core idle); on
+a GPU one at a time.
 
 A server is keyed by the model and base folders *and their files' sizes and mtimes*: a rebuilt
 fine-tune gets a new server, never a stale model. Before one more starts, the least recently
@@ -36,7 +39,7 @@ from pathlib import Path
 
 import psutil
 
-from .artifacts import folder_state
+from .artifacts import COMMAND, folder_state
 from .step import EvalCell, Input, Json, Output, Threads
 
 IDLE_S = float(os.environ.get("FTGEN_EVAL_SERVER_IDLE", "60"))
@@ -200,12 +203,13 @@ def evaluate(
 class _Server:
     """One model, many connections: every connection gets a thread, so a ping is answered while
     a cell runs (a client that waited on a busy server took it for dead and started a second
-    one); cells run one at a time under `cell_lock`. Exits when idle for `idle` seconds, or when
-    asked to, once no request is in flight."""
+    one). Cells run concurrently on CPU (each client job holds the cores its cell computes on) and
+    one at a time on a GPU (`cell_lock`). Exits when idle for `idle` seconds, or when asked to,
+    once no request is in flight."""
 
     def __init__(self, model: str, base: str, sock_path: str, idle: float, device: str):
         self.model, self.base, self.sock_path, self.idle, self.device = model, base, sock_path, idle, device
-        self.cell_lock = threading.Lock()
+        self.cell_lock = contextlib.nullcontext() if device == "cpu" else threading.Lock()
         self.state = threading.Condition()
         self.in_flight = 0
         self.last_done = time.monotonic()
@@ -262,15 +266,13 @@ class _Server:
             return {"ok": False, "error": "wrong model server"}
         lines: list[str] = []
         with self.cell_lock:
-            own_argv, sys.argv = sys.argv, message["argv"]  # manifests name the job's command
+            COMMAND.set(message["argv"])  # manifests name the job's command (this thread's context)
             try:
                 reply = {"ok": True, "result": ev.evaluate_cell(**kwargs, log=lines.append), "log": lines}
             except Exception:  # the cell fails, the server goes on with the next one
                 reply = {"ok": False, "error": traceback.format_exc(), "log": lines}
-            finally:
-                sys.argv = own_argv
-            self.served += 1
         with self.state:  # pings (other clients looking for room) do not keep a server alive
+            self.served += 1
             self.last_done = time.monotonic()
         print(f"cell {kwargs['cell']}: {'ok' if reply['ok'] else 'FAILED'}", flush=True)
         with contextlib.suppress(OSError):  # least recently used servers retire first
@@ -279,7 +281,8 @@ class _Server:
 
 
 def serve(model: str, base: str, sock_path: str, idle: float, threads: int | None) -> None:
-    """Load the model once, then evaluate cells (one at a time) until idle for `idle` seconds."""
+    """Load the model once, then evaluate cells (at once on CPU, one at a time on a GPU) until idle
+    for `idle` seconds."""
     from . import evaluate as ev
     from .modeling import default_device, set_threads
 
@@ -287,6 +290,11 @@ def serve(model: str, base: str, sock_path: str, idle: float, threads: int | Non
     start = time.time()
     device = default_device()
     ev.preload(model, base, device)
+    if device.type == "cpu":  # the CPU peak MFU divides by: measured once, before cells share the cores
+        from .compute import device_peak
+        from .modeling import resolve_bf16
+
+        device_peak(device, resolve_bf16("auto", device))
     print(f"loaded {model} (base {base}) in {time.time() - start:.1f}s", flush=True)
     server = _Server(model, base, sock_path, idle, device.type)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
