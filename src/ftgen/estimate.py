@@ -8,19 +8,23 @@ disk, from a cost model whose every input is printed with the table:
   (`TASK_TOKENS`, typical lengths of the papers' datasets, capped at the model's max_length);
 - device speed: GPUs: datasheet peak x an assumed MFU (`GPU_ASSUMED`; a `benchmarks/out/
   gpu_check.json` measured on that device replaces it), HBM bandwidth for decoding; CPU:
-  calibrated on this repository's benchmark files for SmolLM2 (`CPU_CALIBRATION`);
-- fixed costs: job start (imports) and model load (weights / load bandwidth), per job, or per
-  group job where the SLURM profile groups a model tag's eval cells.
+  calibrated on this repository's benchmark files for SmolLM2 (`cpu_calibration`: a bf16 CPU and
+  an fp32 one, picked by the precision `bf16: auto` picks here; the fp32 one recorded its matmul
+  rate and is scaled by this CPU's);
+- fixed costs: job start (imports) and model load (weights / load bandwidth), per job, per group
+  job where the SLURM profile groups a model tag's eval cells, or per model server on a CPU.
 
-It is an estimate: its test compares its CPU prediction for the default study with the measured
-per-rule times of benchmarks/out/default_time.json (within 2x).
+It is an estimate: its tests compare its CPU predictions with the per-rule times of full runs
+(benchmarks/out/*_time.json; within 2x).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import statistics
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,27 +96,48 @@ OWN_ANSWER_TOKENS = 128  # S3FT: new tokens per own answer (a short solution or 
 
 @dataclass
 class CpuCalibration:
-    """Speeds measured here on SmolLM2-135M, as FLOP/s so that they scale to other models."""
+    """Speeds measured on SmolLM2-135M on one CPU, as FLOP/s so that they scale to other models."""
 
-    train_flops: float  # fine-tune (the default recipe: LoRA, bf16, packed rows)
+    train_flops: float  # fine-tune (the default recipe: LoRA, packed rows, bf16 where it pays)
     forward_flops: float  # scoring (1 thread, as evaluate jobs run)
     decode_s_per_token: float  # greedy generation, per example and new token, batch 16, 1 thread
-    job_start_s: float = 6.0  # python + torch/transformers/peft imports (measured here: 5.1-6.3 s)
+    job_start_s: float = 6.0  # python + torch/transformers/peft imports (measured there: 5.1-6.3 s)
     load_gb_per_s: float = 0.3  # SmolLM2's folder (0.54 GB) loads in ~2 s
+    client_start_s: float = 0.3  # an evaluate job that hands its cell to a model server (no torch)
+    bf16: bool = True  # the precision its jobs ran in (`bf16: auto` on that CPU)
+    # that CPU's matmul FLOP/s at that precision ({"train": finetune threads, "eval": 1 thread}),
+    # where recorded: the speeds then scale to another CPU by its own matmul rate
+    matmul_flops: dict[str, float] | None = None
     sources: list[str] = field(default_factory=list)
 
 
-def cpu_calibration(bench: Path = BENCH) -> CpuCalibration:
-    smol = SMOLLM2
-    train = json.loads((bench / "train_throughput.json").read_text())
+def cpu_calibration(bf16: bool = True, bench: Path = BENCH) -> CpuCalibration:
+    """The speeds of a CPU that runs the jobs in bf16 (an AMD EPYC with AVX512-BF16; its matmul
+    rate was not recorded) or in fp32 (an AMD EPYC with AVX2 only; recorded)."""
+    return _bf16_calibration(bench) if bf16 else _fp32_calibration(bench)
+
+
+def _train_flops(train: dict) -> tuple[float, dict]:
     project = next(r for r in train["results"] if r["config"] == train["project_config"])
-    context = train["workload"]["mean_length"]
-    train_flops = project["tokens_per_s"] * train_flops_per_token(smol, context, lora=True)
+    flops = project["tokens_per_s"] * train_flops_per_token(SMOLLM2, train["workload"]["mean_length"], lora=True)
+    return flops, project
+
+
+def _scoring_flops(n: int, seconds: float) -> float:
+    """The scoring rate of n VADER movie prompts, counted as the estimate counts a sentiment
+    prompt (TASK_TOKENS + the chat template's turn markers), not at their own length (~68 SmolLM2
+    tokens): a study's sentiment cells are then predicted at the measured speed."""
+    sentiment = TASK_TOKENS["sentiment"][0] + 30
+    return n * sentiment * forward_flops_per_token(SMOLLM2, sentiment) / seconds
+
+
+def _bf16_calibration(bench: Path) -> CpuCalibration:
+    train = json.loads((bench / "train_throughput.json").read_text())
+    train_flops, project = _train_flops(train)
     evals = json.loads((bench / "eval_vs_lmeval.json").read_text())
     mc = next(r for r in evals["results"] if r["part"] == "mc" and r["dataset"] == "vader_movies")
     scoring_s = mc["timing"]["project/bf16-autocast"]["median_s"]
-    sentiment = TASK_TOKENS["sentiment"][0] + 30  # + the chat template's turn markers
-    forward = mc["n"] * sentiment * forward_flops_per_token(smol, sentiment) / scoring_s
+    forward = _scoring_flops(mc["n"], scoring_s)
     gen = next(r for r in json.loads((bench / "profile_generation.json").read_text()) if r["mode"] == "bf16 autocast")
     decode = gen["wall_s"] / (len(gen["output_tokens"]) * 32)  # 24 prompts, 32 new tokens max
     return CpuCalibration(
@@ -125,6 +150,59 @@ def cpu_calibration(bench: Path = BENCH) -> CpuCalibration:
             f"profile_generation.json: {len(gen['output_tokens'])} prompts x 32 new tokens in {gen['wall_s']:.1f} s",
         ],
     )
+
+
+FP32_TRAIN = "train_throughput_offline_epyc_avx2_run2.json"
+FP32_EVAL = "cpu_speed_epyc_avx2.json"
+
+
+def _fp32_calibration(bench: Path) -> CpuCalibration:
+    train = json.loads((bench / FP32_TRAIN).read_text())
+    train_flops, project = _train_flops(train)
+    if project["bf16"]:
+        raise ValueError(f"{bench / FP32_TRAIN}: the project's trials ran in bf16, not fp32")
+    probes = [x for when in train["matmul_probe"].values() for x in when["fp32_gflops"]]
+    ev = json.loads((bench / FP32_EVAL).read_text())
+    if ev["bf16"] or ev["threads"] != 1:
+        raise ValueError(
+            f"{bench / FP32_EVAL}: measured in {'bf16' if ev['bf16'] else 'fp32'} at {ev['threads']} threads, "
+            "not in fp32 at 1"
+        )
+    sc, gen = ev["scoring"], ev["generation"]
+    forward = _scoring_flops(sc["n"], sc["wall_s"])
+    return CpuCalibration(
+        train_flops=train_flops,
+        forward_flops=forward,
+        decode_s_per_token=gen["wall_s"] / (gen["n"] * gen["new_tokens"]),
+        job_start_s=ev["job_start_s"],
+        load_gb_per_s=ev["weights_gb"] / ev["load_s"],
+        client_start_s=ev["client_start_s"],
+        bf16=False,
+        matmul_flops={"train": statistics.median(probes) * 1e9, "eval": ev["matmul_flops"]},
+        sources=[
+            f"{FP32_TRAIN}: {project['tokens_per_s']} tokens/s ({train['project_config']} in fp32, "
+            f"{train['device']}, {train['threads']} threads, fp32 matmul {statistics.median(probes):.0f} GFLOP/s)",
+            f"{FP32_EVAL}: {sc['n']} sentiment examples scored in {sc['wall_s']} s, {gen['n']} prompts x "
+            f"{gen['new_tokens']} new tokens in {gen['wall_s']} s (fp32, 1 thread, {ev['device']}, "
+            f"fp32 matmul {ev['matmul_flops'] / 1e9:.0f} GFLOP/s)",
+        ],
+    )
+
+
+def local_matmul_flops(train_threads: int, eval_threads: int, bf16: bool, probes: int = 3) -> dict[str, float]:
+    """This CPU's matmul FLOP/s at the precision its jobs would run in: the median of `probes`
+    `cpu_matmul_probe`s (~0.4 s each; one alone varied 41-80 GFLOP/s at 1 thread here)."""
+    import torch
+
+    from .compute import cpu_matmul_probe
+
+    before = torch.get_num_threads()
+    out = {}
+    for part, threads in (("train", train_threads), ("eval", eval_threads)):
+        torch.set_num_threads(threads)
+        out[part] = statistics.median(cpu_matmul_probe.__wrapped__(threads, bf16)[0] for _ in range(probes))
+    torch.set_num_threads(before)
+    return out
 
 
 def gpu_efficiency(device: str, check: Path = GPU_CHECK) -> tuple[dict, str]:
@@ -194,30 +272,51 @@ def _grouped(profile: Path = PROFILE) -> int:
 
 
 class CpuSpeed:
-    """How long model work takes on this kind of CPU (calibrated on SmolLM2, scaled by FLOPs).
-    Every eval cell is its own process here (the setting the CPU studies were measured in)."""
+    """How long model work takes on a CPU: the calibration's speeds, scaled by FLOPs to the model,
+    and by matmul rate to this CPU where both rates are known. With the model server (`server`,
+    the default: `FTGEN_EVAL_SERVER`) an evaluate job is a light client and a model loads once;
+    without it each cell is a process that imports torch and loads the model."""
 
-    cells_per_load = 1
-
-    def __init__(self, calib: CpuCalibration):
-        self.calib, self.job_start_s, self.load_bytes_per_s = calib, calib.job_start_s, calib.load_gb_per_s * 1e9
+    def __init__(self, calib: CpuCalibration, server: bool = True, local: dict[str, float] | None = None):
+        self.calib, self.server, self.local = calib, server, local
+        self.job_start_s, self.load_bytes_per_s = calib.job_start_s, calib.load_gb_per_s * 1e9
+        self.cells_per_load = math.inf if server else 1
+        self.cell_start_s = calib.client_start_s if server else 0.0
+        ref = calib.matmul_flops
+        self.scale = {p: local[p] / ref[p] for p in ref} if local and ref else {"train": 1.0, "eval": 1.0}
 
     def train_s(self, flops: float, devices: int, offload: bool) -> float:
-        return flops / self.calib.train_flops
+        return flops / (self.calib.train_flops * self.scale["train"])
 
     def forward_s(self, flops: float) -> float:
-        return flops / self.calib.forward_flops
+        return flops / (self.calib.forward_flops * self.scale["eval"])
 
     def decode_s(self, shape: Shape, n: int, new_tokens: int, batch: int) -> float:
         """Compute-bound on a CPU: per example and new token, scaled from SmolLM2 by matmul parameters."""
-        return n * new_tokens * self.calib.decode_s_per_token * shape.matmul_params / SMOLLM2.matmul_params
+        per_token = self.calib.decode_s_per_token / self.scale["eval"]
+        return n * new_tokens * per_token * shape.matmul_params / SMOLLM2.matmul_params
 
     def inputs(self) -> str:
         c = self.calib
+        precision = "bf16" if c.bf16 else "fp32"
+        if self.local and c.matmul_flops:
+            scaled = "scaled to this CPU's measured matmul rate: " + ", ".join(
+                f"{p} {self.local[p] / 1e9:.0f} GFLOP/s ({self.scale[p]:.2f}x the calibration's)" for p in self.scale
+            )
+        elif c.matmul_flops:
+            scaled = "as measured there"
+        else:
+            scaled = "as measured there (that CPU's matmul rate was not recorded, so not scaled to this one)"
+        evaluation = (
+            f"a model server per model (one load; {c.client_start_s} s per evaluate job)"
+            if self.server
+            else "a process per cell (FTGEN_EVAL_SERVER=0: job start and load per cell)"
+        )
         return (
-            f"CPU speeds (SmolLM2, scaled by FLOPs): train {c.train_flops / 1e9:.0f} GFLOP/s, scoring "
-            f"{c.forward_flops / 1e9:.0f} GFLOP/s, decoding {c.decode_s_per_token * 1e3:.0f} ms per example and "
-            f"new token; job start {c.job_start_s} s, load {c.load_gb_per_s} GB/s; from " + "; ".join(c.sources)
+            f"CPU speeds ({precision}; SmolLM2, scaled by FLOPs; {scaled}): train {c.train_flops / 1e9:.0f} GFLOP/s, "
+            f"scoring {c.forward_flops / 1e9:.0f} GFLOP/s, decoding {c.decode_s_per_token * 1e3:.0f} ms per example "
+            f"and new token; job start {c.job_start_s} s, load {c.load_gb_per_s:.2f} GB/s; evaluation: {evaluation}; "
+            "from " + "; ".join(c.sources)
         )
 
 
@@ -230,6 +329,7 @@ class GpuSpeed:
         self.eff, self.eff_source = gpu_efficiency(device)
         self.job_start_s, self.load_bytes_per_s = self.eff["job_start_s"], self.eff["load_gb_per_s"] * 1e9
         self.cells_per_load = _grouped()
+        self.cell_start_s = 0.0  # a group job's cells share its start
 
     def train_s(self, flops: float, devices: int, offload: bool) -> float:
         mfu = self.eff["train_mfu_offload"] if offload else self.eff["train_mfu"]
@@ -257,10 +357,14 @@ def tokens_of(study: Study, dataset: str) -> tuple[int, int]:
     return TASK_TOKENS.get(study.datasets[dataset]["task"], OTHER_TASK_TOKENS)
 
 
-def estimate_study(study: Study, device: str, calib: CpuCalibration | None = None) -> tuple[list[Row], list[str]]:
-    """Rows for fine-tuning, evaluation and (S3FT) the base model's own answers, plus the inputs used."""
+def estimate_study(
+    study: Study, device: str, calib: CpuCalibration | None = None, server: bool = True, local: dict | None = None
+) -> tuple[list[Row], list[str]]:
+    """Rows for fine-tuning, evaluation and (S3FT) the base model's own answers, plus the inputs used.
+    On a CPU: `calib` (the bf16 one by default), evaluation in model servers or not (`server`), and
+    this CPU's matmul rates (`local_matmul_flops`) to scale a calibration that recorded its own."""
     cpu = device == "cpu"
-    speed = CpuSpeed(calib or cpu_calibration()) if cpu else GpuSpeed(device)
+    speed = CpuSpeed(calib or cpu_calibration(), server, local) if cpu else GpuSpeed(device)
     finetune, evaluate, own = Row("finetune"), Row("evaluate"), Row("self_answers (S3FT)")
     ft_res, ev_res = study.resources_for("finetune"), study.resources_for("evaluate")
     ft_devices = 1 if cpu else max(1, ft_res["gpu"])
@@ -295,7 +399,8 @@ def estimate_study(study: Study, device: str, calib: CpuCalibration | None = Non
             # the model folder (bf16 weights, or the adapter) + one resume checkpoint (+ Adam states)
             finetune.disk_gb += (0.03 * weights if lora else weights + 14 * shape.params) / 1e9
         finetune.submissions = finetune.jobs
-        # ---- evaluation: one job per cell; a model load per cell or per group job (speed.cells_per_load)
+        # ---- evaluation: one job per cell; a model load per cell, per group job or per model server
+        # (speed.cells_per_load)
         cells = study.cells_for(model)
         for cell in cells:
             params = study.eval_params(cell.dataset, cell.format, cell.shots, model)
@@ -307,15 +412,15 @@ def estimate_study(study: Study, device: str, calib: CpuCalibration | None = Non
             options = 0 if generation else len(prompt.get("labels") or []) or 4
             seconds = speed.forward_s(n * (context + options) * forward_flops_per_token(shape, context))
             new_tokens = prompt.get("max_new_tokens", 0) if generation else 0
-            seconds += speed.decode_s(shape, n, new_tokens, params["batch_size"])
+            seconds += speed.decode_s(shape, n, new_tokens, params["batch_size"]) + speed.cell_start_s
             evaluate.jobs += 1
             evaluate.wall_s += seconds
             evaluate.device_hours += seconds * ev_hours_per_s
             # predictions.jsonl: the prompt text (~4 bytes per token), the answer, scores and ids
             evaluate.disk_gb += n * (4 * context + 4 * prompt.get("max_new_tokens", 0) + 300) / 1e9
         per_tag = Counter(c.model_tag for c in cells).values()
-        loads = sum(math.ceil(k / speed.cells_per_load) for k in per_tag)
-        evaluate.submissions += loads
+        loads = sum(math.ceil(k / min(k, speed.cells_per_load)) for k in per_tag)
+        evaluate.submissions += loads if not cpu else len(cells)  # a CPU server is no SLURM group
         evaluate.wall_s += loads * load_s
         evaluate.device_hours += loads * load_s * ev_hours_per_s
         # bf16 weights + the KV cache of a batch at max_length (keys and values, every layer)
@@ -379,7 +484,18 @@ DeviceKind = Annotated[str, Arg("value", choices=("a100", "h100", "h200", "cpu")
 
 
 def estimate(*, configfile: Inputs, device: DeviceKind = "a100") -> None:
-    """`ftgen estimate --configfile FILE... [--device a100|h100|h200|cpu]`: print the bill."""
+    """`ftgen estimate --configfile FILE... [--device a100|h100|h200|cpu]`: print the bill. On a CPU
+    for this one: the calibration of its precision (`bf16: auto`), scaled to its matmul rate."""
     for study in load_studies(configfile):
-        rows, inputs = estimate_study(study, device)
+        kwargs = {}
+        if device == "cpu":
+            from .modeling import resolve_bf16
+
+            calib = cpu_calibration(resolve_bf16("auto", "cpu"))
+            local = None
+            if calib.matmul_flops:
+                local = local_matmul_flops(study.threads_for("finetune"), study.threads_for("evaluate"), calib.bf16)
+            server = os.environ.get("FTGEN_EVAL_SERVER", "1") != "0"
+            kwargs = {"calib": calib, "server": server, "local": local}
+        rows, inputs = estimate_study(study, device, **kwargs)
         print(render(study, rows, inputs, device))
