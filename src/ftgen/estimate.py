@@ -357,12 +357,29 @@ def tokens_of(study: Study, dataset: str) -> tuple[int, int]:
     return TASK_TOKENS.get(study.datasets[dataset]["task"], OTHER_TASK_TOKENS)
 
 
+def tokenized_length(study: Study, model: str, ft) -> float | None:
+    """Mean tokens per training example of a fine-tune, from its tokenize step's stats.json where
+    that step has run (`snakemake --until tokenize`, cheap CPU jobs): the typical task lengths are
+    the cost model's coarsest input (VADER snippets are half a review's)."""
+    path = Path(study.paths.tokenized(model, ft.dataset, ft.variant, ft.format)) / "stats.json"
+    if not path.exists():
+        return None
+    train = json.loads(path.read_text())["train"]
+    return train["tokens"] / train["examples"] if train["examples"] else None
+
+
 def estimate_study(
-    study: Study, device: str, calib: CpuCalibration | None = None, server: bool = True, local: dict | None = None
+    study: Study,
+    device: str,
+    calib: CpuCalibration | None = None,
+    server: bool = True,
+    local: dict | None = None,
+    tokenized: bool = True,
 ) -> tuple[list[Row], list[str]]:
     """Rows for fine-tuning, evaluation and (S3FT) the base model's own answers, plus the inputs used.
     On a CPU: `calib` (the bf16 one by default), evaluation in model servers or not (`server`), and
-    this CPU's matmul rates (`local_matmul_flops`) to scale a calibration that recorded its own."""
+    this CPU's matmul rates (`local_matmul_flops`) to scale a calibration that recorded its own.
+    `tokenized`: count training tokens from the study's tokenize outputs where they exist."""
     cpu = device == "cpu"
     speed = CpuSpeed(calib or cpu_calibration(), server, local) if cpu else GpuSpeed(device)
     finetune, evaluate, own = Row("finetune"), Row("evaluate"), Row("self_answers (S3FT)")
@@ -372,6 +389,7 @@ def estimate_study(
     ft_hours_per_s = (study.threads_for("finetune") if cpu else ft_devices) / 3600
     ev_hours_per_s = (study.threads_for("evaluate") if cpu else max(1, ev_res["gpu"])) / 3600
     ev_batch = study.evaluate["batch_size"]
+    measured = 0  # fine-tunes whose training tokens were counted by their tokenize step
     for model in study.model_names:
         if study.is_api(model):
             continue
@@ -383,7 +401,10 @@ def estimate_study(
         for ft in study.finetunes:
             recipe = study.recipe(ft)
             body, target = tokens_of(study, ft.dataset)
-            length = min(max_len, (body + target) * (1 + demos_of(ft.variant)))
+            length = tokenized_length(study, model, ft) if tokenized else None
+            measured += length is not None
+            if length is None:
+                length = min(max_len, (body + target) * (1 + demos_of(ft.variant)))
             lora = recipe["method"] == "lora"
             flops = ft.size * recipe["epochs"] * length * train_flops_per_token(shape, length, lora)
             offload = "offload" in str(recipe.get("deepspeed") or "")
@@ -441,7 +462,13 @@ def estimate_study(
         f"device: {device}",
         "prompt tokens per task (body, answer): "
         + ", ".join(f"{t} {b}/{a}" for t, (b, a) in TASK_TOKENS.items())
-        + f", other {OTHER_TASK_TOKENS[0]}/{OTHER_TASK_TOKENS[1]}; x (1 + demonstrations), capped at max_length",
+        + f", other {OTHER_TASK_TOKENS[0]}/{OTHER_TASK_TOKENS[1]}; x (1 + demonstrations), capped at max_length"
+        + (
+            f"; training tokens of {measured} of {finetune.jobs} fine-tunes counted by their tokenize step "
+            f"({study.paths.root}/tokenized/*/*/stats.json)"
+            if measured
+            else ""
+        ),
         speed.inputs(),
     ]
     return [r for r in (finetune, evaluate, own) if r.jobs], inputs
