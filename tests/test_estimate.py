@@ -28,6 +28,11 @@ def study(path: str) -> Study:
     return Study(load_yaml(REPO_ROOT / path), source=path)
 
 
+def cli_estimate(configfile: str, *args: str) -> str:
+    cmd = [sys.executable, "-m", "ftgen", "estimate", "--configfile", configfile, *args]
+    return subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
+
+
 @pytest.mark.parametrize("configfile", list(MEASURED))
 def test_cpu_prediction_is_within_2x_of_the_measured_rule_times(configfile):
     measured = json.loads((estimate.BENCH / MEASURED[configfile]).read_text())["rules"]
@@ -114,13 +119,7 @@ def test_a_cpu_twice_as_fast_at_matmuls_halves_the_compute():
 def test_the_cpu_cli_measures_this_cpu_and_uses_the_calibration_of_its_precision():
     from ftgen.modeling import resolve_bf16
 
-    out = subprocess.run(
-        [sys.executable, "-m", "ftgen", "estimate", "--configfile", "config/config.yaml", "--device", "cpu"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    out = cli_estimate("config/config.yaml", "--device", "cpu")
     assert "| evaluate | 40 | 40 |" in out and "a model server per model" in out
     bf16 = resolve_bf16("auto", "cpu")
     assert ("CPU speeds (bf16" if bf16 else "CPU speeds (fp32") in out
@@ -135,13 +134,7 @@ def test_yang2024_bill_matches_the_plan_and_the_cli_prints_it():
     assert by_rule["evaluate"].jobs == 6624 and by_rule["evaluate"].submissions == 46
     assert all(r.device_hours > 0 and r.memory_gb < 80 for r in rows)  # fits an A100 80GB
     assert any("312 TFLOP/s" in line for line in inputs)
-    out = subprocess.run(
-        [sys.executable, "-m", "ftgen", "estimate", "--configfile", "config/studies/yang2024.yaml"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    out = cli_estimate("config/studies/yang2024.yaml")
     assert "| evaluate | 6,624 | 46 |" in out and "Inputs:" in out
 
 
