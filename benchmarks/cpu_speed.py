@@ -88,7 +88,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         examples = bench.pooled_examples(study, "vader_movies", max(args.n, args.n_gen), tmp / "examples.parquet")
-        # the prompts evaluate_cell scores (chat template and all), checked to re-tokenize as it does
+        # the prompt text evaluate_cell scores, chat template and all (eval_vs_lmeval.project_prompts)
         prompts = [
             tok(d["prompt"], add_special_tokens=False)["input_ids"]
             for d in bench.project_prompts(tok, params, examples)
