@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from ftgen.study import ConfigError, FineTune, Study, load_yaml, with_defaults
+from ftgen.study import ConfigError, FineTune, Study, load_studies, load_yaml, with_defaults
 from helpers import REPO, smoke_study
 
 
@@ -348,3 +348,22 @@ def test_a_study_scores_an_api_model_only_as_itself():
     cfg["datasets"]["sst2"] = {"task": "sentiment", "source": {"adapter": "jsonl", "path": "x.jsonl"}}
     with pytest.raises(ConfigError, match="'gpt4' is an API model .* scores \\['sst2'\\] by log-likelihood"):
         Study(cfg)
+
+
+def test_configfiles_merge_as_snakemake_merges_them():
+    """`ftgen estimate/preflight --configfile A B` read the study `snakemake --configfile A B` runs
+    (snakemake.utils.update_config, which Snakemake applies to its config files in order)."""
+    from snakemake.utils import update_config
+
+    files = [
+        str(REPO / "benchmarks/config/throughput_offline.yaml"),
+        str(REPO / "benchmarks/config/eval_grid_offline.yaml"),
+    ]
+    merged: dict = {}
+    for path in files:
+        update_config(merged, load_yaml(path))
+    (study,) = load_studies(files)
+    assert study.config == Study(merged).config and study.name == "eval_grid_offline"
+    assert study.source == ", ".join(files)
+    assert study.evaluate["formats"] == [0, 1] and study.evaluate["shots"] == [0, 2]  # the overlay's
+    assert [s.name for s in load_studies([str(REPO / "config/hpc.yaml")])] == ["yang2024", "barnett2024", "gupta2025"]

@@ -436,7 +436,9 @@ def preflight(*, configfile: Inputs = None, spec: Json = None, out: Output = Non
     `preflight_params()`, as the Snakemake rule passes it). Prints one table; exits 1 on any
     failure, and when the hub could not be reached (the table then comes from the fixtures)."""
     if not configfile and not spec:
-        raise UsageError("give --configfile FILE... (study files, or one with `studies:`) or --spec")
+        raise UsageError(
+            "give --configfile FILE... (merged as snakemake merges them; `studies:` lists studies) or --spec"
+        )
     studies = study_params(configfile or []) + ([spec] if spec else [])
     offline = hub_unreachable()
     report = run_preflight(studies, rows=rows, offline=offline)

@@ -219,15 +219,18 @@ class Study(ParamSlices, RuleResources, RuleInputs):
 
 
 def load_studies(configfiles: list[str]) -> list[Study]:
-    """The studies of some study files; a file with `studies:` (config/hpc.yaml) stands for its list."""
-    out = []
+    """The studies a `--configfile` list stands for, read as the workflow reads it: the files merged
+    in order as Snakemake merges them (nested mappings merged, other values replaced by the later
+    file), so `ftgen estimate --configfile A B` costs what `snakemake --configfile A B` runs; a
+    config with `studies:` (config/hpc.yaml) stands for the studies of its files."""
+    if not configfiles:
+        return []
+    config: dict = {}
     for path in configfiles:
-        config = load_yaml(path)
-        if "studies" in config:
-            out += load_studies([str(p) for p in config["studies"]])
-        else:
-            out.append(Study(config, source=str(path)))
-    return out
+        config = deep_merge(config, load_yaml(path))
+    if "studies" in config:
+        return [study for path in config["studies"] for study in load_studies([str(path)])]
+    return [Study(config, source=", ".join(str(p) for p in configfiles))]
 
 
 def check_config(*, files: InputFiles) -> None:
