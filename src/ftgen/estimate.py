@@ -465,7 +465,7 @@ def estimate_study(
         + f", other {OTHER_TASK_TOKENS[0]}/{OTHER_TASK_TOKENS[1]}; x (1 + demonstrations), capped at max_length"
         + (
             f"; training tokens of {measured} of {finetune.jobs} fine-tunes counted by their tokenize step "
-            f"({study.paths.root}/tokenized/*/*/stats.json)"
+            f"({study.paths.root}/tokenized/*/*/*/stats.json)"
             if measured
             else ""
         ),
