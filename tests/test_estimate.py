@@ -60,8 +60,8 @@ GRID = ("benchmarks/config/throughput_offline.yaml", "benchmarks/config/eval_gri
 def test_fp32_cpu_prediction_of_evaluation_is_within_2x_of_the_offline_grid(server, measured):
     """The fp32 calibration (evaluation benchmarks on an AVX2-only EPYC, benchmarks/cpu_speed.py)
     against full Snakemake runs of 72 cells on the same kind of CPU: with model servers and with a
-    process per cell. (Its fine-tunes are predicted at 1.7-2.3x their time from TASK_TOKENS, at
-    0.9-1.2x from their tokenized examples, which results/ holds only where the grid has run:
+    process per cell. (Its fine-tunes are predicted at 1.75-2.3x their time from TASK_TOKENS, at
+    0.95-1.25x from their tokenized examples, which results/ holds only where the grid has run:
     docs/hpc.md.)"""
     config = deep_merge(load_yaml(REPO_ROOT / GRID[0]), load_yaml(REPO_ROOT / GRID[1]))
     truth = json.loads((estimate.BENCH / measured).read_text())["rules"]["evaluate"]

@@ -102,7 +102,9 @@ class CpuCalibration:
     forward_flops: float  # scoring (1 thread, as evaluate jobs run)
     decode_s_per_token: float  # greedy generation, per example and new token, batch 16, 1 thread
     job_start_s: float = 6.0  # python + torch/transformers/peft imports (measured there: 5.1-6.3 s)
-    load_gb_per_s: float = 0.3  # SmolLM2's folder (0.54 GB) loads in ~2 s
+    # GB of the model's bf16 weights (the size the estimate loads) per second: SmolLM2's folder
+    # (0.54 GB of fp32) loads in ~2 s there, its bf16 size is 0.27 GB
+    load_gb_per_s: float = 0.135
     client_start_s: float = 0.3  # an evaluate job that hands its cell to a model server (no torch)
     bf16: bool = True  # the precision its jobs ran in (`bf16: auto` on that CPU)
     # that CPU's matmul FLOP/s at that precision ({"train": finetune threads, "eval": 1 thread}),
@@ -175,7 +177,7 @@ def _fp32_calibration(bench: Path) -> CpuCalibration:
         forward_flops=forward,
         decode_s_per_token=gen["wall_s"] / (gen["n"] * gen["new_tokens"]),
         job_start_s=ev["job_start_s"],
-        load_gb_per_s=ev["weights_gb"] / ev["load_s"],
+        load_gb_per_s=2 * SMOLLM2.params / 1e9 / ev["load_s"],  # bf16 GB, as the estimate loads a model
         client_start_s=ev["client_start_s"],
         bf16=False,
         matmul_flops={"train": statistics.median(probes) * 1e9, "eval": ev["matmul_flops"]},
