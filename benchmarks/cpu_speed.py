@@ -8,8 +8,8 @@ process), an evaluate job's client start (model server mode), scoring
 (`evaluate_cell` on VADER movie snippets, the default study's sentiment prompt, 0-shot) and greedy
 generation (`greedy_generate`, 32 new tokens for each of the same prompts, no stop string), at the
 precision `bf16: auto` picks here and the evaluate jobs' thread count; plus this CPU's matmul
-rate at that precision (the median of 3 `ftgen.compute.cpu_matmul_probe`s), so that `ftgen estimate` can scale
-these speeds to another CPU of the same precision. Fastest of `--repeat` runs.
+rate at that precision (`ftgen.compute.cpu_matmul_rate`), so that `ftgen estimate` can scale these
+speeds to another CPU of the same precision. Fastest of `--repeat` runs.
 Writes benchmarks/out/cpu_speed[_<label>].{json,md}.
 """
 
@@ -57,15 +57,14 @@ def main() -> int:
     import torch
 
     import eval_vs_lmeval as bench
-    from ftgen.compute import cpu_flags, cpu_matmul_probe, cpu_name
+    from ftgen.compute import cpu_flags, cpu_matmul_rate, cpu_name
     from ftgen.generation import greedy_generate
     from ftgen.modeling import load_model, load_tokenizer, resolve_bf16
 
     torch.set_num_threads(args.threads)
     bf16 = resolve_bf16("auto", "cpu")
-    # the median of 3 probes, as `ftgen estimate` measures the CPU it runs on (local_matmul_flops)
-    probes = [cpu_matmul_probe.__wrapped__(args.threads, bf16) for _ in range(3)]
-    matmul_flops, side = statistics.median(p[0] for p in probes), probes[0][1]
+    # measured as `ftgen estimate` measures the CPU it runs on
+    matmul_flops, probes, side = cpu_matmul_rate(args.threads, bf16)
     model_dir = bench.find_model_dir()
     # in a fresh process, as a job or model server loads it (a second load in one process is ~20x faster)
     timed_load = (
@@ -114,7 +113,7 @@ def main() -> int:
         "bf16": bf16,
         "matmul_flops": round(matmul_flops),
         "matmul_side": side,
-        "matmul_probes": [round(p[0]) for p in probes],
+        "matmul_probes": [round(p) for p in probes],
         "job_start_s": round(start_s, 3),
         "job_start_runs_s": start_runs,
         "client_start_s": round(client_s, 3),
@@ -158,7 +157,7 @@ def main() -> int:
             f"batch 16 | {gen_s:.2f} | {gen_runs} |",
             "",
             f"Matmul rate at that precision and thread count: {matmul_flops / 1e9:.0f} GFLOP/s (median of 3 probes, "
-            f"{side}^3: {', '.join(f'{p[0] / 1e9:.0f}' for p in probes)}).",
+            f"{side}^3: {', '.join(f'{p / 1e9:.0f}' for p in probes)}).",
             "",
         ]
     )

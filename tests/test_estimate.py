@@ -13,7 +13,7 @@ import pytest
 
 from ftgen import compute, estimate
 from ftgen.compute import model_shape
-from ftgen.study import REPO_ROOT, Study, deep_merge, load_yaml
+from ftgen.study import REPO_ROOT, Study, load_studies, load_yaml
 
 MEASURED = {  # study config -> per-rule times measured on a 2-core CPU, each cell its own process
     "config/config.yaml": "default_time.json",
@@ -50,7 +50,7 @@ def test_cpu_prediction_is_within_2x_of_the_measured_rule_times(configfile):
             assert row.jobs == truth["jobs"]
 
 
-GRID = ("benchmarks/config/throughput_offline.yaml", "benchmarks/config/eval_grid_offline.yaml")
+GRID = [str(REPO_ROOT / "benchmarks/config" / name) for name in ("throughput_offline.yaml", "eval_grid_offline.yaml")]
 
 
 @pytest.mark.parametrize(
@@ -63,11 +63,11 @@ def test_fp32_cpu_prediction_of_evaluation_is_within_2x_of_the_offline_grid(serv
     process per cell. (Its fine-tunes are predicted at 1.75-2.3x their time from TASK_TOKENS, at
     0.95-1.25x from their tokenized examples, which results/ holds only where the grid has run:
     docs/hpc.md.)"""
-    config = deep_merge(load_yaml(REPO_ROOT / GRID[0]), load_yaml(REPO_ROOT / GRID[1]))
     truth = json.loads((estimate.BENCH / measured).read_text())["rules"]["evaluate"]
     calib = estimate.cpu_calibration(bf16=False)
     assert calib.matmul_flops and not calib.bf16
-    rows, inputs = estimate.estimate_study(Study(config, source=GRID[1]), "cpu", calib, server=server, tokenized=False)
+    (grid,) = load_studies(GRID)
+    rows, inputs = estimate.estimate_study(grid, "cpu", calib, server=server, tokenized=False)
     row = next(r for r in rows if r.rule == "evaluate")
     ratio = row.wall_s / truth["total_s"]
     print(f"server={server} evaluate: predicted {row.wall_s:.0f} s, measured {truth['total_s']} s ({ratio:.2f}x)")
@@ -78,9 +78,9 @@ def test_fp32_cpu_prediction_of_evaluation_is_within_2x_of_the_offline_grid(serv
 def test_training_tokens_counted_by_the_tokenize_step_replace_the_task_defaults(tmp_path):
     """After `snakemake --until tokenize`, a fine-tune is costed at its tokenized examples' mean
     length (stats.json as ftgen.tokenized writes it), the others at TASK_TOKENS."""
-    config = deep_merge(load_yaml(REPO_ROOT / GRID[0]), load_yaml(REPO_ROOT / GRID[1]))
-    config["results_dir"] = str(tmp_path)
-    grid = Study(config, source=GRID[1])
+    overlay = tmp_path / "results_here.yaml"
+    overlay.write_text(f"results_dir: {json.dumps(str(tmp_path))}\n")
+    (grid,) = load_studies([*GRID, str(overlay)])
     calib = estimate.cpu_calibration(bf16=False)
     before, inputs = estimate.estimate_study(grid, "cpu", calib)
     assert "counted by their tokenize step" not in inputs[1]

@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import platform
 import re
+import statistics
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -173,6 +174,16 @@ def cpu_matmul_probe(threads: int, bf16: bool) -> tuple[float, int]:
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     _mm_seconds(a, b, 3)  # warm-up at the probed side
     return 2 * n**3 / _mm_seconds(a, b, 10), n
+
+
+def cpu_matmul_rate(threads: int, bf16: bool, probes: int = 3) -> tuple[float, list[float], int]:
+    """(median FLOP/s, each probe's, side): `probes` fresh `cpu_matmul_probe`s at torch's current
+    thread count `threads`. One probe is a sample of a drifting machine (41-80 GFLOP/s at 1 thread
+    on an AVX2 EPYC); `ftgen estimate` compares this median on the CPU it runs on with the one
+    benchmarks/cpu_speed.py recorded on its calibration CPU."""
+    runs = [cpu_matmul_probe.__wrapped__(threads, bf16) for _ in range(probes)]
+    samples = [flops for flops, _ in runs]
+    return statistics.median(samples), samples, runs[0][1]
 
 
 def cpu_peak_flops(threads: int, bf16: bool) -> float:

@@ -191,18 +191,18 @@ def _fp32_calibration(bench: Path) -> CpuCalibration:
     )
 
 
-def local_matmul_flops(train_threads: int, eval_threads: int, bf16: bool, probes: int = 3) -> dict[str, float]:
-    """This CPU's matmul FLOP/s at the precision its jobs would run in: the median of `probes`
-    `cpu_matmul_probe`s (~0.4 s each; one alone varied 41-80 GFLOP/s at 1 thread here)."""
+def local_matmul_flops(train_threads: int, eval_threads: int, bf16: bool) -> dict[str, float]:
+    """This CPU's matmul FLOP/s at the precision its jobs would run in, at the fine-tune's and the
+    evaluate jobs' thread counts (`ftgen.compute.cpu_matmul_rate`, ~1 s each)."""
     import torch
 
-    from .compute import cpu_matmul_probe
+    from .compute import cpu_matmul_rate
 
     before = torch.get_num_threads()
     out = {}
     for part, threads in (("train", train_threads), ("eval", eval_threads)):
         torch.set_num_threads(threads)
-        out[part] = statistics.median(cpu_matmul_probe.__wrapped__(threads, bf16)[0] for _ in range(probes))
+        out[part] = cpu_matmul_rate(threads, bf16)[0]
     torch.set_num_threads(before)
     return out
 
