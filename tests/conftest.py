@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import PP, SHARP_LABELS, mc_params, mc_rows, sentiment_rows, write_jsonl
+from helpers import PP, SHARP_LABELS, copy_repo, mc_params, mc_rows, planned_jobs, sentiment_rows, write_jsonl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -31,6 +31,23 @@ def tiny_model(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("model") / "tiny"
     prepare_model(spec=TINY_SPEC, model=str(out), log=lambda *_: None)
     return out
+
+
+@pytest.fixture(scope="session")
+def fresh_plan(tmp_path_factory):
+    """`fresh_plan(*args)`: the jobs per rule `snakemake -n *args` plans in a copy of the repo where
+    nothing has run (no data/cache/, no results/), planned once per session: a GPU study's plan
+    takes 5-35 s of Snakemake's time, and several test files check the same one. The copy is
+    read-only to its users; a test that writes configs makes its own (helpers.copy_repo)."""
+    wd = copy_repo(tmp_path_factory, "fresh-plans")
+    plans: dict[tuple[str, ...], dict[str, int]] = {}
+
+    def plan(*args: str) -> dict[str, int]:
+        if args not in plans:
+            plans[args] = planned_jobs(wd, *args)
+        return dict(plans[args])
+
+    return plan
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 
 from ftgen.study import Study, load_yaml
 from ftgen.study.rehearsal import HUB_ADAPTERS, REHEARSAL_SIZES, hub_fixture
-from helpers import REPO, planned_jobs
+from helpers import REPO
 
 GPU_STUDIES = ["yang2024", "barnett2024", "gupta2025"]
 
@@ -63,10 +63,10 @@ def test_rehearsal_reads_fixtures_and_tiny_models_of_each_family(name):
 
 
 @pytest.mark.parametrize("name", GPU_STUDIES)
-def test_rehearsal_plans_every_rule_of_the_study(name):
+def test_rehearsal_plans_every_rule_of_the_study(name, fresh_plan):
     args = ("--configfile", f"config/studies/{name}.yaml")
-    real = planned_jobs(REPO, *args)
-    rehearsed = planned_jobs(REPO, *args, "--config", "rehearsal=true")
+    real = fresh_plan(*args)
+    rehearsed = fresh_plan(*args, "--config", "rehearsal=true")
     assert set(rehearsed) == set(real), set(real) ^ set(rehearsed)
 
 

@@ -50,6 +50,11 @@ def planned_dag(configfile: str, workdir: Path, targets: list[str] | None = None
 
 def planned_jobs(configfile: str, workdir: Path) -> list[tuple[str, list[str], str, str]]:
     """(rule, outputs, params JSON, resources JSON) of every job of the study."""
+    return job_rows(planned_dag(configfile, workdir))
+
+
+def job_rows(jobs: list) -> list[tuple[str, list[str], str, str]]:
+    """(rule, outputs, params JSON, resources JSON) of each of Snakemake's `jobs`."""
     return [
         (
             job.rule.name,
@@ -61,7 +66,7 @@ def planned_jobs(configfile: str, workdir: Path) -> list[tuple[str, list[str], s
                 default=str,
             ),
         )
-        for job in planned_dag(configfile, workdir)
+        for job in jobs
     ]
 
 

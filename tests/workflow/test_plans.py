@@ -5,6 +5,7 @@ evaluation of the largest study is a few cluster jobs, not one per cell."""
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import math
@@ -36,21 +37,29 @@ RESOURCES_CHANGED = {
 RULES_ADDED = {"compute_table": "tables/compute.{csv,md}: throughput and MFU from the jobs' records"}
 
 
+@functools.cache
+def planned(configfile: str) -> list:
+    """Snakemake's jobs for the whole study, planned once per session (yang2024's 6,707 take
+    ~15 s), with the profile's SLURM settings unset as in CI."""
+    with pytest.MonkeyPatch.context() as env:
+        for var in ("FTGEN_SLURM_PARTITION", "FTGEN_SLURM_GPU_PARTITION", "FTGEN_SLURM_ACCOUNT", "FTGEN_SLURM_QOS"):
+            env.delenv(var, raising=False)
+        env.chdir(listing.REPO)
+        return listing.planned_dag(configfile, listing.REPO)
+
+
 @pytest.mark.parametrize("configfile", listing.CONFIGS)
-def test_plan_is_unchanged(configfile, monkeypatch):
-    for var in ("FTGEN_SLURM_PARTITION", "FTGEN_SLURM_GPU_PARTITION", "FTGEN_SLURM_ACCOUNT", "FTGEN_SLURM_QOS"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.chdir(listing.REPO)
+def test_plan_is_unchanged(configfile):
     stored_file = listing.listing_path(configfile)
     assert stored_file.exists(), f"no stored plan for {configfile}: python tests/plans/listing.py --write {configfile}"
     stored = json.loads(stored_file.read_text())
-    planned = listing.digest(listing.planned_jobs(configfile, listing.REPO))
-    added = {rule for rule in planned if rule.endswith(tuple(RULES_ADDED))}  # config/hpc.yaml: <study>_<rule>
-    assert added and sorted(set(planned) - added) == sorted(stored), "the set of rules changed"
+    planned_now = listing.digest(listing.job_rows(planned(configfile)))
+    added = {rule for rule in planned_now if rule.endswith(tuple(RULES_ADDED))}  # config/hpc.yaml: <study>_<rule>
+    assert added and sorted(set(planned_now) - added) == sorted(stored), "the set of rules changed"
     for rule in added:
-        assert planned[rule]["jobs"] == 1
-        planned.pop(rule)
-    for rule, now in planned.items():
+        assert planned_now[rule]["jobs"] == 1
+        planned_now.pop(rule)
+    for rule, now in planned_now.items():
         before = stored[rule]
         for key in ("jobs", "outputs", "resources", "params"):
             if key == "params" and rule.endswith(tuple(PARAMS_CHANGED)):  # config/hpc.yaml: <study>_<rule>
@@ -60,12 +69,11 @@ def test_plan_is_unchanged(configfile, monkeypatch):
             assert now[key] == before[key], f"{configfile}: rule {rule}: {key} differ (sample now: {now['sample']})"
 
 
-def test_yang2024_evaluation_is_one_cluster_job_per_model_tag(monkeypatch):
+def test_yang2024_evaluation_is_one_cluster_job_per_model_tag():
     """yang2024 plans 6,624 eval cells for 46 models (45 fine-tunes + base). Under the SLURM
     profile the cells of one model tag are one group job that loads the model once (its cells
     one after another: one eval slot per group job): submissions and loads are the group jobs."""
-    monkeypatch.chdir(listing.REPO)
-    jobs = [j for j in listing.planned_dag("config/studies/yang2024.yaml", listing.REPO) if j.rule.name == "evaluate"]
+    jobs = [j for j in planned("config/studies/yang2024.yaml") if j.rule.name == "evaluate"]
     profile = yaml.safe_load((listing.REPO / "profiles" / "slurm" / "config.yaml").read_text())
     pattern = jobs[0].rule._group  # `.group` is None outside cluster execution
     per_group = dict(entry.split("=") for entry in profile["group-components"])

@@ -171,9 +171,9 @@ def test_snakemake_lint_is_clean():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_yang2024_hpc_study_plans_without_hub_access(smoke_run):
+def test_yang2024_hpc_study_plans_without_hub_access(fresh_plan):
     """The paper's GPU protocol: 5 tasks, 18 datasets, SFT + 2 FTICL variants x 3 sizes, 2 formats, 4 shot counts."""
-    jobs = planned_jobs(smoke_run, "--configfile", "config/studies/yang2024.yaml")
+    jobs = fresh_plan("--configfile", "config/studies/yang2024.yaml")
     finetunes = 5 * 3 * 3  # train sets x variants x sizes (one seed)
     assert jobs == {
         "prepare_dataset": 18,
@@ -197,12 +197,11 @@ def fresh_copy(tmp_path_factory) -> Path:
     return copy_repo(tmp_path_factory, "fresh")
 
 
-def test_hpc_studies_plan_as_one_dag(fresh_copy):
+def test_hpc_studies_plan_as_one_dag(fresh_plan):
     """config/hpc.yaml (workflow/studies.smk): the three GPU studies in one DAG, each with the jobs
     it plans alone under its rule prefix; one `all`, and each pinned asset fetched once."""
-    wd = fresh_copy
-    alone = {s: planned_jobs(wd, "--configfile", f"config/studies/{s}.yaml") for s in HPC_STUDIES}
-    together = planned_jobs(wd, "--configfile", "config/hpc.yaml")
+    alone = {s: fresh_plan("--configfile", f"config/studies/{s}.yaml") for s in HPC_STUDIES}
+    together = fresh_plan("--configfile", "config/hpc.yaml")
     # the BIG-bench wheel: barnett2024's NQ corpus and gupta2025's nq_rc / MC sets read it
     assert alone["barnett2024"]["fetch_asset"] == alone["gupta2025"]["fetch_asset"] == 1
     assert "fetch_asset" not in alone["yang2024"]
@@ -214,7 +213,7 @@ def test_hpc_studies_plan_as_one_dag(fresh_copy):
     # = the sum of the three plans, less their three `all` jobs (one `all` asks for every
     # study's targets), less the second fetch of the shared BIG-bench wheel
     assert sum(together.values()) == sum(sum(jobs.values()) for jobs in alone.values()) - 3 + 1 - 1
-    one = planned_jobs(wd, "--configfile", "config/hpc.yaml", "--", "gupta2025_all")
+    one = fresh_plan("--configfile", "config/hpc.yaml", "--", "gupta2025_all")
     assert one == {f"gupta2025_{rule}": n for rule, n in alone["gupta2025"].items() if rule != "fetch_asset"} | {
         "yang2024_fetch_asset": 1
     }
