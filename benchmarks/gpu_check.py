@@ -3,8 +3,8 @@
     python benchmarks/gpu_check.py          # GPU mode: needs CUDA; ~3 min on one H100/H200, budget 420 s
     python benchmarks/gpu_check.py --cpu    # the same code on the tiny model, seconds (run by the tests)
 
-Options: `--out DIR` (default benchmarks/out; GPU mode writes gpu_check.{json,md}, CPU mode
-gpu_check_cpu.{json,md}), `--budget-s S` (default 420 GPU, 120 CPU).
+Options: `--out DIR` (default benchmarks/out; GPU mode writes gpu_check_<device>.{json,md}, e.g.
+gpu_check_nvidia_h200, CPU mode gpu_check_cpu.{json,md}), `--budget-s S` (default 420 GPU, 120 CPU).
 
 Runs where only PyTorch, transformers, peft and accelerate are installed and nothing can be
 downloaded (the lent GPU machine): the model is a LlamaConfig of TinyLlama-1.1B's shape (hidden
@@ -77,6 +77,7 @@ import math
 import os
 import platform
 import random
+import re
 import sys
 import time
 import traceback
@@ -723,6 +724,12 @@ def write(out_dir: Path, name: str, data: dict) -> None:
 
 
 # ----------------------------------------------------------------------------- main
+def result_name(device: str) -> str:
+    """One result per GPU it ran on (the estimate reads those of its --device's kind):
+    "NVIDIA H200" -> gpu_check_nvidia_h200."""
+    return "gpu_check_" + re.sub(r"[^a-z0-9]+", "_", device.lower()).strip("_")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cpu", action="store_true", help="the tiny model on the CPU (seconds)")
@@ -734,7 +741,6 @@ def main(argv: list[str] | None = None) -> int:
     s = CPU if args.cpu else GPU
     device = torch.device("cpu" if args.cpu else "cuda")
     budget = Budget(args.budget_s if args.budget_s is not None else s.budget_s)
-    name = "gpu_check_cpu" if args.cpu else "gpu_check"
     # as the pipeline's `bf16: auto`: on GPUs with bf16 and on CPUs whose bf16 matmuls are measured
     # faster than fp32 ones; elsewhere (an AVX2-only CPU: 1 vs 128 GFLOP/s) bf16 would be a
     # different, pathological path, and MFU against its 1024^3 peak meaningless
@@ -742,6 +748,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(SEED)
 
     peak = device_peak(device, bf16)
+    name = "gpu_check_cpu" if args.cpu else result_name(peak["device"])
     data = {
         "mode": "cpu" if args.cpu else "gpu",
         "device": peak["device"],

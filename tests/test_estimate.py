@@ -147,15 +147,58 @@ def test_model_states_follow_zero_partitioning():
     assert estimate.model_states(shape, False, 8, "config/deepspeed/zero3_offload.json") == pytest.approx(4 * n / 8)
 
 
-def test_a_gpu_check_on_the_device_replaces_the_assumed_mfu(tmp_path):
-    check = tmp_path / "gpu_check.json"
-    configs = {  # benchmarks/gpu_check.py's layout
-        "lora_padded": {"method": "lora", "layout": "padded", "mfu": 0.2},
-        "full_padded": {"method": "full", "layout": "padded", "mfu": 0.3},
-        "full_packed_rows2048": {"method": "full", "layout": "packed", "mfu": 0.41},
+def load_gpu_check():
+    """benchmarks/gpu_check.py as a module, this process's environment left as it was (the script
+    sets its own defaults, TQDM_DISABLE among them)."""
+    import importlib.util
+    import os
+
+    env = dict(os.environ)
+    spec = importlib.util.spec_from_file_location("gpu_check_script", REPO_ROOT / "benchmarks" / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        os.environ.clear()
+        os.environ.update(env)
+    return module
+
+
+def write_check(
+    folder: Path, device: str, created: str, train_mfu: float, scoring_mfu: float | None = None, mode="gpu"
+):
+    """A result in benchmarks/gpu_check.py's layout, under the name it gives it."""
+    configs = {
+        "lora_padded": {"method": "lora", "layout": "padded", "mfu": train_mfu / 2},
+        "full_padded": {"method": "full", "layout": "padded", "mfu": train_mfu * 0.7},
+        "full_packed_rows2048": {"method": "full", "layout": "packed", "mfu": train_mfu},
     }
-    check.write_text(json.dumps({"device": "NVIDIA H100 80GB HBM3", "parts": {"train": {"configs": configs}}}))
-    eff, source = estimate.gpu_efficiency("h100", check)
-    assert eff["train_mfu"] == 0.41 and "measured" in source
-    eff, source = estimate.gpu_efficiency("a100", check)
-    assert eff["train_mfu"] == estimate.GPU_EFFICIENCY["train_mfu"] and "assumed" in source
+    parts = {"train": {"configs": configs}, "eval": {"loglikelihoods": {"mfu": scoring_mfu} if scoring_mfu else {}}}
+    name = load_gpu_check().result_name(device) if mode == "gpu" else "gpu_check_cpu"
+    data = {"mode": mode, "device": device, "created": created, "parts": parts}
+    (folder / f"{name}.json").write_text(json.dumps(data))
+    return name
+
+
+def test_a_gpu_check_of_the_device_kind_replaces_the_assumed_mfu(tmp_path):
+    assumed = estimate.GPU_EFFICIENCY
+    eff, source = estimate.gpu_efficiency("h100", tmp_path)
+    assert eff == assumed and "assumed" in source
+    assert write_check(tmp_path, "NVIDIA H100 80GB HBM3", "2026-12-01 10:00:00 UTC", 0.41, 0.5) == (
+        "gpu_check_nvidia_h100_80gb_hbm3"
+    )
+    write_check(tmp_path, "NVIDIA A100-SXM4-40GB", "2026-12-01 10:00:00 UTC", 0.3)
+    write_check(tmp_path, "NVIDIA GH200 480GB", "2026-12-03 10:00:00 UTC", 0.6, 0.6)  # not an H200 node
+    write_check(tmp_path, "Intel(R) Xeon(R) Processor (2 threads)", "2026-12-03 10:00:00 UTC", 0.01, 0.01, mode="cpu")
+
+    eff, source = estimate.gpu_efficiency("h100", tmp_path)
+    assert (eff["train_mfu"], eff["forward_mfu"]) == (0.41, 0.5)  # the packed full fine-tune's; scoring's
+    assert eff["decode_bandwidth"] == assumed["decode_bandwidth"]
+    assert "gpu_check_nvidia_h100_80gb_hbm3.json on NVIDIA H100 80GB HBM3" in source
+    eff, source = estimate.gpu_efficiency("a100", tmp_path)  # an SXM4 40 GB check counts for the A100 kind
+    assert eff["train_mfu"] == 0.3 and eff["forward_mfu"] == assumed["forward_mfu"] and "A100-SXM4-40GB" in source
+    write_check(tmp_path, "NVIDIA A100 80GB PCIe", "2026-12-02 10:00:00 UTC", 0.33)
+    assert estimate.gpu_efficiency("a100", tmp_path)[0]["train_mfu"] == 0.33  # the newest of the kind
+    eff, source = estimate.gpu_efficiency("h200", tmp_path)
+    assert eff == assumed and "assumed" in source

