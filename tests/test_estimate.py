@@ -14,6 +14,7 @@ import pytest
 from ftgen import compute, estimate
 from ftgen.compute import model_shape
 from ftgen.study import REPO_ROOT, Study, load_studies, load_yaml
+from helpers import load_gpu_check
 
 MEASURED = {  # study config -> per-rule times measured on a 2-core CPU, each cell its own process
     "config/config.yaml": "default_time.json",
@@ -145,24 +146,6 @@ def test_model_states_follow_zero_partitioning():
     assert estimate.model_states(shape, False, 8, "config/deepspeed/zero3.json") == pytest.approx(16 * n / 8)
     assert estimate.model_states(shape, False, 8, "config/deepspeed/zero2.json") == pytest.approx(2 * n + 14 * n / 8)
     assert estimate.model_states(shape, False, 8, "config/deepspeed/zero3_offload.json") == pytest.approx(4 * n / 8)
-
-
-def load_gpu_check():
-    """benchmarks/gpu_check.py as a module, this process's environment left as it was (the script
-    sets its own defaults, TQDM_DISABLE among them)."""
-    import importlib.util
-    import os
-
-    env = dict(os.environ)
-    spec = importlib.util.spec_from_file_location("gpu_check_script", REPO_ROOT / "benchmarks" / "gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        os.environ.clear()
-        os.environ.update(env)
-    return module
 
 
 def write_check(

@@ -4,7 +4,6 @@ proven by making the pipeline's other dependencies fail to import, and writes ev
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -14,6 +13,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
+from helpers import load_gpu_check
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "benchmarks" / "gpu_check.py"
@@ -45,20 +46,6 @@ GUARD = textwrap.dedent(
     sys.meta_path.insert(0, _Block())
     """
 )
-
-
-def _load_script():
-    """The script as a module (its workload functions), leaving this process's environment as it was."""
-    env, name = dict(os.environ), "gpu_check_under_test"
-    spec = importlib.util.spec_from_file_location(name, SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        os.environ.clear()
-        os.environ.update(env)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +96,7 @@ def test_train_counts_useful_tokens_and_reports_mfu(run):
     assert layouts == {("lora", "padded"), ("lora", "packed"), ("full", "padded"), ("full", "packed")}
 
     # the timed steps' examples, recomputed: every configuration counts exactly their tokens
-    gpu_check = _load_script()
+    gpu_check = load_gpu_check()
     settings = gpu_check.CPU
     examples = gpu_check.train_examples(settings)
     expected = sum(len(f["input_ids"]) for f in examples[settings.batch * settings.warmup_steps :])
