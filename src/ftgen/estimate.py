@@ -223,7 +223,8 @@ def gpu_efficiency(device: str, bench: Path = BENCH) -> tuple[dict, str]:
     """The assumed efficiencies, with the training and scoring MFU measured by the GPU check on this
     device kind where one is committed. Its model is a 1.1B Llama: a 7B one reaches at least its
     MFU, so the measured values err towards longer jobs. Decoding stays assumed: a 1.1B model's
-    steps are bound by kernel launches, not by the weights' reads a 7B model's steps wait on."""
+    steps read 7x fewer weights per kernel launch, so its share of HBM bandwidth (expected to be
+    launch-bound, not measured) would not carry over to a 7B model."""
     eff = dict(GPU_EFFICIENCY)
     check = gpu_check_of(device, bench)
     if not check:
