@@ -211,12 +211,9 @@ def gpu_check_of(device: str, bench: Path = BENCH) -> tuple[dict, Path] | None:
     """The newest GPU check (`benchmarks/gpu_check.py`'s JSON, one file per device it ran on) whose
     device is of this kind: an A100 check counts for `a100` whether SXM4 or PCIe, 40 or 80 GB."""
     chip = re.compile(rf"\b{GPU_ASSUMED[device]['chip']}\b")
-    found = []
-    for path in sorted(bench.glob("gpu_check*.json")):
-        data = json.loads(path.read_text())
-        if data.get("mode") == "gpu" and chip.search(data.get("device", "")):
-            found.append((data.get("created", ""), path.name, data, path))
-    return max(found)[2:] if found else None
+    checks = [(json.loads(path.read_text()), path) for path in bench.glob("gpu_check*.json")]
+    found = [(data, path) for data, path in checks if data.get("mode") == "gpu" and chip.search(data.get("device", ""))]
+    return max(found, key=lambda check: (check[0].get("created", ""), check[1].name), default=None)
 
 
 def gpu_efficiency(device: str, bench: Path = BENCH) -> tuple[dict, str]:
